@@ -1,0 +1,64 @@
+/**
+ * The context every command receives: the side effects of the world behind small interfaces. main.ts builds the
+ * real one; tests build their own with fakes that assert.
+ */
+import { homedir, hostname, userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Mode, Streams } from './cli/mode.js';
+import type { ProfileStore } from './stores/profile-store.js';
+import type { HumanOut } from './ui/output.js';
+import type { Prompter } from './ui/prompter.js';
+import type { Redactor } from './ui/redact.js';
+import type { Reporter } from './ui/reporter.js';
+
+export interface GlobalOptions {
+  store?: string;
+  json?: boolean;
+  yes?: boolean;
+  color?: boolean;
+  stateDir?: string;
+  inventory?: string;
+  verbose?: boolean;
+}
+
+export interface Context {
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+  readonly streams: Streams;
+  readonly mode: Mode;
+  readonly globals: GlobalOptions;
+  readonly reporter: Reporter;
+  readonly prompter: Prompter;
+  readonly redactor: Redactor;
+  readonly out: HumanOut;
+  /** Who is acting, for history records and locks: PERSONA_AUTHOR, else user@host. */
+  readonly author: string;
+  readonly stateDir: string;
+  readonly signal: AbortSignal;
+  now(): Date;
+  /** The profile store named by --store / PERSONA_STORE (default file:./profiles), opened on first use. */
+  store(): Promise<ProfileStore>;
+  /** Opens $VISUAL / $EDITOR on a file and waits for it to exit. */
+  editFile(path: string): Promise<void>;
+}
+
+/** Run journals and saved edits: PERSONA_STATE_DIR, else $XDG_STATE_HOME/persona, else ~/.local/state/persona. */
+export function resolveStateDir(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
+  if (flag) return resolve(cwd, flag);
+  if (env.PERSONA_STATE_DIR) return resolve(cwd, env.PERSONA_STATE_DIR);
+  const base = env.XDG_STATE_HOME ? resolve(cwd, env.XDG_STATE_HOME) : join(homedir(), '.local', 'state');
+  return join(base, 'persona');
+}
+
+export function resolveAuthor(env: NodeJS.ProcessEnv): string {
+  if (env.PERSONA_AUTHOR) return env.PERSONA_AUTHOR;
+  let user = env.USER ?? env.LOGNAME;
+  if (!user) {
+    try {
+      user = userInfo().username;
+    } catch {
+      user = 'unknown';
+    }
+  }
+  return `${user}@${hostname()}`;
+}

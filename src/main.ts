@@ -1,0 +1,161 @@
+/**
+ * The one entry that wires the world: real adapters into a context, flags into a mode, errors into exit codes.
+ * Nothing deeper calls process.exit, reads process.env or writes to the streams itself.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CommanderError } from 'commander';
+import { resolveMode, type Streams } from './cli/mode.js';
+import { buildProgram, type Invocation } from './cli/program.js';
+import { type Context, type GlobalOptions, resolveAuthor, resolveStateDir } from './context.js';
+import { ExitCode, isPersonaError, PersonaError } from './errors.js';
+import type { ProfileStore } from './stores/profile-store.js';
+import { humanOut } from './ui/output.js';
+import { NonInteractivePrompter, type Prompter, TerminalPrompter } from './ui/prompter.js';
+import { Redactor } from './ui/redact.js';
+import { HumanReporter, JsonReporter, type Reporter } from './ui/reporter.js';
+
+export interface World {
+  streams: Streams;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** Where SIGINT/SIGTERM are delivered; main turns them into an abort of the running command. */
+  signals?: Pick<NodeJS.Process, 'on' | 'off'>;
+  /** Tests pass a scripted prompter. */
+  prompter?: (reporter: Reporter) => Prompter;
+}
+
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    const candidate = join(dir, 'package.json');
+    if (existsSync(candidate))
+      return (JSON.parse(readFileSync(candidate, 'utf8')) as { version: string }).version;
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
+
+export async function main(argv: string[], world: World): Promise<number> {
+  const { streams } = world;
+  if (argv.length === 1 && argv[0] === '--version') {
+    streams.stdout.write(`${packageVersion()}\n`);
+    return ExitCode.ok;
+  }
+  let invocation: Invocation | undefined;
+  const output = {
+    writeOut: (s: string) => streams.stdout.write(s),
+    writeErr: (s: string) => streams.stderr.write(s),
+  };
+  const program = buildProgram(packageVersion(), output, (i) => {
+    invocation = i;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    throw error;
+  }
+  if (!invocation) return ExitCode.ok;
+  return await run(invocation, world);
+}
+
+async function run(invocation: Invocation, world: World): Promise<number> {
+  const { streams, env, cwd } = world;
+  const globals = invocation.globals as GlobalOptions;
+  const mode = resolveMode(globals, env, streams);
+  const redactor = new Redactor();
+  const reporter: Reporter = mode.json
+    ? new JsonReporter(streams, redactor)
+    : await HumanReporter.create(streams, mode, redactor);
+  const prompter =
+    world.prompter?.(reporter) ??
+    (mode.interactive
+      ? new TerminalPrompter(streams, mode, reporter)
+      : new NonInteractivePrompter(mode, reporter));
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupts++;
+    controller.abort(new PersonaError('E_INTERRUPTED', `interrupted by ${signal}`));
+    if (interrupts > 1) reporter.warn('interrupted again: finishing the journal write, then stopping');
+  };
+  world.signals?.on('SIGINT', onSignal);
+  world.signals?.on('SIGTERM', onSignal);
+
+  let store: ProfileStore | undefined;
+  const ctx: Context = {
+    env,
+    cwd,
+    streams,
+    mode,
+    globals,
+    reporter,
+    prompter,
+    redactor,
+    out: humanOut(streams.stdout, mode.colorOut, redactor),
+    author: resolveAuthor(env),
+    stateDir: resolveStateDir(globals.stateDir, env, cwd),
+    signal: controller.signal,
+    now: () => new Date(),
+    async store() {
+      if (!store) {
+        const { openBackend, DEFAULT_STORE } = await import('./stores/open.js');
+        const { ProfileStore } = await import('./stores/profile-store.js');
+        store = new ProfileStore(
+          await openBackend(globals.store ?? env.PERSONA_STORE ?? DEFAULT_STORE, env, cwd),
+        );
+      }
+      return store;
+    },
+    async editFile(path) {
+      const { runEditor } = await import('./cli/editor.js');
+      await runEditor(path, env, streams);
+    },
+  };
+
+  try {
+    const module = await invocation.spec.load();
+    const result = await module.run(ctx, invocation.input);
+    if (mode.json || !result.human)
+      streams.stdout.write(`${redactor.redact(JSON.stringify(result.data, null, 2))}\n`);
+    else result.human(ctx.out);
+    return result.exitCode ?? ExitCode.ok;
+  } catch (error) {
+    return reportError(error, ctx, invocation);
+  } finally {
+    world.signals?.off('SIGINT', onSignal);
+    world.signals?.off('SIGTERM', onSignal);
+    await store?.backend.close().catch(() => {});
+  }
+}
+
+function reportError(error: unknown, ctx: Context, invocation: Invocation): number {
+  const { streams, mode, redactor } = ctx;
+  const c = (ctx.reporter as { c?: import('chalk').ChalkInstance }).c;
+  const red = (s: string) => (c ? c.red(s) : s);
+  if (isPersonaError(error)) {
+    streams.stderr.write(redactor.redact(`${red('error:')} ${error.message}\n`));
+    if (error.hint) streams.stderr.write(redactor.redact(`hint: ${error.hint}\n`));
+    if (mode.json) streams.stdout.write(`${redactor.redact(JSON.stringify({ error: error.toJSON() }))}\n`);
+    return error.exitCode;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  streams.stderr.write(
+    redactor.redact(
+      `${red('internal error:')} ${message}\nThis is a bug in persona (command: ${invocation.spec.path.join(' ')}). Please report it with this output.\n`,
+    ),
+  );
+  if (ctx.globals.verbose && error instanceof Error && error.stack)
+    streams.stderr.write(`${redactor.redact(error.stack)}\n`);
+  if (mode.json) {
+    streams.stdout.write(
+      `${redactor.redact(JSON.stringify({ error: { code: 'E_INTERNAL', message, exit_code: ExitCode.internal } }))}\n`,
+    );
+  }
+  return ExitCode.internal;
+}

@@ -1,0 +1,221 @@
+/**
+ * Validation of persona profiles: all problems at once, each named by its JSON path and its rule.
+ */
+import type * as z from 'zod';
+import { PersonaError, type Problem, ValidationError } from '../errors.js';
+import { parseJsonText } from './json-text.js';
+import { type Profile, profileSchema } from './schema.js';
+
+export function jsonPointer(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((seg) => `/${String(seg).replaceAll('~', '~0').replaceAll('/', '~1')}`).join('');
+}
+
+/** A short, safe rendering of an offending value: never long, never multi-line. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === 'object') return 'an object';
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}..."` : text;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestScore = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestScore) {
+      best = c;
+      bestScore = d;
+    }
+  }
+  return best;
+}
+
+/** The field names an object schema at `path` accepts, for "did you mean" hints. */
+function knownKeys(schema: z.ZodType, path: ReadonlyArray<PropertyKey>, input: unknown): string[] {
+  let node: unknown = schema;
+  let value: unknown = input;
+  for (const seg of path) {
+    node = unwrap(node);
+    const def = (node as { def?: Record<string, unknown> }).def;
+    if (!def) return [];
+    if (def.type === 'object') node = (def.shape as Record<string, unknown>)[String(seg)];
+    else if (def.type === 'array') node = def.element;
+    else if (def.type === 'union') {
+      const item =
+        value && typeof value === 'object' ? (value as Record<string, unknown>)[String(seg)] : undefined;
+      node = pickUnionOption(def, item) ?? undefined;
+      if (node) node = (unwrap(node) as { def: { shape: Record<string, unknown> } }).def.shape[String(seg)];
+    } else return [];
+    value =
+      value && typeof value === 'object'
+        ? (value as Record<string | number, unknown>)[seg as string]
+        : undefined;
+    if (!node) return [];
+  }
+  node = unwrap(node);
+  let def = (node as { def?: Record<string, unknown> }).def;
+  if (def?.type === 'union') {
+    node = pickUnionOption(def, value);
+    def = node ? (unwrap(node) as { def?: Record<string, unknown> }).def : undefined;
+  }
+  return def?.type === 'object' ? Object.keys(def.shape as object) : [];
+}
+
+function unwrap(node: unknown): unknown {
+  let n = node as { def?: { type: string; innerType?: unknown } } | undefined;
+  while (n?.def && (n.def.type === 'default' || n.def.type === 'optional' || n.def.type === 'pipe')) {
+    n = (n.def.innerType ?? (n.def as { in?: unknown }).in) as typeof n;
+  }
+  return n;
+}
+
+function pickUnionOption(def: Record<string, unknown>, value: unknown): unknown {
+  const disc = def.discriminator as string | undefined;
+  const options = (def.options as unknown[]) ?? [];
+  if (!disc || !value || typeof value !== 'object') return undefined;
+  const tag = (value as Record<string, unknown>)[disc];
+  return options.find((o) => {
+    const shape = (unwrap(o) as { def: { shape: Record<string, { def?: { values?: unknown[] } }> } }).def
+      .shape;
+    return shape[disc]?.def?.values?.includes(tag);
+  });
+}
+
+export function issuesToProblems(issues: readonly z.core.$ZodIssue[], input: unknown): Problem[] {
+  const problems: Problem[] = [];
+  for (const issue of issues) {
+    const path = jsonPointer(issue.path);
+    const got = (issue as { input?: unknown }).input;
+    switch (issue.code) {
+      case 'unrecognized_keys': {
+        const keys = knownKeys(profileSchema, issue.path, input);
+        for (const key of issue.keys) {
+          const hint = suggest(key, keys);
+          problems.push({
+            path: `${path}${jsonPointer([key])}`,
+            message: `unknown field${hint ? ` (did you mean "${hint}"?)` : ''}`,
+          });
+        }
+        break;
+      }
+      case 'invalid_union': {
+        const note = issue as { discriminator?: string; options?: unknown[] };
+        if (note.discriminator) {
+          problems.push({
+            path: `${path}`,
+            message: `${issue.message.startsWith('must') ? issue.message : `must be one of ${note.options?.map((o) => JSON.stringify(o)).join(', ')}`}, got ${describeValue(got && typeof got === 'object' ? (got as Record<string, unknown>)[note.discriminator] : got)}`,
+          });
+        } else problems.push({ path, message: `${issue.message}, got ${describeValue(got)}` });
+        break;
+      }
+      case 'invalid_type':
+        if (got === undefined) problems.push({ path, message: 'is required' });
+        else
+          problems.push({
+            path,
+            message: `${fixMessage(issue.message, issue.expected)}, got ${describeValue(got)}`,
+          });
+        break;
+      default:
+        problems.push({ path, message: `${issue.message}, got ${describeValue(got)}` });
+    }
+  }
+  // One problem per path: the first rule a value breaks is the one to fix first.
+  const seen = new Set<string>();
+  return problems.filter((p) => !seen.has(p.path) && seen.add(p.path));
+}
+
+function fixMessage(message: string, expected: string): string {
+  if (message.startsWith('must')) return message;
+  const article = /^[aeiou]/.test(expected) ? 'an' : 'a';
+  return `must be ${article} ${expected}`;
+}
+
+export interface ParsedProfile {
+  profile: Profile;
+  /** The text as written by its author; stores keep this, not a normalised copy. */
+  text: string;
+}
+
+/** Checks a parsed JSON value; returns the normalised profile or throws ValidationError with every problem. */
+export function validateProfileValue(source: string, value: unknown, expectedId?: string): Profile {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ValidationError(source, [
+      { path: '', message: `must be a JSON object, got ${describeValue(value)}` },
+    ]);
+  }
+  const result = profileSchema.safeParse(value, { reportInput: true });
+  const problems = result.success ? [] : issuesToProblems(result.error.issues, value);
+  const id = (value as { id?: unknown }).id;
+  if (expectedId !== undefined && typeof id === 'string' && id !== expectedId) {
+    problems.push({
+      path: '/id',
+      message: `must match the profile being written ("${expectedId}"), got "${id}"`,
+    });
+  }
+  if (result.success) problems.push(...crossFieldProblems(result.data));
+  if (problems.length > 0) throw new ValidationError(source, problems);
+  return (result as { data: Profile }).data;
+}
+
+export function parseProfileText(source: string, text: string, expectedId?: string): ParsedProfile {
+  if (text.trim() === '') {
+    throw new PersonaError('E_INVALID_PROFILE', `${source}: is empty`, { details: { source } });
+  }
+  const value = parseJsonText(source, text);
+  return { profile: validateProfileValue(source, value, expectedId), text };
+}
+
+/** Rules that span fields. */
+function crossFieldProblems(profile: Profile): Problem[] {
+  const problems: Problem[] = [];
+  if (profile.application_dependencies.includes(profile.id)) {
+    const at = profile.application_dependencies.indexOf(profile.id);
+    problems.push({
+      path: `/application_dependencies/${at}`,
+      message: 'an application cannot depend on itself',
+    });
+  }
+  const seen = new Map<string, number>();
+  profile.software_stack.forEach((spec, i) => {
+    const name = spec.split('=')[0]!;
+    const first = seen.get(name);
+    if (first !== undefined) {
+      problems.push({
+        path: `/software_stack/${i}`,
+        message: `package "${name}" is listed twice (also at /software_stack/${first})`,
+      });
+    } else seen.set(name, i);
+  });
+  if (profile.data.migration === 'rsync' && profile.data.paths.length === 0 && profile.data.backup) {
+    problems.push({ path: '/data/paths', message: 'a backup is given but no data paths to restore it to' });
+  }
+  const names = new Set<string>();
+  profile.health_checks.forEach((check, i) => {
+    if (check.name && names.has(check.name)) {
+      problems.push({
+        path: `/health_checks/${i}/name`,
+        message: `duplicate health check name "${check.name}"`,
+      });
+    }
+    if (check.name) names.add(check.name);
+  });
+  return problems;
+}

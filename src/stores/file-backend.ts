@@ -1,0 +1,255 @@
+/**
+ * The local directory store. Profiles are plain files, `<dir>/<id>.json`, exactly as their author wrote them, so
+ * the directory stays readable and diffable in git. Everything else persona keeps (versions, history, locks,
+ * assignments) lives under `<dir>/.persona/`.
+ *
+ * Versions: `.persona/meta/<key>.json` records the version and hash of the last content persona wrote. Content
+ * whose hash differs (edited by hand, or written by a transaction that crashed before its meta) counts as the
+ * next version, so versions only move forward and a crash never makes a version go back.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { PersonaError } from '../errors.js';
+import { writeFileAtomic } from './atomic-file.js';
+import { assertKey, type KvBackend, type KvEntry, type KvTxn, type KvTxnResult } from './kv.js';
+
+const PROFILE_PREFIX = 'profiles/';
+const TXN_LOCK_STALE_MS = 30_000;
+const TXN_LOCK_WAIT_MS = 20_000;
+
+interface Meta {
+  version: number;
+  sha256: string;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+function isMissing(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+export class FileBackend implements KvBackend {
+  readonly describe: string;
+  readonly shared = false;
+  private readonly internal: string;
+
+  constructor(
+    private readonly dir: string,
+    describe = `file:${dir}`,
+  ) {
+    this.describe = describe;
+    this.internal = join(dir, '.persona');
+  }
+
+  /** Fails with a clear message when the directory is not there. */
+  async open(): Promise<this> {
+    try {
+      const info = await stat(this.dir);
+      if (!info.isDirectory()) throw new Error('not a directory');
+    } catch (error) {
+      throw new PersonaError(
+        'E_STORE_UNAVAILABLE',
+        `store ${this.describe}: ${this.dir} is not a directory`,
+        {
+          hint: 'Pass --store file:DIR with an existing directory, or set PERSONA_STORE.',
+          cause: error,
+        },
+      );
+    }
+    return this;
+  }
+
+  private contentPath(key: string): string {
+    assertKey(key);
+    if (key.startsWith(PROFILE_PREFIX) && !key.slice(PROFILE_PREFIX.length).includes('/')) {
+      return join(this.dir, `${key.slice(PROFILE_PREFIX.length)}.json`);
+    }
+    return join(this.internal, 'data', key);
+  }
+
+  private metaPath(key: string): string {
+    return join(this.internal, 'meta', `${key}.json`);
+  }
+
+  private async readMeta(key: string): Promise<Meta> {
+    try {
+      return JSON.parse(await readFile(this.metaPath(key), 'utf8')) as Meta;
+    } catch (error) {
+      if (isMissing(error) || error instanceof SyntaxError) return { version: 0, sha256: '' };
+      throw error;
+    }
+  }
+
+  async get(key: string): Promise<KvEntry | undefined> {
+    let value: string;
+    try {
+      value = await readFile(this.contentPath(key), 'utf8');
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw this.storeError(`cannot read ${key}`, error);
+    }
+    const meta = await this.readMeta(key);
+    const hash = sha256(value);
+    const version = meta.sha256 === hash ? meta.version : meta.version + 1;
+    return { key, value, version, token: `${version}:${hash}` };
+  }
+
+  async list(prefix: string): Promise<KvEntry[]> {
+    const keys = prefix === PROFILE_PREFIX ? await this.profileKeys() : await this.walk(prefix);
+    const entries = await Promise.all(keys.sort().map((k) => this.get(k)));
+    return entries.filter((e): e is KvEntry => e !== undefined);
+  }
+
+  private async profileKeys(): Promise<string[]> {
+    const names = await readdir(this.dir).catch((error) => {
+      throw this.storeError('cannot list profiles', error);
+    });
+    return names
+      .filter((n) => n.endsWith('.json') && !n.startsWith('.') && !n.endsWith('.schema.json'))
+      .map((n) => `${PROFILE_PREFIX}${n.slice(0, -'.json'.length)}`);
+  }
+
+  private async walk(prefix: string): Promise<string[]> {
+    const root = join(this.internal, 'data');
+    const start = join(root, prefix.replace(/\/$/, ''));
+    const out: string[] = [];
+    const visit = async (dir: string): Promise<void> => {
+      let names: import('node:fs').Dirent[];
+      try {
+        names = await readdir(dir, { withFileTypes: true });
+      } catch (error) {
+        if (isMissing(error) || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+        throw error;
+      }
+      for (const d of names) {
+        if (d.name.startsWith('.')) continue;
+        const path = join(dir, d.name);
+        if (d.isDirectory()) await visit(path);
+        else out.push(relative(root, path));
+      }
+    };
+    await visit(start);
+    return out.filter((k) => k.startsWith(prefix));
+  }
+
+  async txn(txn: KvTxn): Promise<KvTxnResult> {
+    for (const k of [
+      ...(txn.checks ?? []).map((c) => c.key),
+      ...(txn.puts ?? []).map((p) => p.key),
+      ...(txn.deletes ?? []),
+    ]) {
+      assertKey(k);
+    }
+    const release = await this.lockDirectory();
+    try {
+      const failed: string[] = [];
+      for (const check of txn.checks ?? []) {
+        const current = await this.get(check.key);
+        if ((current?.token ?? null) !== check.token) failed.push(check.key);
+      }
+      if (failed.length > 0) return { ok: false, failed };
+      // Content first, meta after: a crash in between leaves content whose version reads as the next one.
+      const metas: Array<[string, Meta]> = [];
+      for (const put of txn.puts ?? []) {
+        const before = await this.get(put.key);
+        const base = before ? before.version : (await this.readMeta(put.key)).version;
+        const path = this.contentPath(put.key);
+        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+        const mode = put.key.startsWith(PROFILE_PREFIX) ? await existingMode(path, 0o644) : 0o600;
+        await writeFileAtomic(path, put.value, mode);
+        metas.push([put.key, { version: base + 1, sha256: sha256(put.value) }]);
+      }
+      for (const key of txn.deletes ?? []) {
+        const before = await this.get(key);
+        if (!before) continue;
+        await rm(this.contentPath(key), { force: true });
+        metas.push([key, { version: before.version, sha256: '' }]);
+      }
+      for (const [key, meta] of metas) {
+        await mkdir(dirname(this.metaPath(key)), { recursive: true, mode: 0o700 });
+        await writeFileAtomic(this.metaPath(key), `${JSON.stringify(meta)}\n`);
+      }
+      return { ok: true };
+    } catch (error) {
+      throw this.storeError('transaction failed', error);
+    } finally {
+      await release();
+    }
+  }
+
+  /** A short-lived exclusive lock on the whole directory, held only for the length of one transaction. */
+  private async lockDirectory(): Promise<() => Promise<void>> {
+    const path = join(this.internal, 'txn.lock');
+    await mkdir(this.internal, { recursive: true, mode: 0o700 });
+    const me = `${JSON.stringify({ pid: process.pid, host: hostname(), at: Date.now(), nonce: randomBytes(4).toString('hex') })}\n`;
+    const deadline = Date.now() + TXN_LOCK_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const handle = await open(path, 'wx', 0o600);
+        await handle.writeFile(me);
+        await handle.close();
+        return async () => {
+          const now = await readFile(path, 'utf8').catch(() => '');
+          if (now === me) await rm(path, { force: true });
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      await this.clearStaleLock(path);
+      if (Date.now() > deadline) {
+        throw new PersonaError(
+          'E_STORE',
+          `store ${this.describe} is busy: ${path} is held by another writer`,
+          {
+            hint: 'Retry; if no persona process is running, remove the lock file.',
+          },
+        );
+      }
+      await new Promise((r) => setTimeout(r, Math.min(50, 2 + attempt) + Math.random() * 5));
+    }
+  }
+
+  private async clearStaleLock(path: string): Promise<void> {
+    let holder: { pid?: number; host?: string; at?: number };
+    try {
+      holder = JSON.parse(await readFile(path, 'utf8'));
+    } catch {
+      // Empty or half-written: its writer is between open and write; give it time via the age check below.
+      const info = await stat(path).catch(() => undefined);
+      if (info && Date.now() - info.mtimeMs > TXN_LOCK_STALE_MS) await rm(path, { force: true });
+      return;
+    }
+    const sameHost = holder.host === hostname();
+    const dead = sameHost && typeof holder.pid === 'number' && !processAlive(holder.pid);
+    const old = typeof holder.at === 'number' && Date.now() - holder.at > TXN_LOCK_STALE_MS;
+    if (dead || old) await rm(path, { force: true });
+  }
+
+  private storeError(what: string, error: unknown): PersonaError {
+    if (error instanceof PersonaError) return error;
+    const reason =
+      (error as NodeJS.ErrnoException)?.code ?? (error instanceof Error ? error.message : String(error));
+    return new PersonaError('E_STORE', `store ${this.describe}: ${what}: ${reason}`, { cause: error });
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function existingMode(path: string, fallback: number): Promise<number> {
+  try {
+    return (await stat(path)).mode & 0o777;
+  } catch {
+    return fallback;
+  }
+}

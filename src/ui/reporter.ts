@@ -1,0 +1,154 @@
+/**
+ * Output is events, rendered by a reporter: human (chalk, ora, progress on stderr) or JSON (NDJSON on stdout).
+ * Commands and the engine report; they never write to the streams themselves.
+ */
+import { Chalk, type ChalkInstance } from 'chalk';
+import type { Mode, Streams } from '../cli/mode.js';
+import type { Redactor } from './redact.js';
+
+export interface Task {
+  update(text: string): void;
+  succeed(text?: string): void;
+  fail(text?: string): void;
+  warn(text?: string): void;
+}
+
+export interface Reporter {
+  info(message: string): void;
+  warn(message: string): void;
+  /** A machine-readable event; the human reporter renders the ones people need. */
+  event(type: string, data: Record<string, unknown>): void;
+  task(label: string): Task;
+}
+
+const elapsed = (start: number) => `${((Date.now() - start) / 1000).toFixed(1)}s`;
+
+export class HumanReporter implements Reporter {
+  readonly c: ChalkInstance;
+
+  private constructor(
+    private readonly streams: Streams,
+    mode: Mode,
+    private readonly redactor: Redactor,
+    private readonly ora: OraFactory | undefined,
+  ) {
+    this.c = new Chalk({ level: mode.colorErr ? 1 : 0 });
+  }
+
+  /** ora is loaded only when spinners will be shown (a terminal that reports its width). */
+  static async create(streams: Streams, mode: Mode, redactor: Redactor): Promise<HumanReporter> {
+    const ora = mode.spinners ? (await import('ora')).default : undefined;
+    return new HumanReporter(streams, mode, redactor, ora);
+  }
+
+  private write(text: string): void {
+    this.streams.stderr.write(`${this.redactor.redact(text)}\n`);
+  }
+
+  info(message: string): void {
+    this.write(message);
+  }
+
+  warn(message: string): void {
+    this.write(`${this.c.yellow('warning:')} ${message}`);
+  }
+
+  event(type: string, data: Record<string, unknown>): void {
+    if (type === 'confirm')
+      this.write(`${this.c.cyan('?')} ${String(data.question)} ${this.c.dim(`yes (${String(data.by)})`)}`);
+    else if (type === 'select')
+      this.write(
+        `${this.c.cyan('?')} ${String(data.question)} ${this.c.dim(`${String(data.answer)} (${String(data.by)})`)}`,
+      );
+    else if (type === 'log') this.write(String(data.message));
+  }
+
+  task(label: string): Task {
+    const start = Date.now();
+    const done = (symbol: string, text?: string) =>
+      this.write(`${symbol} ${text ?? label} ${this.c.dim(elapsed(start))}`);
+    if (!this.ora) {
+      this.write(`${this.c.dim('…')} ${label}`);
+      return {
+        update: () => {},
+        succeed: (t) => done(this.c.green('✔'), t),
+        fail: (t) => done(this.c.red('✖'), t),
+        warn: (t) => done(this.c.yellow('⚠'), t),
+      };
+    }
+    return new SpinnerTask(label, this.ora, this.streams, this.redactor, start, this.c);
+  }
+}
+
+type OraFactory = typeof import('ora').default;
+
+/** An ora spinner on stderr with the elapsed time. */
+class SpinnerTask implements Task {
+  private readonly spinner: import('ora').Ora;
+
+  constructor(
+    private label: string,
+    ora: OraFactory,
+    streams: Streams,
+    private readonly redactor: Redactor,
+    private readonly start: number,
+    private readonly c: ChalkInstance,
+  ) {
+    this.spinner = ora({ text: this.text(), stream: streams.stderr as NodeJS.WriteStream }).start();
+  }
+
+  private text(t = this.label): string {
+    return `${this.redactor.redact(t)} ${this.c.dim(elapsed(this.start))}`;
+  }
+
+  update(text: string): void {
+    this.label = text;
+    this.spinner.text = this.text();
+  }
+
+  succeed(text?: string): void {
+    this.spinner.succeed(this.text(text ?? this.label));
+  }
+
+  fail(text?: string): void {
+    this.spinner.fail(this.text(text ?? this.label));
+  }
+
+  warn(text?: string): void {
+    this.spinner.warn(this.text(text ?? this.label));
+  }
+}
+
+/** --json: events as NDJSON on stdout; human logs go to stderr. */
+export class JsonReporter implements Reporter {
+  constructor(
+    private readonly streams: Streams,
+    private readonly redactor: Redactor,
+  ) {}
+
+  info(message: string): void {
+    this.streams.stderr.write(`${this.redactor.redact(message)}\n`);
+  }
+
+  warn(message: string): void {
+    this.streams.stderr.write(`warning: ${this.redactor.redact(message)}\n`);
+  }
+
+  event(type: string, data: Record<string, unknown>): void {
+    const line = JSON.stringify({ type, ts: new Date().toISOString(), ...data });
+    this.streams.stdout.write(`${this.redactor.redact(line)}\n`);
+  }
+
+  task(label: string): Task {
+    const start = Date.now();
+    this.event('task', { label, status: 'started' });
+    const end = (status: string, text?: string) =>
+      this.event('task', { label: text ?? label, status, duration_ms: Date.now() - start });
+    return {
+      update: (text) => this.event('task', { label: text, status: 'progress' }),
+      succeed: (text) => end('succeeded', text),
+      fail: (text) => end('failed', text),
+      warn: (text) => end('warning', text),
+    };
+  }
+}

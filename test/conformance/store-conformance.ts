@@ -1,0 +1,181 @@
+/**
+ * One conformance suite for every store backend (file, etcd, Consul): versioned reads, compare-and-set,
+ * atomic transactions, history, and writes racing from the same read version.
+ * A backend test file calls `storeConformance(name, open)` with a factory that returns a fresh, empty store.
+ */
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, test } from 'vitest';
+import type { KvBackend } from '../../src/stores/kv.js';
+import { ProfileStore } from '../../src/stores/profile-store.js';
+import { repoRoot } from '../helpers/cli.js';
+
+export type OpenBackend = () => Promise<KvBackend>;
+
+const demo = readFileSync(`${repoRoot}profiles/demo-web.json`, 'utf8');
+const withCores = (n: number) => demo.replace('"required_cores": 1', `"required_cores": ${n}`);
+const meta = (message?: string) => ({
+  author: 'tester@lab',
+  at: new Date().toISOString(),
+  ...(message ? { message } : {}),
+});
+
+export function storeConformance(name: string, open: OpenBackend): void {
+  describe(`store conformance: ${name}`, () => {
+    const opened: KvBackend[] = [];
+    const fresh = async () => {
+      const backend = await open();
+      opened.push(backend);
+      return backend;
+    };
+    afterEach(async () => {
+      for (const b of opened.splice(0)) await b.close();
+    });
+
+    test('a missing key reads as undefined', async () => {
+      const kv = await fresh();
+      expect(await kv.get('assignments/none')).toBeUndefined();
+    });
+
+    test('create-only writes refuse when the key exists', async () => {
+      const kv = await fresh();
+      expect(
+        await kv.txn({ checks: [{ key: 'runs/a', token: null }], puts: [{ key: 'runs/a', value: '1' }] }),
+      ).toEqual({ ok: true });
+      const again = await kv.txn({
+        checks: [{ key: 'runs/a', token: null }],
+        puts: [{ key: 'runs/a', value: '2' }],
+      });
+      expect(again.ok).toBe(false);
+      expect((await kv.get('runs/a'))?.value).toBe('1');
+    });
+
+    test('versions move forward and a stale token is refused', async () => {
+      const kv = await fresh();
+      await kv.txn({ puts: [{ key: 'runs/v', value: 'one' }] });
+      const first = (await kv.get('runs/v'))!;
+      await kv.txn({
+        checks: [{ key: 'runs/v', token: first.token }],
+        puts: [{ key: 'runs/v', value: 'two' }],
+      });
+      const second = (await kv.get('runs/v'))!;
+      expect(second.version).toBeGreaterThan(first.version);
+      const stale = await kv.txn({
+        checks: [{ key: 'runs/v', token: first.token }],
+        puts: [{ key: 'runs/v', value: 'three' }],
+      });
+      expect(stale).toEqual({ ok: false, failed: ['runs/v'] });
+      expect((await kv.get('runs/v'))?.value).toBe('two');
+    });
+
+    test('a transaction with one failed check writes nothing', async () => {
+      const kv = await fresh();
+      await kv.txn({ puts: [{ key: 'assignments/x', value: 'h1' }] });
+      const result = await kv.txn({
+        checks: [{ key: 'assignments/x', token: 'not-the-token' }],
+        puts: [
+          { key: 'assignments/y', value: 'h2' },
+          { key: 'assignments/x', value: 'h3' },
+        ],
+        deletes: ['assignments/x'],
+      });
+      expect(result.ok).toBe(false);
+      expect((await kv.get('assignments/x'))?.value).toBe('h1');
+      expect(await kv.get('assignments/y')).toBeUndefined();
+    });
+
+    test('list returns the keys under a prefix, sorted, with values', async () => {
+      const kv = await fresh();
+      await kv.txn({
+        puts: [
+          { key: 'locks/b', value: 'B' },
+          { key: 'locks/a', value: 'A' },
+          { key: 'lockz/c', value: 'C' },
+        ],
+      });
+      const listed = await kv.list('locks/');
+      expect(listed.map((e) => [e.key, e.value])).toEqual([
+        ['locks/a', 'A'],
+        ['locks/b', 'B'],
+      ]);
+    });
+
+    test('delete with a check removes the key', async () => {
+      const kv = await fresh();
+      await kv.txn({ puts: [{ key: 'runs/d', value: 'x' }] });
+      const entry = (await kv.get('runs/d'))!;
+      expect(await kv.txn({ checks: [{ key: 'runs/d', token: entry.token }], deletes: ['runs/d'] })).toEqual({
+        ok: true,
+      });
+      expect(await kv.get('runs/d')).toBeUndefined();
+    });
+
+    test('profiles: write, read back, history holds the previous version', async () => {
+      const store = new ProfileStore(await fresh());
+      const v1 = await store.put('demo-web', demo, { create: true }, meta('first'));
+      const v2 = await store.put('demo-web', withCores(2), { token: v1.token }, meta('more cores'));
+      expect(v2.version).toBeGreaterThan(v1.version);
+      expect((await store.get('demo-web'))?.text).toBe(withCores(2));
+      const history = await store.history('demo-web');
+      expect(history.map((h) => h.version)).toEqual([v2.version, v1.version]);
+      expect(history[0]).toMatchObject({ current: true, meta: { message: 'more cores' } });
+      expect(history[1]).toMatchObject({ current: false, text: demo, meta: { message: 'first' } });
+      expect((await store.version('demo-web', v1.version))?.text).toBe(demo);
+    });
+
+    test('profiles: a write from a stale read is refused and nothing changes', async () => {
+      const store = new ProfileStore(await fresh());
+      const v1 = await store.put('demo-web', demo, { create: true }, meta());
+      await store.put('demo-web', withCores(2), { token: v1.token }, meta());
+      await expect(store.put('demo-web', withCores(3), { token: v1.token }, meta())).rejects.toMatchObject({
+        code: 'E_CONFLICT',
+      });
+      await expect(
+        store.put('demo-web', withCores(3), { version: v1.version }, meta()),
+      ).rejects.toMatchObject({
+        code: 'E_CONFLICT',
+      });
+      expect((await store.get('demo-web'))?.text).toBe(withCores(2));
+    });
+
+    test('profiles: an invalid profile is refused before anything is written', async () => {
+      const store = new ProfileStore(await fresh());
+      await expect(
+        store.put('demo-web', '{"id": "demo-web"}', { create: true }, meta()),
+      ).rejects.toMatchObject({
+        code: 'E_INVALID_PROFILE',
+      });
+      await expect(store.put('other', demo, { create: true }, meta())).rejects.toMatchObject({
+        code: 'E_INVALID_PROFILE',
+      });
+      expect(await store.list()).toEqual([]);
+    });
+
+    test('profiles: delete keeps the history', async () => {
+      const store = new ProfileStore(await fresh());
+      const v1 = await store.put('demo-web', demo, { create: true }, meta());
+      await store.delete('demo-web', { token: v1.token }, meta());
+      expect(await store.get('demo-web')).toBeUndefined();
+      expect((await store.history('demo-web')).map((h) => h.text)).toEqual([demo]);
+    });
+
+    test('profiles: 50 writers from the same read version: exactly one wins each round, no update lost', async () => {
+      const store = new ProfileStore(await fresh());
+      let current = await store.put('demo-web', demo, { create: true }, meta());
+      for (let round = 0; round < 3; round++) {
+        const results = await Promise.allSettled(
+          Array.from({ length: 50 }, (_, i) =>
+            store.put('demo-web', withCores(100 + round * 50 + i), { token: current.token }, meta(`w${i}`)),
+          ),
+        );
+        const won = results.filter((r) => r.status === 'fulfilled');
+        expect(won).toHaveLength(1);
+        for (const r of results)
+          if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'E_CONFLICT' });
+        const winner = (won[0] as PromiseFulfilledResult<Awaited<ReturnType<ProfileStore['put']>>>).value;
+        expect((await store.get('demo-web'))?.text).toBe(winner.text);
+        current = winner;
+      }
+      expect(await store.history('demo-web')).toHaveLength(4);
+    });
+  });
+}

@@ -1,0 +1,79 @@
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { FileBackend } from '../../src/stores/file-backend.js';
+import { ProfileStore } from '../../src/stores/profile-store.js';
+import { storeConformance } from '../conformance/store-conformance.js';
+import { copyOfProfiles, tempDir } from '../helpers/tmp.js';
+
+storeConformance('file', async () => new FileBackend(tempDir()).open());
+
+const meta = { author: 't@h', at: '2026-11-27T00:00:00Z' };
+
+describe('file store specifics', () => {
+  test('a missing directory is a clear error naming the store', async () => {
+    await expect(new FileBackend('/nonexistent/persona').open()).rejects.toMatchObject({
+      code: 'E_STORE_UNAVAILABLE',
+      message: expect.stringContaining('file:/nonexistent/persona'),
+    });
+  });
+
+  test('profiles stay plain files, exactly as written; the schema file is not a profile', async () => {
+    const dir = copyOfProfiles();
+    const store = new ProfileStore(await new FileBackend(dir).open());
+    expect((await store.list()).map((p) => p.id)).toEqual(['billing-api', 'demo-web', 'orders-db']);
+    const current = (await store.get('demo-web'))!;
+    const text = current.text.replace('"required_cores": 1', '"required_cores": 2');
+    await store.put('demo-web', text, { token: current.token }, meta);
+    expect(readFileSync(join(dir, 'demo-web.json'), 'utf8')).toBe(text);
+  });
+
+  test('a hand edit counts as a new version, and the next write keeps it in the history', async () => {
+    const dir = copyOfProfiles();
+    const store = new ProfileStore(await new FileBackend(dir).open());
+    const v0 = (await store.get('demo-web'))!;
+    const v1 = await store.put(
+      'demo-web',
+      v0.text.replace('"required_cores": 1', '"required_cores": 2'),
+      { token: v0.token },
+      meta,
+    );
+    const hand = v1.text.replace('"required_storage_gb": 1', '"required_storage_gb": 2');
+    writeFileSync(join(dir, 'demo-web.json'), hand);
+    const v2 = (await store.get('demo-web'))!;
+    expect(v2.version).toBe(v1.version + 1);
+    await expect(store.put('demo-web', v1.text, { token: v1.token }, meta)).rejects.toMatchObject({
+      code: 'E_CONFLICT',
+    });
+    const v3 = await store.put('demo-web', v1.text, { token: v2.token }, meta);
+    expect(v3.version).toBe(v2.version + 1);
+    expect((await store.version('demo-web', v2.version))?.text).toBe(hand);
+  });
+
+  test('content written without its meta (a crash between the two) reads as the next version', async () => {
+    const dir = tempDir();
+    const kv = await new FileBackend(dir).open();
+    await kv.txn({ puts: [{ key: 'runs/r', value: 'a' }] });
+    const before = (await kv.get('runs/r'))!;
+    writeFileSync(join(dir, '.persona', 'data', 'runs', 'r'), 'b');
+    const after = (await kv.get('runs/r'))!;
+    expect(after.version).toBe(before.version + 1);
+    await kv.txn({ checks: [{ key: 'runs/r', token: after.token }], puts: [{ key: 'runs/r', value: 'c' }] });
+    expect((await kv.get('runs/r'))!.version).toBe(after.version + 1);
+  });
+
+  test('internal files are private (0600) and no temp files are left behind', async () => {
+    const dir = tempDir();
+    const kv = await new FileBackend(dir).open();
+    await kv.txn({ puts: [{ key: 'runs/secret-ish', value: '{}' }] });
+    expect(statSync(join(dir, '.persona', 'data', 'runs', 'secret-ish')).mode & 0o777).toBe(0o600);
+    const leftovers = readdirSync(join(dir, '.persona', 'data', 'runs')).filter((n) => n.endsWith('.tmp'));
+    expect(leftovers).toEqual([]);
+  });
+
+  test('keys that could escape the directory are refused', async () => {
+    const kv = await new FileBackend(tempDir()).open();
+    await expect(kv.get('../etc/passwd')).rejects.toThrow(/invalid store key/);
+    await expect(kv.txn({ puts: [{ key: 'runs/../../x', value: '' }] })).rejects.toThrow(/invalid store key/);
+  });
+});
