@@ -12,8 +12,20 @@ import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { PersonaError } from '../errors.js';
+import { processAlive } from '../util/process.js';
 import { writeFileAtomic } from './atomic-file.js';
-import { assertKey, type KvBackend, type KvEntry, type KvTxn, type KvTxnResult } from './kv.js';
+import {
+  assertKey,
+  type HeldLock,
+  type KvBackend,
+  type KvEntry,
+  type KvTxn,
+  type KvTxnResult,
+  type LockHandle,
+  type LockInfo,
+  type LockOptions,
+} from './kv.js';
+import { acquireKvLock, listKvLocks } from './kv-lock.js';
 
 const PROFILE_PREFIX = 'profiles/';
 const TXN_LOCK_STALE_MS = 30_000;
@@ -34,6 +46,7 @@ export class FileBackend implements KvBackend {
   readonly describe: string;
   readonly shared = false;
   private readonly internal: string;
+  private readonly renewing = new Set<() => void>();
 
   constructor(
     private readonly dir: string,
@@ -234,15 +247,20 @@ export class FileBackend implements KvBackend {
     return new PersonaError('E_STORE', `store ${this.describe}: ${what}: ${reason}`, { cause: error });
   }
 
-  async close(): Promise<void> {}
-}
+  async acquireLock(name: string, info: LockInfo, options: LockOptions): Promise<LockHandle> {
+    const lock = await acquireKvLock(this, name, info, options);
+    this.renewing.add(lock.abandon);
+    return lock.handle;
+  }
 
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  listLocks(): Promise<HeldLock[]> {
+    return listKvLocks(this);
+  }
+
+  /** Stops renewing this handle's locks without releasing them: they lapse, as after a crash. */
+  async close(): Promise<void> {
+    for (const stop of this.renewing) stop();
+    this.renewing.clear();
   }
 }
 

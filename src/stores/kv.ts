@@ -36,6 +36,12 @@ export interface KvBackend {
   list(prefix: string): Promise<KvEntry[]>;
   /** All checks pass and every write applies, or nothing changes. */
   txn(txn: KvTxn): Promise<KvTxnResult>;
+  /**
+   * Takes a named lock or throws PersonaError E_LOCK_HELD naming the holder; renews it while the process lives.
+   * File store: timestamps and the holder's pid; Consul: a session with TTL and lock-delay; etcd: a lease.
+   */
+  acquireLock(name: string, info: LockInfo, options: LockOptions): Promise<LockHandle>;
+  listLocks(): Promise<HeldLock[]>;
   close(): Promise<void>;
 }
 
@@ -46,4 +52,37 @@ export function assertKey(key: string): void {
   if (!keyRe.test(key) || key.split('/').some((s) => s === '.' || s === '..')) {
     throw new Error(`invalid store key ${JSON.stringify(key)}`);
   }
+}
+
+/** Who holds a lock: enough to find the holder, and to tell whether it is still alive. */
+export interface LockInfo {
+  holder: string;
+  host: string;
+  pid: number;
+  run_id?: string;
+  purpose?: string;
+  started_at: string;
+}
+
+export interface HeldLock {
+  name: string;
+  info: LockInfo;
+  /** When the lock lapses unless renewed (ISO time), where the backend knows it. */
+  expires_at?: string;
+}
+
+export interface LockHandle {
+  readonly name: string;
+  readonly info: LockInfo;
+  /** Aborted when the lock is lost (renewal failed, taken over, session invalidated). */
+  readonly lost: AbortSignal;
+  /** Releases the lock; safe to call twice; never releases a lock someone else now holds. */
+  release(): Promise<void>;
+}
+
+export interface LockOptions {
+  /** How long the lock survives its holder without renewal. */
+  ttlMs: number;
+  /** Called when a lock whose holder is gone is taken over: the message names the old holder. */
+  onTakeover?: (previous: HeldLock, reason: string) => void;
 }

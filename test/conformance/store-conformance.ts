@@ -3,13 +3,43 @@
  * atomic transactions, history, and writes racing from the same read version.
  * A backend test file calls `storeConformance(name, open)` with a factory that returns a fresh, empty store.
  */
+
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { afterEach, describe, expect, test } from 'vitest';
-import type { KvBackend } from '../../src/stores/kv.js';
+import type { HeldLock, KvBackend, LockInfo } from '../../src/stores/kv.js';
 import { ProfileStore } from '../../src/stores/profile-store.js';
 import { repoRoot } from '../helpers/cli.js';
 
-export type OpenBackend = () => Promise<KvBackend>;
+/**
+ * Opens a store. Each new `namespace` is a fresh, empty store; the same namespace opens the same store again
+ * (a second process, or a second machine).
+ */
+export type OpenBackend = (namespace: string) => Promise<KvBackend>;
+
+let namespaces = 0;
+const newNamespace = () => `ns${process.pid}x${++namespaces}x${Date.now().toString(36)}`;
+
+export interface ConformanceOptions {
+  /** The shortest lock TTL the backend honours (Consul: 10 s unless the server allows less). */
+  lockTtlMs?: number;
+  /** How long after its TTL a dead holder's lock may still block (Consul: up to 2x TTL plus lock-delay). */
+  lockExpiryGraceMs?: number;
+}
+
+const lockInfo = (holder: string, pid = process.pid, run_id = `run-${holder}`): LockInfo => ({
+  holder,
+  host: hostname(),
+  pid,
+  run_id,
+  started_at: new Date().toISOString(),
+});
+
+/** A pid that no process has any more. */
+function deadPid(): number {
+  return Number(spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim());
+}
 
 const demo = readFileSync(`${repoRoot}profiles/demo-web.json`, 'utf8');
 const withCores = (n: number) => demo.replace('"required_cores": 1', `"required_cores": ${n}`);
@@ -19,11 +49,13 @@ const meta = (message?: string) => ({
   ...(message ? { message } : {}),
 });
 
-export function storeConformance(name: string, open: OpenBackend): void {
+export function storeConformance(name: string, open: OpenBackend, options: ConformanceOptions = {}): void {
+  const ttl = options.lockTtlMs ?? 1000;
+  const grace = options.lockExpiryGraceMs ?? 0;
   describe(`store conformance: ${name}`, () => {
     const opened: KvBackend[] = [];
-    const fresh = async () => {
-      const backend = await open();
+    const fresh = async (namespace = newNamespace()) => {
+      const backend = await open(namespace);
       opened.push(backend);
       return backend;
     };
@@ -176,6 +208,64 @@ export function storeConformance(name: string, open: OpenBackend): void {
         current = winner;
       }
       expect(await store.history('demo-web')).toHaveLength(4);
+    });
+
+    test('locks: a second holder is refused with the first holder named', async () => {
+      const kv = await fresh();
+      const first = await kv.acquireLock('app-demo-web', lockInfo('alice'), { ttlMs: ttl });
+      try {
+        await expect(kv.acquireLock('app-demo-web', lockInfo('bob'), { ttlMs: ttl })).rejects.toMatchObject({
+          code: 'E_LOCK_HELD',
+          message: expect.stringContaining('alice'),
+        });
+        const held = await kv.listLocks();
+        expect(held.map((l) => [l.name, l.info.holder, l.info.run_id])).toEqual([
+          ['app-demo-web', 'alice', 'run-alice'],
+        ]);
+      } finally {
+        await first.release();
+      }
+      const second = await kv.acquireLock('app-demo-web', lockInfo('bob'), { ttlMs: ttl });
+      await second.release();
+      expect(await kv.listLocks()).toEqual([]);
+    });
+
+    test('locks: held while renewed, beyond its TTL', async () => {
+      const kv = await fresh();
+      const lock = await kv.acquireLock('app-renewed', lockInfo('alice'), { ttlMs: ttl });
+      await new Promise((r) => setTimeout(r, ttl * 2 + grace));
+      await expect(kv.acquireLock('app-renewed', lockInfo('bob'), { ttlMs: ttl })).rejects.toMatchObject({
+        code: 'E_LOCK_HELD',
+      });
+      expect(lock.lost.aborted).toBe(false);
+      await lock.release();
+    });
+
+    test('locks: a lock whose holder is gone is taken over, naming the old holder', async () => {
+      const namespace = newNamespace();
+      const kv = await fresh(namespace);
+      const other = await open(namespace);
+      // The holder is a process that no longer exists and stopped renewing: close() stops renewal without
+      // releasing, as a SIGKILL would.
+      await other.acquireLock('app-orphan', lockInfo('ghost', deadPid()), { ttlMs: ttl });
+      await other.close();
+      const takeovers: Array<[HeldLock, string]> = [];
+      const deadline = Date.now() + ttl * 3 + grace + 5000;
+      let lock: Awaited<ReturnType<KvBackend['acquireLock']>> | undefined;
+      while (!lock) {
+        try {
+          lock = await kv.acquireLock('app-orphan', lockInfo('bob'), {
+            ttlMs: ttl,
+            onTakeover: (p, why) => takeovers.push([p, why]),
+          });
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'E_LOCK_HELD' || Date.now() > deadline) throw error;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      expect((await kv.listLocks()).map((l) => l.info.holder)).toEqual(['bob']);
+      expect(takeovers.map(([previous]) => previous.info.holder)).toEqual(['ghost']);
+      await lock.release();
     });
   });
 }

@@ -6,7 +6,11 @@ import { ProfileStore } from '../../src/stores/profile-store.js';
 import { storeConformance } from '../conformance/store-conformance.js';
 import { copyOfProfiles, tempDir } from '../helpers/tmp.js';
 
-storeConformance('file', async () => new FileBackend(tempDir()).open());
+const dirs = new Map<string, string>();
+storeConformance('file', async (namespace) => {
+  if (!dirs.has(namespace)) dirs.set(namespace, tempDir());
+  return new FileBackend(dirs.get(namespace)!).open();
+});
 
 const meta = { author: 't@h', at: '2026-11-27T00:00:00Z' };
 
