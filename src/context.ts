@@ -5,6 +5,8 @@
 import { homedir, hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Mode, Streams } from './cli/mode.js';
+import type { Inventory } from './hosts/inventory.js';
+import type { SshTransport } from './hosts/ssh.js';
 import type { ProfileStore } from './stores/profile-store.js';
 import type { HumanOut } from './ui/output.js';
 import type { Prompter } from './ui/prompter.js';
@@ -18,6 +20,10 @@ export interface GlobalOptions {
   color?: boolean;
   stateDir?: string;
   inventory?: string;
+  sshConfig?: string;
+  connectTimeout?: number;
+  concurrency?: number;
+  acceptNewHostKeys?: boolean;
   verbose?: boolean;
 }
 
@@ -40,6 +46,10 @@ export interface Context {
   store(): Promise<ProfileStore>;
   /** Opens $VISUAL / $EDITOR on a file and waits for it to exit. */
   editFile(path: string): Promise<void>;
+  /** The inventory named by --inventory / PERSONA_INVENTORY (default ./inventory.json), loaded on first use. */
+  inventory(): Promise<Inventory>;
+  /** The SSH transport (one per run: its master connections are closed when the command ends). */
+  ssh(): Promise<SshTransport>;
 }
 
 /** Run journals and saved edits: PERSONA_STATE_DIR, else $XDG_STATE_HOME/persona, else ~/.local/state/persona. */

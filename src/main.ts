@@ -10,6 +10,8 @@ import { resolveMode, type Streams } from './cli/mode.js';
 import { buildProgram, type Invocation } from './cli/program.js';
 import { type Context, type GlobalOptions, resolveAuthor, resolveStateDir } from './context.js';
 import { ExitCode, isPersonaError, PersonaError } from './errors.js';
+import type { Inventory } from './hosts/inventory.js';
+import type { SshTransport } from './hosts/ssh.js';
 import type { ProfileStore } from './stores/profile-store.js';
 import { humanOut } from './ui/output.js';
 import { NonInteractivePrompter, type Prompter, TerminalPrompter } from './ui/prompter.js';
@@ -88,6 +90,8 @@ async function run(invocation: Invocation, world: World): Promise<number> {
   world.signals?.on('SIGTERM', onSignal);
 
   let store: ProfileStore | undefined;
+  let inventory: Promise<Inventory> | undefined;
+  let ssh: SshTransport | undefined;
   const ctx: Context = {
     env,
     cwd,
@@ -116,6 +120,37 @@ async function run(invocation: Invocation, world: World): Promise<number> {
       const { runEditor } = await import('./cli/editor.js');
       await runEditor(path, env, streams);
     },
+    inventory() {
+      inventory ??= import('./hosts/inventory.js').then(async ({ loadInventory }) => {
+        const { existsSync } = await import('node:fs');
+        const { resolve } = await import('node:path');
+        const named = globals.inventory ?? env.PERSONA_INVENTORY;
+        const path = named ? resolve(cwd, named) : resolve(cwd, 'inventory.json');
+        if (!named && !existsSync(path)) {
+          throw new PersonaError('E_USAGE', 'no inventory: pass --inventory FILE or set PERSONA_INVENTORY', {
+            hint: 'An inventory lists hosts as JSON/YAML ({"hosts": [{"name", "address", ...}]}) or is an Ansible inventory.',
+          });
+        }
+        return await loadInventory(path);
+      });
+      return inventory;
+    },
+    async ssh() {
+      if (!ssh) {
+        const { SshTransport } = await import('./hosts/ssh.js');
+        const inv =
+          globals.sshConfig || env.PERSONA_SSH_CONFIG
+            ? undefined
+            : await ctx.inventory().catch(() => undefined);
+        const configFile = globals.sshConfig ?? env.PERSONA_SSH_CONFIG ?? inv?.sshConfig;
+        ssh = new SshTransport({
+          ...(configFile ? { configFile } : {}),
+          connectTimeoutSec: globals.connectTimeout ?? 5,
+          hostKeyChecking: globals.acceptNewHostKeys ? 'accept-new' : 'yes',
+        });
+      }
+      return ssh;
+    },
   };
 
   try {
@@ -131,6 +166,7 @@ async function run(invocation: Invocation, world: World): Promise<number> {
     world.signals?.off('SIGINT', onSignal);
     world.signals?.off('SIGTERM', onSignal);
     await store?.backend.close().catch(() => {});
+    await ssh?.close().catch(() => {});
   }
 }
 

@@ -55,6 +55,22 @@ export function buildProgram(
     .option('-y, --yes', 'answer yes to confirmations (said on stderr each time)')
     .option('--no-color', 'no colours (also NO_COLOR)')
     .option('--state-dir <dir>', 'run journals and saved edits (env PERSONA_STATE_DIR)')
+    .option(
+      '--inventory <file>',
+      'hosts: JSON, YAML or an Ansible inventory (env PERSONA_INVENTORY; default ./inventory.json)',
+    )
+    .option(
+      '--ssh-config <file>',
+      "ssh -F file (env PERSONA_SSH_CONFIG; default: the inventory's, else ~/.ssh/config)",
+    )
+    .addOption(
+      new Option('--connect-timeout <seconds>', 'SSH connect timeout').argParser(parseCount).default(5),
+    )
+    .addOption(new Option('--concurrency <n>', 'hosts probed at once').argParser(parseCount))
+    .option(
+      '--accept-new-host-keys',
+      'trust the host key of a host seen for the first time (changed keys are still refused)',
+    )
     .option('-v, --verbose', 'more detail on stderr')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(

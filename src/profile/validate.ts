@@ -98,14 +98,18 @@ function pickUnionOption(def: Record<string, unknown>, value: unknown): unknown 
   });
 }
 
-export function issuesToProblems(issues: readonly z.core.$ZodIssue[], input: unknown): Problem[] {
+export function issuesToProblems(
+  issues: readonly z.core.$ZodIssue[],
+  input: unknown,
+  schema: z.ZodType = profileSchema,
+): Problem[] {
   const problems: Problem[] = [];
   for (const issue of issues) {
     const path = jsonPointer(issue.path);
     const got = (issue as { input?: unknown }).input;
     switch (issue.code) {
       case 'unrecognized_keys': {
-        const keys = knownKeys(profileSchema, issue.path, input);
+        const keys = knownKeys(schema, issue.path, input);
         for (const key of issue.keys) {
           const hint = suggest(key, keys);
           problems.push({

@@ -1,0 +1,262 @@
+/**
+ * The broker: which hosts can take an application, in which order, and why not the others. Pure functions over
+ * the profile's requirements and the probe results. Every rejection carries its numbers and what would make the
+ * host pass; every score carries its breakdown.
+ */
+import type { InventoryHost } from '../hosts/inventory.js';
+import type { HostFacts, PackageFact } from '../hosts/parse-probe.js';
+import type { ProbeResult } from '../hosts/probe.js';
+import type { Profile } from '../profile/schema.js';
+
+export type Strategy = 'best-fit' | 'spread' | 'most-free';
+export const strategies: Strategy[] = ['best-fit', 'spread', 'most-free'];
+
+const GiB = 1024 ** 3;
+
+export interface Requirements {
+  app: string;
+  cores: number;
+  ramBytes: number;
+  storageBytes: number;
+  dataPath: string;
+  packages: string[];
+  hostLabels: Record<string, string>;
+}
+
+export function requirementsOf(profile: Profile): Requirements {
+  return {
+    app: profile.id,
+    cores: profile.required_cores,
+    ramBytes: profile.required_ram_gb * GiB,
+    storageBytes: profile.required_storage_gb * GiB,
+    dataPath: profile.data.paths[0] ?? '/',
+    packages: profile.software_stack,
+    hostLabels: profile.host_labels ?? {},
+  };
+}
+
+export type ReasonCode =
+  | 'failed-host'
+  | 'excluded'
+  | 'unreachable'
+  | 'labels'
+  | 'cores'
+  | 'memory'
+  | 'storage'
+  | 'software';
+
+export interface Reason {
+  code: ReasonCode;
+  message: string;
+  /** What would make the host pass. */
+  fix?: string;
+}
+
+export interface SoftwareFit {
+  present: string[];
+  /** Not installed (or another version), and the host's sources offer what is wanted. */
+  toInstall: string[];
+  /** Not installed and the host cannot say whether its sources offer it (no package lists yet). */
+  unknown: string[];
+  unavailable: string[];
+}
+
+export interface ScoreBreakdown {
+  components: Record<string, number>;
+  weights: Record<string, number>;
+  total: number;
+}
+
+export interface RankedHost {
+  host: string;
+  address: string;
+  verdict: 'eligible' | 'rejected';
+  rank?: number;
+  reasons: Reason[];
+  score?: ScoreBreakdown;
+  facts?: {
+    cores: number;
+    ramGiB: number;
+    freeStorageGiB: number;
+    storageMount: string;
+    load1: number;
+    os: string;
+  };
+  software?: SoftwareFit;
+}
+
+export interface RankOptions {
+  strategy?: Strategy;
+  failedHost?: string;
+  exclude?: readonly string[];
+  /** Inventory host name -> applications assigned there (for `spread`). */
+  assignments?: ReadonlyMap<string, readonly string[]>;
+}
+
+export const gib = (bytes: number) => Number((bytes / GiB).toFixed(2));
+const fmt = (bytes: number) => `${gib(bytes)} GiB`;
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+export function softwareFit(packages: readonly PackageFact[], facts: HostFacts): SoftwareFit {
+  const fit: SoftwareFit = { present: [], toInstall: [], unknown: [], unavailable: [] };
+  for (const p of packages) {
+    const spec = p.wanted ? `${p.name}=${p.wanted}` : p.name;
+    if (p.installed && (!p.wanted || p.installed === p.wanted)) fit.present.push(spec);
+    else if (facts.packages.manager === 'none') fit.unavailable.push(spec);
+    else if (p.wanted ? p.wantedAvailable === true : p.candidate !== undefined) fit.toInstall.push(spec);
+    else if (facts.packages.manager !== 'dpkg' || facts.packages.aptLists === 0) fit.unknown.push(spec);
+    else fit.unavailable.push(spec);
+  }
+  return fit;
+}
+
+function hardFilters(
+  req: Requirements,
+  host: InventoryHost,
+  facts: HostFacts,
+  software: SoftwareFit,
+): Reason[] {
+  const reasons: Reason[] = [];
+  for (const [key, value] of Object.entries(req.hostLabels)) {
+    const has = host.labels[key];
+    if (has !== value) {
+      reasons.push({
+        code: 'labels',
+        message: `label ${key}=${has ?? '(none)'}, needs ${key}=${value}`,
+        fix: `label the host ${key}=${value}, or drop host_labels.${key} from the profile`,
+      });
+    }
+  }
+  if (facts.cores.usable < req.cores) {
+    reasons.push({
+      code: 'cores',
+      message: `cores ${facts.cores.usable} < ${req.cores} required${facts.cores.quota !== undefined ? ` (CPU quota ${facts.cores.quota.toFixed(2)})` : ''}`,
+      fix: `needs ${plural(req.cores - facts.cores.usable, 'more core')}`,
+    });
+  }
+  if (facts.memory.usableBytes < req.ramBytes) {
+    const limit = facts.memory.limitBytes !== undefined ? ' (cgroup limit)' : '';
+    reasons.push({
+      code: 'memory',
+      message: `RAM ${fmt(facts.memory.usableBytes)}${limit} < ${fmt(req.ramBytes)} required`,
+      fix: `needs ${fmt(req.ramBytes - facts.memory.usableBytes)} more usable memory`,
+    });
+  }
+  if (facts.storage.freeBytes < req.storageBytes) {
+    reasons.push({
+      code: 'storage',
+      message: `free storage on ${facts.storage.mount || facts.storage.checked} ${fmt(facts.storage.freeBytes)} < ${fmt(req.storageBytes)} required`,
+      fix: `free ${fmt(req.storageBytes - facts.storage.freeBytes)} more on ${facts.storage.mount || facts.storage.checked}`,
+    });
+  }
+  if (software.unavailable.length > 0) {
+    reasons.push({
+      code: 'software',
+      message: `not available from the host's package sources: ${software.unavailable.join(', ')}`,
+      fix: 'add a package source that offers them, or relax the versions in software_stack',
+    });
+  }
+  return reasons;
+}
+
+const weightsFor: Record<Strategy, Record<string, number>> = {
+  'best-fit': { fit: 0.5, software: 0.3, load: 0.2 },
+  'most-free': { free: 0.5, software: 0.3, load: 0.2 },
+  spread: { spread: 0.4, free: 0.2, software: 0.2, load: 0.2 },
+};
+
+/** Components are all 0..1, higher is better. */
+export function scoreHost(
+  req: Requirements,
+  facts: HostFacts,
+  software: SoftwareFit,
+  assigned: number,
+  strategy: Strategy,
+): ScoreBreakdown {
+  const slack = (have: number, need: number) =>
+    have <= 0 ? 0 : Math.max(0, Math.min(1, (have - need) / have));
+  const slacks = [slack(facts.cores.usable, req.cores), slack(facts.memory.usableBytes, req.ramBytes)];
+  if (req.storageBytes > 0) slacks.push(slack(facts.storage.freeBytes, req.storageBytes));
+  const meanSlack = slacks.reduce((a, b) => a + b, 0) / slacks.length;
+  const wanted = req.packages.length;
+  const all: Record<string, number> = {
+    fit: 1 - meanSlack,
+    free: meanSlack,
+    software: wanted === 0 ? 1 : software.present.length / wanted,
+    load: 1 - Math.min(1, facts.load1 / Math.max(1, facts.cores.online)),
+    spread: 1 / (1 + assigned),
+  };
+  const weights = weightsFor[strategy];
+  const components: Record<string, number> = {};
+  let total = 0;
+  for (const [name, weight] of Object.entries(weights)) {
+    components[name] = round(all[name]!, 3);
+    total += weight * all[name]!;
+  }
+  return { components, weights, total: round(total * 100, 1) };
+}
+
+const round = (n: number, digits: number) => Number(n.toFixed(digits));
+
+export function rankHosts(
+  req: Requirements,
+  results: readonly ProbeResult[],
+  options: RankOptions = {},
+): RankedHost[] {
+  const strategy = options.strategy ?? 'best-fit';
+  const excluded = new Set(options.exclude ?? []);
+  const ranked: RankedHost[] = results.map((r) => {
+    const base = { host: r.host.name, address: r.host.address };
+    const reasons: Reason[] = [];
+    if (r.host.name === options.failedHost || r.host.address === options.failedHost) {
+      reasons.push({ code: 'failed-host', message: 'this is the failed host' });
+    }
+    if (excluded.has(r.host.name))
+      reasons.push({
+        code: 'excluded',
+        message: 'excluded by --exclude',
+        fix: `drop --exclude ${r.host.name}`,
+      });
+    if (!r.ok) {
+      if (r.failure.kind !== 'skipped') {
+        reasons.push({
+          code: 'unreachable',
+          message: r.failure.message,
+          ...(r.failure.hint ? { fix: r.failure.hint } : {}),
+        });
+      }
+      return { ...base, verdict: 'rejected', reasons };
+    }
+    const { facts } = r;
+    const software = softwareFit(facts.packages.requested, facts);
+    reasons.push(...hardFilters(req, r.host, facts, software));
+    const summary = {
+      cores: facts.cores.usable,
+      ramGiB: gib(facts.memory.usableBytes),
+      freeStorageGiB: gib(facts.storage.freeBytes),
+      storageMount: facts.storage.mount,
+      load1: facts.load1,
+      os: facts.os.pretty,
+    };
+    if (reasons.length > 0) return { ...base, verdict: 'rejected', reasons, facts: summary, software };
+    const assigned = options.assignments?.get(r.host.name)?.length ?? r.host.apps.length;
+    return {
+      ...base,
+      verdict: 'eligible',
+      reasons,
+      facts: summary,
+      software,
+      score: scoreHost(req, facts, software, assigned, strategy),
+    };
+  });
+  const eligible = ranked
+    .filter((h) => h.verdict === 'eligible')
+    .sort((a, b) => b.score!.total - a.score!.total || a.host.localeCompare(b.host));
+  eligible.forEach((h, i) => {
+    h.rank = i + 1;
+  });
+  const rejected = ranked
+    .filter((h) => h.verdict === 'rejected')
+    .sort((a, b) => a.host.localeCompare(b.host));
+  return [...eligible, ...rejected];
+}

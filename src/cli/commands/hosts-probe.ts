@@ -1,0 +1,74 @@
+import { gib } from '../../broker/broker.js';
+import { findHost } from '../../hosts/inventory.js';
+import { probeWithProgress } from '../probe-ui.js';
+import type { CommandRun } from '../spec.js';
+
+export const run: CommandRun = async (ctx, { args, opts }) => {
+  const inventory = await ctx.inventory();
+  const names = (args.hosts as string[] | undefined) ?? [];
+  const hosts = names.length > 0 ? names.map((n) => findHost(inventory, n)) : inventory.hosts;
+  let dataPath = String(opts.path ?? '/');
+  let packages = (opts.package as string[] | undefined) ?? [];
+  if (opts.profile) {
+    const { profile } = await (await ctx.store()).load(String(opts.profile));
+    dataPath = profile.data.paths[0] ?? dataPath;
+    packages = [...profile.software_stack, ...packages];
+  }
+  const { validatePackages, validateDataPath } = await import('../host-inputs.js');
+  validateDataPath(dataPath);
+  validatePackages(packages);
+  const results = await probeWithProgress(ctx, hosts, { dataPath, packages });
+  return {
+    data: { inventory: inventory.source, data_path: dataPath, hosts: results },
+    human: (out) => {
+      out.table(
+        [
+          'host',
+          'address',
+          'status',
+          'cores',
+          'RAM GiB',
+          `free/total GiB (${dataPath})`,
+          'packages',
+          'OS',
+          'load',
+          'ms',
+        ],
+        results.map((r) =>
+          r.ok
+            ? [
+                r.host.name,
+                r.host.address,
+                out.c.green('ok'),
+                r.facts.cores.usable,
+                gib(r.facts.memory.usableBytes),
+                `${gib(r.facts.storage.freeBytes)}/${gib(r.facts.storage.totalBytes)}`,
+                packages.length > 0
+                  ? r.facts.packages.requested
+                      .map((p) => `${p.name}${p.installed ? `=${p.installed}` : out.c.red(' missing')}`)
+                      .join('\n')
+                  : `${r.facts.packages.installedCount} installed`,
+                r.facts.os.pretty,
+                r.facts.load1,
+                r.durationMs,
+              ]
+            : [
+                r.host.name,
+                r.host.address,
+                out.c.red(r.failure.kind),
+                '',
+                '',
+                '',
+                '',
+                out.c.red(wrap(r.failure.message, 40)),
+                '',
+                r.durationMs,
+              ],
+        ),
+      );
+    },
+  };
+};
+
+const wrap = (text: string, width: number) =>
+  text.replace(new RegExp(`(.{1,${width}})(\\s|$)`, 'g'), '$1\n').trim();

@@ -1,0 +1,98 @@
+/**
+ * Probing candidate hosts: one SSH round trip each, bounded concurrency, a deadline per host. An unreachable host
+ * is a result with its reason, never a failure of the whole probe.
+ */
+import { isPersonaError } from '../errors.js';
+import { mapPool } from '../util/pool.js';
+import type { InventoryHost } from './inventory.js';
+import { type HostFacts, ProbeParseError, parseProbeOutput } from './parse-probe.js';
+import { probeScript } from './probe-script.js';
+import { SshError, type SshFailureKind, type SshTransport } from './ssh.js';
+
+/** `skipped`: not probed on purpose (the failed host, an excluded host). */
+export type ProbeFailureKind = SshFailureKind | 'probe' | 'skipped';
+
+export type ProbeResult =
+  | { host: InventoryHost; ok: true; facts: HostFacts; durationMs: number }
+  | {
+      host: InventoryHost;
+      ok: false;
+      failure: { kind: ProbeFailureKind; message: string; hint?: string };
+      durationMs: number;
+    };
+
+export interface ProbeOptions {
+  /** The data path whose filesystem is measured (the profile's first data path); "/" by default. */
+  dataPath?: string;
+  /** Packages to look up, as in software_stack. */
+  packages?: readonly string[];
+  concurrency?: number;
+  /** Per-host deadline, connection included. */
+  deadlineMs?: number;
+  signal?: AbortSignal;
+  onResult?: (result: ProbeResult) => void;
+}
+
+export const DEFAULT_PROBE_CONCURRENCY = 128;
+
+export async function probeHost(
+  ssh: SshTransport,
+  host: InventoryHost,
+  options: ProbeOptions = {},
+): Promise<ProbeResult> {
+  const started = Date.now();
+  const packages = options.packages ?? [];
+  try {
+    const result = await ssh.script(host, probeScript, [options.dataPath ?? '/', ...packages], {
+      timeoutMs: options.deadlineMs ?? 15_000,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    if (result.exitCode !== 0) {
+      return fail(
+        host,
+        started,
+        'probe',
+        `${host.name}: the probe exited with code ${result.exitCode}: ${result.stderr.trim().split('\n').slice(-2).join(' ')}`,
+      );
+    }
+    return {
+      host,
+      ok: true,
+      facts: parseProbeOutput(result.stdout, packages),
+      durationMs: Date.now() - started,
+    };
+  } catch (error) {
+    if (error instanceof SshError) return fail(host, started, error.kind, error.message, error.hint);
+    if (error instanceof ProbeParseError)
+      return fail(host, started, 'probe', `${host.name}: ${error.message}`);
+    if (isPersonaError(error)) return fail(host, started, 'probe', error.message, error.hint);
+    throw error;
+  }
+}
+
+function fail(
+  host: InventoryHost,
+  started: number,
+  kind: ProbeFailureKind,
+  message: string,
+  hint?: string,
+): ProbeResult {
+  return {
+    host,
+    ok: false,
+    failure: { kind, message, ...(hint ? { hint } : {}) },
+    durationMs: Date.now() - started,
+  };
+}
+
+export async function probeHosts(
+  ssh: SshTransport,
+  hosts: readonly InventoryHost[],
+  options: ProbeOptions = {},
+): Promise<ProbeResult[]> {
+  return mapPool(hosts, options.concurrency ?? DEFAULT_PROBE_CONCURRENCY, async (host) => {
+    const result = await probeHost(ssh, host, options);
+    options.onResult?.(result);
+    return result;
+  });
+}
