@@ -156,7 +156,9 @@ async function run(invocation: Invocation, world: World): Promise<number> {
   try {
     const module = await invocation.spec.load();
     const result = await module.run(ctx, invocation.input);
-    if (mode.json || !result.human)
+    // --json: one line, so a streamed run stays NDJSON (events, then the result).
+    if (mode.json) streams.stdout.write(`${redactor.redact(JSON.stringify(result.data))}\n`);
+    else if (!result.human)
       streams.stdout.write(`${redactor.redact(JSON.stringify(result.data, null, 2))}\n`);
     else result.human(ctx.out);
     return result.exitCode ?? ExitCode.ok;

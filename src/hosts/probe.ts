@@ -85,6 +85,11 @@ function fail(
   };
 }
 
+/** A host left out of the probe on purpose (the failed host, an excluded host). */
+export function notProbed(host: InventoryHost): ProbeResult {
+  return { host, ok: false, failure: { kind: 'skipped', message: 'not probed' }, durationMs: 0 };
+}
+
 export async function probeHosts(
   ssh: SshTransport,
   hosts: readonly InventoryHost[],

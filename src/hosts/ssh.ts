@@ -241,6 +241,23 @@ export class SshTransport {
   }
 
   /**
+   * The ssh command for `rsync -e`: the same options, control path and host-key checking as every other call.
+   * rsync splits it on spaces and honours quotes, so an argument with a space is quoted and one with a quote is
+   * refused.
+   */
+  async rsyncShell(target: SshTarget): Promise<{ rsh: string; host: string }> {
+    const args = await this.argv(target, undefined);
+    const host = args.pop()!;
+    args.pop(); // '--': rsync appends the host after the options.
+    const quoted = ['ssh', ...args].map((a) => {
+      if (/['"]/.test(a))
+        throw new PersonaError('E_USAGE', `cannot pass ${JSON.stringify(a)} to rsync's ssh command`);
+      return /\s/.test(a) ? `'${a}'` : a;
+    });
+    return { rsh: quoted.join(' '), host };
+  }
+
+  /**
    * Runs argv on the target. Resolves with the remote exit code for commands that ran; throws SshError when the
    * connection itself failed (refused, timeout, host key, auth, ...).
    */

@@ -1,6 +1,6 @@
 import { rankHosts, requirementsOf, type Strategy } from '../../broker/broker.js';
 import { PersonaError } from '../../errors.js';
-import type { ProbeResult } from '../../hosts/probe.js';
+import { notProbed } from '../../hosts/probe.js';
 import { probeWithProgress } from '../probe-ui.js';
 import { renderRanking } from '../ranking-table.js';
 import type { CommandRun } from '../spec.js';
@@ -16,9 +16,7 @@ export const run: CommandRun = async (ctx, { opts }) => {
     name === failed || address === failed || exclude.includes(name);
   const toProbe = inventory.hosts.filter((h) => !skip(h.name, h.address));
   const probed = await probeWithProgress(ctx, toProbe, { dataPath: req.dataPath, packages: req.packages });
-  const skipped: ProbeResult[] = inventory.hosts
-    .filter((h) => skip(h.name, h.address))
-    .map((host) => ({ host, ok: false, failure: { kind: 'skipped', message: 'not probed' }, durationMs: 0 }));
+  const skipped = inventory.hosts.filter((h) => skip(h.name, h.address)).map(notProbed);
   const strategy = (opts.strategy as Strategy | undefined) ?? 'best-fit';
   const ranking = rankHosts(req, [...probed, ...skipped], {
     strategy,

@@ -1,0 +1,33 @@
+import type { Strategy } from '../../broker/broker.js';
+import { PersonaError } from '../../errors.js';
+import { recoverHost, resumeRun } from '../../runbook/recover.js';
+import { renderSummary } from '../run-summary.js';
+import type { CommandRun } from '../spec.js';
+
+export const run: CommandRun = async (ctx, { args, opts }) => {
+  const host = args.host as string | undefined;
+  const resume = opts.resume as string | undefined;
+  if (resume) {
+    if (host) throw new PersonaError('E_USAGE', 'give either a host or --resume RUN, not both');
+    const summary = await resumeRun(ctx, resume);
+    return { data: { type: 'result', runs: [summary] }, human: (out) => renderSummary(out, summary) };
+  }
+  if (!host) throw new PersonaError('E_USAGE', 'recover needs the failed host (or --resume RUN)');
+  const runs = await recoverHost(ctx, {
+    failedHost: host,
+    apps: (opts.app as string[] | undefined) ?? [],
+    ...(opts.target ? { target: String(opts.target) } : {}),
+    dryRun: opts.dryRun === true,
+    stepByStep: opts.step === true,
+    forceNoFence: opts.forceNoFence === true,
+    strategy: (opts.strategy as Strategy | undefined) ?? 'best-fit',
+    exclude: (opts.exclude as string[] | undefined) ?? [],
+    commandLine: ['persona', 'recover', ...process.argv.slice(3)],
+  });
+  return {
+    data: { type: 'result', runs },
+    human: (out) => {
+      for (const s of runs) renderSummary(out, s);
+    },
+  };
+};

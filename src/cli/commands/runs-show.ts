@@ -1,0 +1,36 @@
+import { JournalStore } from '../../runbook/journal.js';
+import type { CommandRun } from '../spec.js';
+
+export const run: CommandRun = async (ctx, { args }) => {
+  const store = await ctx.store();
+  const journal = await new JournalStore(ctx.stateDir, store.backend.shared ? store.backend : undefined).load(
+    String(args.run),
+  );
+  return {
+    data: journal,
+    human: (out) => {
+      out.line(
+        out.c.bold(
+          `run ${journal.run_id}: ${journal.app} ${journal.failed_host.name} → ${journal.target_host.name}, ${journal.status}`,
+        ),
+      );
+      out.line(
+        `started ${journal.created_at} by ${journal.who}; profile version ${journal.profile.version}; store ${journal.store}`,
+      );
+      out.table(
+        ['step', 'status', 'attempts', 'took', 'notes'],
+        journal.steps.map((s) => [
+          s.kind,
+          s.status,
+          s.attempts,
+          s.duration_ms !== undefined ? `${(s.duration_ms / 1000).toFixed(1)} s` : '',
+          [
+            ...s.log.slice(-4),
+            ...(s.error ? [out.c.red(s.error.message)] : []),
+            ...(s.skipped_reason ? [s.skipped_reason] : []),
+          ].join('\n'),
+        ]),
+      );
+    },
+  };
+};

@@ -1,0 +1,78 @@
+/**
+ * The run journal's format: one schema is the type and the check applied when a journal is read back.
+ * A journal from a newer persona (a higher version) is refused rather than misread.
+ */
+import * as z from 'zod';
+
+export const JOURNAL_VERSION = 1;
+
+export const stepKinds = [
+  'fence',
+  'configure',
+  'migrate',
+  'validate',
+  'switch',
+  'monitor',
+  'record',
+] as const;
+
+const stepStatus = z.enum(['pending', 'running', 'succeeded', 'failed', 'skipped', 'interrupted']);
+export const runStatus = z.enum(['planned', 'running', 'succeeded', 'failed', 'interrupted', 'aborted']);
+
+const hostRef = z.object({
+  name: z.string(),
+  address: z.string(),
+  port: z.number().int().optional(),
+  user: z.string().optional(),
+});
+
+export const stepRecordSchema = z.object({
+  kind: z.enum(stepKinds),
+  title: z.string(),
+  mutates: z.boolean(),
+  status: stepStatus,
+  attempts: z.number().int().min(0),
+  started_at: z.string().optional(),
+  finished_at: z.string().optional(),
+  duration_ms: z.number().optional(),
+  outputs: z.record(z.string(), z.unknown()).optional(),
+  log: z.array(z.string()),
+  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).optional(),
+  skipped_reason: z.string().optional(),
+});
+
+export const journalSchema = z.object({
+  format: z.literal('persona-run'),
+  version: z.literal(JOURNAL_VERSION),
+  run_id: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/),
+  app: z.string(),
+  status: runStatus,
+  created_at: z.string(),
+  updated_at: z.string(),
+  who: z.string(),
+  command_line: z.array(z.string()),
+  driver: z.object({ pid: z.number().int(), host: z.string() }),
+  store: z.string(),
+  inventory: z.string(),
+  profile: z.object({ id: z.string(), version: z.number(), sha256: z.string() }),
+  failed_host: hostRef,
+  target_host: hostRef,
+  options: z.object({ force_no_fence: z.boolean(), strategy: z.string() }),
+  ranking: z.array(
+    z.object({
+      host: z.string(),
+      verdict: z.string(),
+      rank: z.number().optional(),
+      score: z.number().optional(),
+      reasons: z.array(z.string()),
+    }),
+  ),
+  steps: z.array(stepRecordSchema),
+});
+
+export type Journal = z.infer<typeof journalSchema>;
+export type StepRecord = z.infer<typeof stepRecordSchema>;
+export type StepKind = (typeof stepKinds)[number];
+export type StepStatus = z.infer<typeof stepStatus>;
+export type RunStatus = z.infer<typeof runStatus>;
+export type HostRef = z.infer<typeof hostRef>;

@@ -1,0 +1,139 @@
+/**
+ * Run journals: one JSON file per run in the state directory, 0600, written atomically (temp file, fsync,
+ * rename) before and after every step. With a shared store the journal is mirrored there, so a run started on
+ * one machine can be listed and resumed from another.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PersonaError } from '../errors.js';
+import { writeFileAtomic } from '../stores/atomic-file.js';
+import type { KvBackend } from '../stores/kv.js';
+import { JOURNAL_VERSION, type Journal, journalSchema } from './journal-schema.js';
+
+export function newRunId(app: string, now: Date): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${app}-${randomBytes(3).toString('hex')}`;
+}
+
+export const runKey = (runId: string) => `runs/${runId}`;
+
+export class JournalStore {
+  constructor(
+    readonly dir: string,
+    /** A shared store to mirror journals to; undefined for local-only runs. */
+    private readonly mirror?: KvBackend,
+  ) {}
+
+  private path(runId: string): string {
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(runId) || runId.startsWith('.')) {
+      throw new PersonaError('E_USAGE', `"${runId}" is not a run id`, {
+        hint: 'List runs with `persona runs list`.',
+      });
+    }
+    return join(this.dir, 'runs', `${runId}.json`);
+  }
+
+  /** Writes the journal locally (atomically, 0600) and mirrors it when the store is shared. */
+  async save(journal: Journal): Promise<void> {
+    await mkdir(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });
+    await chmod(this.dir, 0o700).catch(() => {});
+    const text = `${JSON.stringify(journal, null, 2)}\n`;
+    await writeFileAtomic(this.path(journal.run_id), text, 0o600);
+    if (this.mirror) {
+      const current = await this.mirror.get(runKey(journal.run_id));
+      const result = await this.mirror.txn({
+        checks: [{ key: runKey(journal.run_id), token: current?.token ?? null }],
+        puts: [{ key: runKey(journal.run_id), value: text }],
+      });
+      if (!result.ok)
+        throw new PersonaError(
+          'E_STATE',
+          `run ${journal.run_id}: the journal in ${this.mirror.describe} changed under us`,
+        );
+    }
+  }
+
+  async load(runId: string): Promise<Journal> {
+    const path = this.path(runId);
+    let text: string | undefined;
+    let source = path;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    if (text === undefined && this.mirror) {
+      const entry = await this.mirror.get(runKey(runId));
+      text = entry?.value;
+      source = `${this.mirror.describe} ${runKey(runId)}`;
+    }
+    if (text === undefined) {
+      throw new PersonaError(
+        'E_NOT_FOUND',
+        `run ${runId} not found in ${this.dir}${this.mirror ? ` or ${this.mirror.describe}` : ''}`,
+        {
+          hint: 'List runs with `persona runs list`.',
+        },
+      );
+    }
+    return parseJournal(source, text);
+  }
+
+  async list(): Promise<Journal[]> {
+    const byId = new Map<string, Journal>();
+    const names = await readdir(join(this.dir, 'runs')).catch(() => [] as string[]);
+    for (const name of names.filter((n) => n.endsWith('.json') && !n.startsWith('.'))) {
+      try {
+        const j = parseJournal(name, await readFile(join(this.dir, 'runs', name), 'utf8'));
+        byId.set(j.run_id, j);
+      } catch {
+        // An unreadable journal is reported by `runs show`, not by the listing.
+      }
+    }
+    for (const entry of this.mirror ? await this.mirror.list('runs/') : []) {
+      try {
+        const j = parseJournal(entry.key, entry.value);
+        const local = byId.get(j.run_id);
+        if (!local || local.updated_at < j.updated_at) byId.set(j.run_id, j);
+      } catch {
+        // as above
+      }
+    }
+    return [...byId.values()].sort((a, b) => b.created_at.localeCompare(a.created_at));
+  }
+}
+
+export function parseJournal(source: string, text: string): Journal {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new PersonaError(
+      'E_STATE',
+      `${source}: the journal is not valid JSON (${(error as Error).message}); it was not written by persona, or was damaged`,
+    );
+  }
+  const version = (value as { version?: unknown })?.version;
+  if (typeof version === 'number' && version > JOURNAL_VERSION) {
+    throw new PersonaError(
+      'E_STATE',
+      `${source}: journal format ${version} is newer than this persona understands (${JOURNAL_VERSION})`,
+      {
+        hint: 'Resume it with the persona version that started it, or upgrade.',
+      },
+    );
+  }
+  const parsed = journalSchema.safeParse(value);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0]!;
+    throw new PersonaError(
+      'E_STATE',
+      `${source}: not a valid persona journal (/${first.path.join('/')}: ${first.message})`,
+    );
+  }
+  return parsed.data;
+}

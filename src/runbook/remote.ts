@@ -1,0 +1,109 @@
+/**
+ * Small remote operations the steps share. Every command is an argument array; file contents travel on stdin;
+ * paths and names are positional parameters of a fixed script, never spliced into it.
+ */
+import type { InventoryHost } from '../hosts/inventory.js';
+import type { ExecResult, SshTransport } from '../hosts/ssh.js';
+
+/** Commands run as root: directly for root, through `sudo -n` for anyone else. */
+export function privileged(host: InventoryHost, argv: readonly string[]): string[] {
+  return !host.user || host.user === 'root' ? [...argv] : ['sudo', '-n', '--', ...argv];
+}
+
+export async function runPrivileged(
+  ssh: SshTransport,
+  host: InventoryHost,
+  argv: readonly string[],
+  signal?: AbortSignal,
+  input?: string,
+): Promise<ExecResult> {
+  return await ssh.run(host, privileged(host, argv), {
+    ...(signal ? { signal } : {}),
+    ...(input !== undefined ? { input } : {}),
+  });
+}
+
+const WRITE_FILE = [
+  'set -e',
+  'umask 077',
+  'mkdir -p -- "$(dirname -- "$1")"',
+  'tmp=$(mktemp -- "$1.persona.XXXXXX")',
+  'trap \'rm -f -- "$tmp"\' EXIT',
+  'cat > "$tmp"',
+  'chown -- "$3" "$tmp"',
+  'chmod -- "$2" "$tmp"',
+  'mv -f -- "$tmp" "$1"',
+  'trap - EXIT',
+].join('\n');
+
+/** Writes a file atomically on the host (temp file, then rename), with its owner and mode; content on stdin. */
+export async function writeRemoteFile(
+  ssh: SshTransport,
+  host: InventoryHost,
+  file: { path: string; content: string; mode: string; owner: string },
+  signal?: AbortSignal,
+): Promise<void> {
+  await runPrivileged(
+    ssh,
+    host,
+    ['sh', '-c', WRITE_FILE, 'persona-write', file.path, file.mode, file.owner],
+    signal,
+    file.content,
+  );
+}
+
+/** sha256 of the file at path on the host, or undefined when it does not exist. */
+export async function remoteSha256(
+  ssh: SshTransport,
+  host: InventoryHost,
+  path: string,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
+  const r = await ssh.exec(
+    host,
+    privileged(host, ['sh', '-c', 'test -f "$1" && sha256sum -- "$1"', 'persona-sha', path]),
+    signal ? { signal } : {},
+  );
+  return r.exitCode === 0 ? r.stdout.split(/\s+/)[0] : undefined;
+}
+
+export interface Manifest {
+  files: number;
+  bytes: number;
+  /** sha256 over the sorted "sha256  ./path" lines: equal digests mean equal trees. */
+  digest: string;
+}
+
+/** The same manifest on a host or locally: `cd DIR && find . -type f | sort | sha256sum each | sha256sum`. */
+export const MANIFEST_SCRIPT = [
+  'set -e',
+  'cd -- "$1"',
+  'LC_ALL=C; export LC_ALL',
+  'files=$(find . -type f | wc -l)',
+  'bytes=$(find . -type f -printf "%s\\n" | awk "{s+=\\$1} END {print s+0}")',
+  'digest=$(find . -type f -print0 | sort -z | xargs -0r sha256sum | sha256sum | cut -d" " -f1)',
+  'echo "$files $bytes $digest"',
+].join('\n');
+
+export function parseManifest(text: string): Manifest {
+  const [files = '0', bytes = '0', digest = ''] = text.trim().split(/\s+/);
+  return { files: Number(files), bytes: Number(bytes), digest };
+}
+
+export async function remoteManifest(
+  ssh: SshTransport,
+  host: InventoryHost,
+  dir: string,
+  signal?: AbortSignal,
+): Promise<Manifest> {
+  const r = await runPrivileged(ssh, host, ['sh', '-c', MANIFEST_SCRIPT, 'persona-manifest', dir], signal);
+  return parseManifest(r.stdout);
+}
+
+export async function localManifest(dir: string, signal?: AbortSignal): Promise<Manifest> {
+  const { execa } = await import('execa');
+  const r = await execa('sh', ['-c', MANIFEST_SCRIPT, 'persona-manifest', dir], {
+    ...(signal ? { cancelSignal: signal } : {}),
+  });
+  return parseManifest(String(r.stdout));
+}

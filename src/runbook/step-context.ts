@@ -1,0 +1,65 @@
+/**
+ * Builds what a step runs with, from the run's pieces. Failpoints live here: PERSONA_FAILPOINT=<step>:<point>
+ * makes the process stop at that point of that step (it writes <state>/failpoint-reached and waits to be
+ * killed or interrupted), so crash tests can kill persona in the middle of a step, deterministically.
+ */
+import { writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory.js';
+import type { SshTransport } from '../hosts/ssh.js';
+import type { Profile } from '../profile/schema.js';
+import type { KvBackend } from '../stores/kv.js';
+import type { Redactor } from '../ui/redact.js';
+import type { Reporter } from '../ui/reporter.js';
+import type { Journal, StepContext, StepRecord } from './types.js';
+
+export interface RunPieces {
+  journal: Journal;
+  profile: Profile;
+  inventory: Inventory;
+  failed: InventoryHost;
+  target: InventoryHost;
+  ssh: SshTransport;
+  backend: KvBackend;
+  reporter: Reporter;
+  redactor: Redactor;
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  now(): Date;
+}
+
+export function stepContext(pieces: RunPieces, signal: AbortSignal, record: StepRecord): StepContext {
+  const { journal, env, stateDir, reporter, redactor } = pieces;
+  return {
+    journal,
+    profile: pieces.profile,
+    failed: pieces.failed,
+    target: pieces.target,
+    ssh: pieces.ssh,
+    backend: pieces.backend,
+    reporter,
+    redactor,
+    signal,
+    stateDir,
+    env,
+    now: pieces.now,
+    findHost: (name) => findHost(pieces.inventory, name),
+    previous: (kind) => journal.steps.find((s) => s.kind === kind),
+    log(line) {
+      const text = redactor.redact(line);
+      record.log.push(text);
+      reporter.event('log', { run_id: journal.run_id, step: record.kind, message: text });
+    },
+    async checkpoint(name) {
+      if (env.PERSONA_FAILPOINT !== `${record.kind}:${name}`) return;
+      await writeFile(
+        join(stateDir, 'failpoint-reached'),
+        `${record.kind}:${name} pid ${process.pid} on ${hostname()}\n`,
+      );
+      reporter.warn(`failpoint ${record.kind}:${name} reached: waiting to be stopped`);
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      throw signal.reason;
+    },
+  };
+}

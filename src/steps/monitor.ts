@@ -1,0 +1,62 @@
+/**
+ * monitor: watch the application on its new host for the profile's monitor window after traffic moved, and keep
+ * what was seen for the record (and for ranking hosts next time).
+ */
+import { PersonaError } from '../errors.js';
+import type { Step } from '../runbook/types.js';
+import { missedTargets, runHealthChecks, sample } from './checks.js';
+
+export const monitorStep: Step = {
+  kind: 'monitor',
+  title: 'monitor after the switch',
+  mutates: false,
+  timeoutMs: (p) => (p.performance_metrics.monitor_seconds + 300) * 1000,
+  describe(ctx) {
+    return [
+      `health checks and resource samples on ${ctx.target.name} for ${ctx.profile.performance_metrics.monitor_seconds} s`,
+    ];
+  },
+  async simulate(ctx) {
+    return [`cannot simulate: watches ${ctx.profile.id} on ${ctx.target.name} after the switch`];
+  },
+  async run(ctx) {
+    const seconds = ctx.profile.performance_metrics.monitor_seconds;
+    const started = Date.now();
+    let rounds = 0;
+    let failures = 0;
+    const failed: string[] = [];
+    do {
+      rounds++;
+      for (const r of await runHealthChecks(ctx)) {
+        if (!r.ok) {
+          failures++;
+          failed.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${r.name}: ${r.detail}`);
+        }
+      }
+      if (Date.now() - started < seconds * 1000)
+        await new Promise((r) => setTimeout(r, Math.min(2000, seconds * 1000)));
+    } while (Date.now() - started < seconds * 1000 && !ctx.signal.aborted);
+    const s = await sample(ctx, Math.min(5, Math.max(1, seconds)), 0);
+    const missed = missedTargets(ctx.profile.performance_metrics, s);
+    const outputs = {
+      seconds: (Date.now() - started) / 1000,
+      rounds,
+      health_failures: failures,
+      failures: failed.slice(0, 20),
+      metrics: s,
+      missed_targets: missed,
+      healthy: failures === 0 && missed.length === 0,
+    };
+    ctx.log(
+      `watched ${outputs.seconds.toFixed(0)} s: ${rounds} rounds, ${failures} failed health checks; CPU ${s.cpu_pct}%, memory ${s.memory_pct}%`,
+    );
+    if (failures > 0) {
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `${ctx.profile.id} on ${ctx.target.name} failed ${failures} health check(s) after the switch: ${failed.slice(0, 3).join('; ')}`,
+      );
+    }
+    if (missed.length > 0) ctx.log(`after the switch: ${missed.join('; ')}`);
+    return outputs;
+  },
+};

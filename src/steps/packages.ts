@@ -1,0 +1,95 @@
+/**
+ * Installing the software stack through the host's package manager, exact versions when the profile pins them.
+ */
+import type { InventoryHost } from '../hosts/inventory.js';
+import type { SshTransport } from '../hosts/ssh.js';
+import { runPrivileged } from '../runbook/remote.js';
+
+export interface PackageState {
+  manager: 'dpkg' | 'rpm' | 'none';
+  /** name -> installed version */
+  installed: Record<string, string>;
+}
+
+// The ${...} below are dpkg-query's format and sh parameter expansions, not template placeholders.
+const QUERY = [
+  'if command -v dpkg-query >/dev/null 2>&1; then echo manager dpkg',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query format, run by sh
+  '  for n in "$@"; do v=$(dpkg-query -W -f=\'${db:Status-Abbrev} ${Version}\' "$n" 2>/dev/null) || continue',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: sh parameter expansion
+  '    case $v in ii*) echo "pkg $n ${v#* }" ;; esac; done',
+  'elif command -v rpm >/dev/null 2>&1; then echo manager rpm',
+  '  for n in "$@"; do v=$(rpm -q --qf "%{VERSION}-%{RELEASE}" "$n" 2>/dev/null) && echo "pkg $n $v"; done',
+  'else echo manager none; fi',
+].join('\n');
+
+export async function packageState(
+  ssh: SshTransport,
+  host: InventoryHost,
+  names: readonly string[],
+  signal?: AbortSignal,
+): Promise<PackageState> {
+  const r = await ssh.run(host, ['sh', '-c', QUERY, 'persona-packages', ...names], signal ? { signal } : {});
+  const state: PackageState = { manager: 'none', installed: {} };
+  for (const line of r.stdout.split('\n')) {
+    const [tag, a, b] = line.trim().split(/\s+/);
+    if (tag === 'manager') state.manager = a as PackageState['manager'];
+    if (tag === 'pkg' && a && b) state.installed[a] = b.trim();
+  }
+  return state;
+}
+
+/** The specs still to install: absent, or present at another version than the pinned one. */
+export function missingPackages(stack: readonly string[], state: PackageState): string[] {
+  return stack.filter((spec) => {
+    const [name = spec, wanted] = spec.split('=', 2);
+    const have = state.installed[name];
+    return have === undefined || (wanted !== undefined && have !== wanted);
+  });
+}
+
+export async function installPackages(
+  ssh: SshTransport,
+  host: InventoryHost,
+  specs: readonly string[],
+  manager: PackageState['manager'],
+  signal?: AbortSignal,
+): Promise<string> {
+  if (manager === 'dpkg') {
+    await runPrivileged(ssh, host, ['apt-get', 'update', '-q'], signal);
+    const r = await runPrivileged(
+      ssh,
+      host,
+      [
+        'env',
+        'DEBIAN_FRONTEND=noninteractive',
+        'apt-get',
+        'install',
+        '-y',
+        '-q',
+        '--no-install-recommends',
+        '--allow-downgrades',
+        '-o',
+        'Dpkg::Options::=--force-confdef',
+        '-o',
+        'Dpkg::Options::=--force-confold',
+        ...specs,
+      ],
+      signal,
+    );
+    return r.stdout
+      .split('\n')
+      .filter((l) => /^(Setting up|Unpacking) /.test(l))
+      .join('\n');
+  }
+  if (manager === 'rpm') {
+    const r = await runPrivileged(
+      ssh,
+      host,
+      ['dnf', 'install', '-y', ...specs.map((s) => s.replace('=', '-'))],
+      signal,
+    );
+    return r.stdout.slice(-2000);
+  }
+  throw new Error(`${host.name} has no package manager persona knows (dpkg or rpm)`);
+}

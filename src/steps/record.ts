@@ -1,0 +1,105 @@
+/**
+ * record: the application's assignment moves to the new host, atomically with the outcome of the run (host,
+ * profile version, metrics, durations), which later ranking and tuning read back.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PersonaError } from '../errors.js';
+import type { Step, StepContext } from '../runbook/types.js';
+import type { KvBackend } from '../stores/kv.js';
+
+export interface Assignment {
+  app: string;
+  host: string;
+  previous?: string;
+  run_id?: string;
+  at: string;
+  profile_version?: number;
+}
+
+export const assignmentKey = (app: string) => `assignments/${app}`;
+
+export async function readAssignment(
+  backend: KvBackend,
+  app: string,
+): Promise<(Assignment & { token: string }) | undefined> {
+  const entry = await backend.get(assignmentKey(app));
+  if (!entry) return undefined;
+  return { ...(JSON.parse(entry.value) as Assignment), token: entry.token };
+}
+
+function outcome(ctx: StepContext) {
+  const steps = ctx.journal.steps;
+  const durations = Object.fromEntries(steps.map((s) => [s.kind, s.duration_ms ?? null]));
+  const monitor = steps.find((s) => s.kind === 'monitor')?.outputs;
+  const validate = steps.find((s) => s.kind === 'validate')?.outputs;
+  return {
+    run_id: ctx.journal.run_id,
+    app: ctx.profile.id,
+    host: ctx.target.name,
+    failed_host: ctx.failed.name,
+    profile_version: ctx.journal.profile.version,
+    at: ctx.now().toISOString(),
+    success: steps.every((s) => s.kind === 'record' || s.status === 'succeeded'),
+    durations_ms: durations,
+    metrics: { validate: validate?.metrics ?? null, monitor: monitor?.metrics ?? null },
+  };
+}
+
+export const recordStep: Step = {
+  kind: 'record',
+  title: 'record the new assignment and the outcome',
+  mutates: true,
+  describe(ctx) {
+    return [
+      `assignment of ${ctx.profile.id}: ${ctx.failed.name} → ${ctx.target.name} in ${ctx.backend.describe}; outcome kept for ranking`,
+    ];
+  },
+  async simulate(ctx) {
+    const current = await readAssignment(ctx.backend, ctx.profile.id);
+    return [
+      `would record ${ctx.profile.id} on ${ctx.target.name} (now: ${current?.host ?? `${ctx.failed.name}, from the inventory`})`,
+    ];
+  },
+  async verify(ctx) {
+    const current = await readAssignment(ctx.backend, ctx.profile.id);
+    return current?.host === ctx.target.name && current.run_id === ctx.journal.run_id;
+  },
+  async run(ctx) {
+    const current = await readAssignment(ctx.backend, ctx.profile.id);
+    if (current && current.host !== ctx.failed.name && current.run_id !== ctx.journal.run_id) {
+      throw new PersonaError(
+        'E_CONFLICT',
+        `${ctx.profile.id} is now recorded on ${current.host} (run ${current.run_id ?? '?'}), not on ${ctx.failed.name}: someone else moved it`,
+        {
+          hint: 'Look at `persona runs list` before going on.',
+        },
+      );
+    }
+    const next: Assignment = {
+      app: ctx.profile.id,
+      host: ctx.target.name,
+      previous: ctx.failed.name,
+      run_id: ctx.journal.run_id,
+      at: ctx.now().toISOString(),
+      profile_version: ctx.journal.profile.version,
+    };
+    const result = outcome(ctx);
+    const txn = await ctx.backend.txn({
+      checks: [{ key: assignmentKey(ctx.profile.id), token: current?.token ?? null }],
+      puts: [
+        { key: assignmentKey(ctx.profile.id), value: JSON.stringify(next) },
+        { key: `outcomes/${ctx.profile.id}/${ctx.journal.run_id}`, value: JSON.stringify(result) },
+        { key: `host-history/${ctx.target.name}/${ctx.journal.run_id}`, value: JSON.stringify(result) },
+      ],
+    });
+    if (!txn.ok)
+      throw new PersonaError(
+        'E_CONFLICT',
+        `the assignment of ${ctx.profile.id} changed while recording; nothing was written`,
+      );
+    await rm(join(ctx.stateDir, 'staging', ctx.journal.run_id), { recursive: true, force: true });
+    ctx.log(`${ctx.profile.id} is now assigned to ${ctx.target.name}`);
+    return { assignment: next, outcome: result };
+  },
+};

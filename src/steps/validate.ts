@@ -1,0 +1,74 @@
+/**
+ * validate: start the application on the new host, wait for its health checks, then sample CPU, memory and disk
+ * over the profile's window and hold them against its performance targets. A miss is reported with numbers.
+ */
+import { PersonaError } from '../errors.js';
+import { runPrivileged } from '../runbook/remote.js';
+import type { Step } from '../runbook/types.js';
+import { missedTargets, sample, waitHealthy } from './checks.js';
+
+const WRITE_TEST_MB = 16;
+
+export const validateStep: Step = {
+  kind: 'validate',
+  title: 'start and validate on the new host',
+  mutates: true,
+  attempts: 2,
+  timeoutMs: (p) => (p.performance_metrics.window_seconds + 300) * 1000,
+  describe(ctx) {
+    const m = ctx.profile.performance_metrics;
+    const targets = [
+      m.cpu_utilization_pct && `CPU ≤ ${m.cpu_utilization_pct.max}%`,
+      m.memory_usage_pct && `memory ≤ ${m.memory_usage_pct.max}%`,
+      m.disk_io?.min_write_mbps !== undefined && `disk writes ≥ ${m.disk_io.min_write_mbps} MB/s`,
+      m.disk_io?.max_util_pct !== undefined && `disk busy ≤ ${m.disk_io.max_util_pct}%`,
+    ].filter(Boolean);
+    return [
+      `start on ${ctx.target.name}: ${ctx.profile.deploy.start.join(' ')}`,
+      `health checks: ${ctx.profile.health_checks.map((c) => c.name ?? c.type).join(', ') || '(none)'}`,
+      `targets over ${m.window_seconds} s: ${targets.join(', ') || '(none)'}`,
+    ];
+  },
+  async simulate(ctx) {
+    return [
+      `cannot simulate: needs ${ctx.profile.id} running on ${ctx.target.name} (would start it, run ${ctx.profile.health_checks.length} health check(s), sample for ${ctx.profile.performance_metrics.window_seconds} s)`,
+    ];
+  },
+  async run(ctx) {
+    await runPrivileged(ctx.ssh, ctx.target, ctx.profile.deploy.start, ctx.signal);
+    ctx.log(`started ${ctx.profile.id} on ${ctx.target.name}`);
+    await ctx.checkpoint('after-start');
+    const health = await waitHealthy(ctx, 60_000);
+    for (const r of health.results) ctx.log(`health ${r.name}: ${r.ok ? 'ok' : 'FAILED'} (${r.detail})`);
+    if (!health.ok) {
+      const failing = health.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `${ctx.profile.id} on ${ctx.target.name} is not healthy after ${(health.waitedMs / 1000).toFixed(0)} s: ${failing.join('; ')}`,
+      );
+    }
+    const metrics = ctx.profile.performance_metrics;
+    const wantsWrite = metrics.disk_io?.min_write_mbps !== undefined;
+    const s = await sample(ctx, metrics.window_seconds, wantsWrite ? WRITE_TEST_MB : 0);
+    ctx.log(
+      `sampled ${s.window_s} s: CPU ${s.cpu_pct}%, memory ${s.memory_pct}%${s.disk_write_mbps !== undefined ? `, disk writes ${s.disk_write_mbps} MB/s` : ''}${s.disk_util_pct !== undefined ? `, disk busy ${s.disk_util_pct}%` : ''}`,
+    );
+    const missed = missedTargets(metrics, s);
+    if (missed.length > 0) {
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `${ctx.target.name} misses ${ctx.profile.id}'s performance targets: ${missed.join('; ')}`,
+        {
+          hint: 'Choose another host, or adjust performance_metrics if the targets are wrong.',
+        },
+      );
+    }
+    return {
+      started: true,
+      health: health.results,
+      health_wait_ms: health.waitedMs,
+      metrics: s,
+      targets: metrics,
+    };
+  },
+};

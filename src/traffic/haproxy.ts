@@ -1,0 +1,130 @@
+/**
+ * The HAProxy runtime API (the "stats socket" at level admin): one command per connection, over a unix socket
+ * or host:port. Backend and server names come validated from the profile and the inventory; they cannot carry a
+ * newline or a second command.
+ */
+import { connect } from 'node:net';
+import { PersonaError } from '../errors.js';
+
+export interface ServerState {
+  backend: string;
+  server: string;
+  address: string;
+  /** 0 stopped, 1 starting, 2 running, 3 stopping. */
+  opState: number;
+  /** Bit flags: 0x01 forced maintenance, 0x02 inherited, 0x04 disabled in the config, 0x20 draining. */
+  adminState: number;
+}
+
+const nameRe = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+export class HaproxyRuntime {
+  constructor(readonly address: string) {}
+
+  private target(): { path: string } | { host: string; port: number } {
+    if (this.address.startsWith('/')) return { path: this.address };
+    const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(this.address);
+    if (!m)
+      throw new PersonaError(
+        'E_USAGE',
+        `HAProxy admin socket "${this.address}" is neither a path nor host:port`,
+      );
+    return { host: m[1]!, port: Number(m[2]) };
+  }
+
+  /** Sends one command and returns HAProxy's answer. */
+  async command(command: string, signal?: AbortSignal): Promise<string> {
+    if (/[\n\r;]/.test(command))
+      throw new PersonaError('E_INTERNAL', 'refusing a multi-command HAProxy request');
+    return await new Promise((resolve, reject) => {
+      const socket = connect(this.target() as never);
+      let answer = '';
+      const fail = (error: Error) => {
+        socket.destroy();
+        reject(
+          new PersonaError('E_STEP_FAILED', `HAProxy runtime API at ${this.address}: ${error.message}`, {
+            hint: 'Check that HAProxy runs and exposes `stats socket ... level admin` at that address.',
+          }),
+        );
+      };
+      socket.setTimeout(5000, () => fail(new Error('no answer within 5 s')));
+      signal?.addEventListener('abort', () => fail(new Error('cancelled')), { once: true });
+      socket.on('connect', () => socket.end(`${command}\n`));
+      socket.on('data', (d) => {
+        answer += d.toString();
+      });
+      socket.on('error', fail);
+      socket.on('close', () => resolve(answer));
+    });
+  }
+
+  private static check(backend: string, server: string): void {
+    if (!nameRe.test(backend) || !nameRe.test(server)) {
+      throw new PersonaError(
+        'E_USAGE',
+        `invalid HAProxy backend/server name ${JSON.stringify(`${backend}/${server}`)}`,
+      );
+    }
+  }
+
+  async setState(
+    backend: string,
+    server: string,
+    state: 'ready' | 'maint' | 'drain',
+    signal?: AbortSignal,
+  ): Promise<void> {
+    HaproxyRuntime.check(backend, server);
+    const answer = (await this.command(`set server ${backend}/${server} state ${state}`, signal)).trim();
+    if (answer !== '') {
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `HAProxy refused "set server ${backend}/${server} state ${state}": ${answer}`,
+        {
+          hint: answer.includes('No such')
+            ? `Add a server named ${server} to backend ${backend} in haproxy.cfg.`
+            : undefined,
+        },
+      );
+    }
+  }
+
+  async servers(backend: string, signal?: AbortSignal): Promise<ServerState[]> {
+    if (!nameRe.test(backend))
+      throw new PersonaError('E_USAGE', `invalid HAProxy backend name ${JSON.stringify(backend)}`);
+    const answer = await this.command(`show servers state ${backend}`, signal);
+    return parseServersState(answer);
+  }
+
+  async server(backend: string, server: string, signal?: AbortSignal): Promise<ServerState | undefined> {
+    return (await this.servers(backend, signal)).find((s) => s.server === server);
+  }
+}
+
+/** Parses `show servers state` (format 1): a version line, a "#" header naming the columns, one line per server. */
+export function parseServersState(text: string): ServerState[] {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  const header = lines.find((l) => l.startsWith('# '));
+  if (!header) {
+    if (/No such backend|Can't find backend/i.test(text))
+      throw new PersonaError('E_STEP_FAILED', `HAProxy: ${text.trim()}`);
+    return [];
+  }
+  const columns = header.slice(2).trim().split(/\s+/);
+  const col = (fields: string[], name: string) => fields[columns.indexOf(name)] ?? '';
+  return lines
+    .filter(
+      (l) => !l.startsWith('#') && /^\d+ /.test(l) && l.trim().split(/\s+/).length >= columns.length - 2,
+    )
+    .map((l) => {
+      const f = l.trim().split(/\s+/);
+      return {
+        backend: col(f, 'be_name'),
+        server: col(f, 'srv_name'),
+        address: col(f, 'srv_addr'),
+        opState: Number(col(f, 'srv_op_state')),
+        adminState: Number(col(f, 'srv_admin_state')),
+      };
+    });
+}
+
+export const inMaintenance = (s: ServerState) => (s.adminState & 0x07) !== 0;

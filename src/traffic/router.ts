@@ -1,0 +1,258 @@
+/**
+ * How traffic reaches an application, per the profile's `traffic.method`: take the failed host out of rotation
+ * (fence), put the new host in (switch), and prove that requests now reach the new host (verify).
+ */
+import { PersonaError } from '../errors.js';
+import type { InventoryHost } from '../hosts/inventory.js';
+import type { Profile } from '../profile/schema.js';
+import { HaproxyRuntime, inMaintenance } from './haproxy.js';
+
+export type Evidence = Record<string, unknown>;
+
+export interface TrafficRouter {
+  readonly method: string;
+  describeFence(failed: InventoryHost): string;
+  describeSwitch(target: InventoryHost, failed: InventoryHost): string;
+  /** Takes the failed host out of rotation. */
+  fence(failed: InventoryHost, signal: AbortSignal): Promise<Evidence>;
+  isFenced(failed: InventoryHost, signal: AbortSignal): Promise<boolean>;
+  /** Whether the router can take a host out of rotation at all (false: only stopping the app fences it). */
+  readonly canFence: boolean;
+  switchTo(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<Evidence>;
+  isSwitched(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<boolean>;
+  /** Requests through the router reach the target; resolves with what was seen, throws otherwise. */
+  verify(target: InventoryHost, names: readonly string[], signal: AbortSignal): Promise<Evidence>;
+}
+
+type Placeholders = { host: string; address: string; app: string; failed: string };
+
+export function substitute(argv: readonly string[], values: Placeholders): string[] {
+  return argv.map((a) =>
+    a.replace(/\{(host|address|app|failed)\}/g, (_, k: keyof Placeholders) => values[k]),
+  );
+}
+
+export function routerFor(profile: Profile): TrafficRouter {
+  const traffic = profile.traffic;
+  switch (traffic.method) {
+    case 'haproxy':
+      return new HaproxyRouter(profile.id, traffic);
+    case 'command':
+      return new CommandRouter(profile.id, traffic);
+    case 'none':
+      return new NoRouter();
+    case 'consul':
+      throw new PersonaError(
+        'E_USAGE',
+        `traffic method "consul" needs a Consul store (--store consul://…) for ${profile.id}`,
+      );
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** GETs the URL until the response names one of the target's names, or the deadline passes. */
+export async function verifyUrl(
+  url: string,
+  names: readonly string[],
+  signal: AbortSignal,
+  deadlineMs = 15_000,
+): Promise<Evidence> {
+  const started = Date.now();
+  let last = '';
+  let hits = 0;
+  for (let attempt = 1; Date.now() - started < deadlineMs; attempt++) {
+    if (signal.aborted) throw signal.reason;
+    try {
+      const response = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(3000)]) });
+      const body = (await response.text()).trim();
+      const servedBy = response.headers.get('x-served-by') ?? '';
+      last = `HTTP ${response.status} from ${servedBy || '?'}: ${body.slice(0, 80)}`;
+      if (response.ok && names.some((n) => n === servedBy || n === body)) {
+        // Three answers in a row from the new host: not a lucky one.
+        if (++hits >= 3)
+          return {
+            url,
+            attempts: attempt,
+            served_by: servedBy || body,
+            status: response.status,
+            ms: Date.now() - started,
+          };
+        continue;
+      }
+      hits = 0;
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      last = (error as Error).message;
+      hits = 0;
+    }
+    await sleep(250);
+  }
+  throw new PersonaError(
+    'E_STEP_FAILED',
+    `traffic through ${url} does not reach ${names[0]} after ${deadlineMs / 1000}s (last answer: ${last})`,
+  );
+}
+
+class HaproxyRouter implements TrafficRouter {
+  readonly method = 'haproxy';
+  readonly canFence = true;
+  private readonly api: HaproxyRuntime;
+
+  constructor(
+    private readonly app: string,
+    private readonly cfg: Extract<Profile['traffic'], { method: 'haproxy' }>,
+  ) {
+    this.api = new HaproxyRuntime(cfg.admin_socket);
+  }
+
+  private server(host: InventoryHost): string {
+    return this.cfg.server.replaceAll('{host}', host.name).replaceAll('{app}', this.app);
+  }
+
+  describeFence(failed: InventoryHost): string {
+    return `HAProxy ${this.cfg.admin_socket}: set server ${this.cfg.backend}/${this.server(failed)} state maint`;
+  }
+
+  describeSwitch(target: InventoryHost): string {
+    return `HAProxy ${this.cfg.admin_socket}: set server ${this.cfg.backend}/${this.server(target)} state ready${this.cfg.verify_url ? `; verify through ${this.cfg.verify_url}` : ''}`;
+  }
+
+  async fence(failed: InventoryHost, signal: AbortSignal): Promise<Evidence> {
+    await this.api.setState(this.cfg.backend, this.server(failed), 'maint', signal);
+    const state = await this.api.server(this.cfg.backend, this.server(failed), signal);
+    if (!state || !inMaintenance(state))
+      throw new PersonaError('E_STEP_FAILED', `HAProxy still has ${this.server(failed)} in rotation`);
+    return {
+      haproxy: { backend: this.cfg.backend, server: this.server(failed), admin_state: state.adminState },
+    };
+  }
+
+  async isFenced(failed: InventoryHost, signal: AbortSignal): Promise<boolean> {
+    const state = await this.api.server(this.cfg.backend, this.server(failed), signal);
+    return state !== undefined && inMaintenance(state);
+  }
+
+  async switchTo(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<Evidence> {
+    const server = this.server(target);
+    const before = await this.api.server(this.cfg.backend, server, signal);
+    if (!before) {
+      throw new PersonaError('E_STEP_FAILED', `HAProxy backend ${this.cfg.backend} has no server ${server}`, {
+        hint: `Add \`server ${server} ${target.address}:PORT check\` to the backend (disabled is fine), reload HAProxy, then resume.`,
+      });
+    }
+    await this.api.setState(this.cfg.backend, server, 'ready', signal);
+    // The failed host stays out, whatever happened to it since the fence.
+    if (this.server(failed) !== server)
+      await this.api.setState(this.cfg.backend, this.server(failed), 'maint', signal);
+    const after = await this.api.server(this.cfg.backend, server, signal);
+    return {
+      haproxy: {
+        backend: this.cfg.backend,
+        server,
+        admin_state: after?.adminState,
+        op_state: after?.opState,
+      },
+    };
+  }
+
+  async isSwitched(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<boolean> {
+    const servers = await this.api.servers(this.cfg.backend, signal);
+    const t = servers.find((s) => s.server === this.server(target));
+    const f = servers.find((s) => s.server === this.server(failed));
+    return t !== undefined && !inMaintenance(t) && (f === undefined || inMaintenance(f));
+  }
+
+  async verify(target: InventoryHost, names: readonly string[], signal: AbortSignal): Promise<Evidence> {
+    if (!this.cfg.verify_url)
+      return { verified: false, note: 'no verify_url in the profile: traffic not checked end to end' };
+    const url = this.cfg.verify_url.replaceAll('{host}', target.name).replaceAll('{address}', target.address);
+    return await verifyUrl(url, names, signal);
+  }
+}
+
+class CommandRouter implements TrafficRouter {
+  readonly method = 'command';
+  readonly canFence: boolean;
+
+  constructor(
+    private readonly app: string,
+    private readonly cfg: Extract<Profile['traffic'], { method: 'command' }>,
+  ) {
+    this.canFence = cfg.fence !== undefined;
+  }
+
+  private values(host: InventoryHost, failed: InventoryHost): Placeholders {
+    return { host: host.name, address: host.address, app: this.app, failed: failed.name };
+  }
+
+  private async local(argv: string[], signal: AbortSignal): Promise<Evidence> {
+    const { execa } = await import('execa');
+    const r = await execa(argv[0]!, argv.slice(1), { reject: false, cancelSignal: signal, timeout: 120_000 });
+    if (r.exitCode !== 0) {
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `\`${argv.join(' ')}\` exited with ${r.exitCode ?? r.signal}: ${String(r.stderr).trim().slice(-300)}`,
+      );
+    }
+    return { command: argv, stdout: String(r.stdout).trim().slice(-500) };
+  }
+
+  describeFence(failed: InventoryHost): string {
+    return this.cfg.fence
+      ? `run locally: ${substitute(this.cfg.fence, this.values(failed, failed)).join(' ')}`
+      : 'no fence command in the profile';
+  }
+
+  describeSwitch(target: InventoryHost, failed: InventoryHost): string {
+    return `run locally: ${substitute(this.cfg.switch, this.values(target, failed)).join(' ')}`;
+  }
+
+  async fence(failed: InventoryHost, signal: AbortSignal): Promise<Evidence> {
+    if (!this.cfg.fence) return { note: 'no fence command' };
+    return await this.local(substitute(this.cfg.fence, this.values(failed, failed)), signal);
+  }
+
+  async isFenced(): Promise<boolean> {
+    return false;
+  }
+
+  async switchTo(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<Evidence> {
+    return await this.local(substitute(this.cfg.switch, this.values(target, failed)), signal);
+  }
+
+  async isSwitched(): Promise<boolean> {
+    return false;
+  }
+
+  async verify(target: InventoryHost, _names: readonly string[], signal: AbortSignal): Promise<Evidence> {
+    if (!this.cfg.verify) return { verified: false, note: 'no verify command in the profile' };
+    return await this.local(substitute(this.cfg.verify, this.values(target, target)), signal);
+  }
+}
+
+class NoRouter implements TrafficRouter {
+  readonly method = 'none';
+  readonly canFence = false;
+  describeFence(): string {
+    return 'no load balancer: nothing to take out of rotation';
+  }
+  describeSwitch(): string {
+    return 'no load balancer: nothing to switch';
+  }
+  async fence(): Promise<Evidence> {
+    return { note: 'traffic method none' };
+  }
+  async isFenced(): Promise<boolean> {
+    return true;
+  }
+  async switchTo(): Promise<Evidence> {
+    return { note: 'traffic method none' };
+  }
+  async isSwitched(): Promise<boolean> {
+    return true;
+  }
+  async verify(): Promise<Evidence> {
+    return { verified: false, note: 'traffic method none' };
+  }
+}

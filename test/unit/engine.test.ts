@@ -1,0 +1,309 @@
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { PersonaError } from '../../src/errors.js';
+import { Engine } from '../../src/runbook/engine.js';
+import { JournalStore, parseJournal } from '../../src/runbook/journal.js';
+import type { Journal, Step, StepContext, StepKind, StepRecord } from '../../src/runbook/types.js';
+import { Redactor } from '../../src/ui/redact.js';
+import type { Reporter } from '../../src/ui/reporter.js';
+import { ScriptedPrompter } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const quiet: Reporter = {
+  info() {},
+  warn() {},
+  event() {},
+  task: () => ({ update() {}, succeed() {}, fail() {}, warn() {} }),
+};
+
+function journal(kinds: StepKind[]): Journal {
+  return {
+    format: 'persona-run',
+    version: 1,
+    run_id: '20261127T000000Z-app-abcdef',
+    app: 'app',
+    status: 'planned',
+    created_at: '2026-11-27T00:00:00Z',
+    updated_at: '2026-11-27T00:00:00Z',
+    who: 'tester',
+    command_line: ['persona', 'recover', 'h1'],
+    driver: { pid: 1, host: 'here' },
+    store: 'file:x',
+    inventory: 'inv.json',
+    profile: { id: 'app', version: 1, sha256: 'x' },
+    failed_host: { name: 'h1', address: '10.0.0.1' },
+    target_host: { name: 'h2', address: '10.0.0.2' },
+    options: { force_no_fence: false, strategy: 'best-fit' },
+    ranking: [],
+    steps: kinds.map((kind) => ({
+      kind,
+      title: kind,
+      mutates: true,
+      status: 'pending',
+      attempts: 0,
+      log: [],
+    })),
+  };
+}
+
+interface FakeStep extends Step {
+  runs: number;
+}
+
+function step(
+  kind: StepKind,
+  behaviour: (n: number, ctx: StepContext) => Promise<Record<string, unknown>>,
+  extra: Partial<Step> = {},
+): FakeStep {
+  const s: FakeStep = {
+    kind,
+    title: kind,
+    mutates: true,
+    runs: 0,
+    describe: () => [],
+    simulate: async () => [],
+    async run(ctx) {
+      s.runs++;
+      return await behaviour(s.runs, ctx);
+    },
+    ...extra,
+  };
+  return s;
+}
+
+function setup(
+  kinds: StepKind[],
+  steps: FakeStep[],
+  options: { interactive?: boolean; prompter?: ScriptedPrompter; signal?: AbortSignal; j?: Journal } = {},
+) {
+  const dir = tempDir();
+  const journals = new JournalStore(dir);
+  const j = options.j ?? journal(kinds);
+  const snapshots: Array<Array<[string, string]>> = [];
+  const saving = journals.save.bind(journals);
+  journals.save = async (x) => {
+    snapshots.push(x.steps.map((s) => [s.kind, s.status]));
+    await saving(x);
+  };
+  const engine = new Engine(
+    j,
+    steps,
+    {
+      journals,
+      reporter: quiet,
+      prompter: options.prompter ?? new ScriptedPrompter([]),
+      context: (signal, record: StepRecord) =>
+        ({
+          signal,
+          profile: {},
+          log: (l: string) => record.log.push(l),
+          checkpoint: async () => {},
+        }) as unknown as StepContext,
+      now: () => new Date('2026-11-27T01:00:00Z'),
+    },
+    {
+      interactive: options.interactive ?? false,
+      stepByStep: false,
+      resumeCommand: 'persona recover --resume R',
+      signal: options.signal ?? new AbortController().signal,
+      backoffMs: 1,
+    },
+  );
+  return { engine, journal: j, journals, dir, snapshots };
+}
+
+describe('engine', () => {
+  test('runs every step in order and journals before and after each one', async () => {
+    const a = step('fence', async () => ({ fenced: true }));
+    const b = step('configure', async () => ({ ok: 1 }));
+    const { engine, journal: j, snapshots, dir } = setup(['fence', 'configure'], [a, b]);
+    await engine.run();
+    expect(j.status).toBe('succeeded');
+    expect(snapshots).toEqual([
+      [
+        ['fence', 'pending'],
+        ['configure', 'pending'],
+      ],
+      [
+        ['fence', 'running'],
+        ['configure', 'pending'],
+      ],
+      [
+        ['fence', 'succeeded'],
+        ['configure', 'pending'],
+      ],
+      [
+        ['fence', 'succeeded'],
+        ['configure', 'running'],
+      ],
+      [
+        ['fence', 'succeeded'],
+        ['configure', 'succeeded'],
+      ],
+      [
+        ['fence', 'succeeded'],
+        ['configure', 'succeeded'],
+      ],
+    ]);
+    const file = join(dir, 'runs', `${j.run_id}.json`);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(parseJournal(file, readFileSync(file, 'utf8')).steps[0]!.outputs).toEqual({ fenced: true });
+  });
+
+  test('a failed step stops the run non-interactively, naming the resume command (exit 5)', async () => {
+    const a = step('fence', async () => {
+      throw new PersonaError('E_STEP_FAILED', 'haproxy said no', { hint: 'check haproxy' });
+    });
+    const b = step('configure', async () => ({}));
+    const { engine, journal: j } = setup(['fence', 'configure'], [a, b]);
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_STEP_FAILED', exitCode: 5 });
+    expect((error as PersonaError).hint).toContain('persona recover --resume R');
+    expect(j.status).toBe('failed');
+    expect(j.steps[0]).toMatchObject({ status: 'failed', error: { message: 'haproxy said no' } });
+    expect(b.runs).toBe(0);
+  });
+
+  test('resume skips what succeeded and goes on from the failed step', async () => {
+    const j = journal(['fence', 'configure']);
+    j.steps[0]!.status = 'succeeded';
+    j.steps[1]!.status = 'failed';
+    const a = step('fence', async () => ({}));
+    const b = step('configure', async () => ({ done: true }));
+    const { engine } = setup([], [a, b], { j });
+    await engine.run();
+    expect([a.runs, b.runs]).toEqual([0, 1]);
+    expect(j.steps[1]).toMatchObject({ status: 'succeeded', attempts: 1 });
+  });
+
+  test('a step found running after a crash is verified first; if its end state is there it is not run again', async () => {
+    const j = journal(['fence', 'configure']);
+    j.steps[0]!.status = 'running';
+    j.steps[1]!.status = 'running';
+    const a = step('fence', async () => ({}), { verify: async () => true });
+    const b = step('configure', async () => ({ again: true }), { verify: async () => false });
+    const { engine } = setup([], [a, b], { j });
+    await engine.run();
+    expect([a.runs, b.runs]).toEqual([0, 1]);
+    expect(j.steps[0]!.log).toContain('verified after an interruption: the end state was already there');
+  });
+
+  test('automatic retries with backoff for steps that allow them', async () => {
+    const a = step(
+      'validate',
+      async (n) => {
+        if (n < 3) throw new PersonaError('E_STEP_FAILED', `not yet ${n}`);
+        return { ok: true };
+      },
+      { attempts: 3 },
+    );
+    const { engine, journal: j } = setup(['validate'], [a]);
+    await engine.run();
+    expect(a.runs).toBe(3);
+    expect(j.steps[0]).toMatchObject({ status: 'succeeded', attempts: 3 });
+  });
+
+  test('interactive: retry after a failure, as the human asks', async () => {
+    const a = step('switch', async (n) => {
+      if (n === 1) throw new PersonaError('E_STEP_FAILED', 'verify failed');
+      return {};
+    });
+    const prompter = new ScriptedPrompter([{ match: /Step switch failed: verify failed/, answer: 'retry' }]);
+    const { engine, journal: j } = setup(['switch'], [a], { interactive: true, prompter });
+    await engine.run();
+    expect(j.steps[0]).toMatchObject({ status: 'succeeded', attempts: 2 });
+  });
+
+  test('interactive: skip needs a confirmation and is recorded', async () => {
+    const a = step('monitor', async () => {
+      throw new PersonaError('E_STEP_FAILED', 'flaky');
+    });
+    const b = step('record', async () => ({}));
+    const prompter = new ScriptedPrompter([
+      { match: /Step monitor failed/, answer: 'skip' },
+      { match: /Really skip monitor/, answer: true },
+    ]);
+    const { engine, journal: j } = setup(['monitor', 'record'], [a, b], { interactive: true, prompter });
+    await engine.run();
+    expect(j.steps[0]).toMatchObject({ status: 'skipped', skipped_reason: 'skipped by tester after: flaky' });
+    expect(b.runs).toBe(1);
+  });
+
+  test('interrupted mid-step: the step and the run are marked interrupted, exit 130 with the resume command', async () => {
+    const controller = new AbortController();
+    const a = step('migrate', async (_n, ctx) => {
+      controller.abort();
+      throw ctx.signal.reason;
+    });
+    const { engine, journal: j } = setup(['migrate'], [a], { signal: controller.signal });
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_INTERRUPTED', exitCode: 130 });
+    expect((error as PersonaError).hint).toContain('--resume');
+    expect(j).toMatchObject({ status: 'interrupted', steps: [{ status: 'interrupted' }] });
+  });
+
+  test('a lost lock stops the run at the next step boundary', async () => {
+    const lost = new AbortController();
+    const a = step('fence', async () => {
+      lost.abort(new PersonaError('E_LOCK_LOST', 'lost the lock on app-app'));
+      return {};
+    });
+    const b = step('configure', async () => ({}));
+    const dir = tempDir();
+    const j = journal(['fence', 'configure']);
+    const engine = new Engine(
+      j,
+      [a, b],
+      {
+        journals: new JournalStore(dir),
+        reporter: quiet,
+        prompter: new ScriptedPrompter([]),
+        context: (signal, record) =>
+          ({ signal, profile: {}, log: (l: string) => record.log.push(l) }) as unknown as StepContext,
+        now: () => new Date(),
+      },
+      {
+        interactive: false,
+        stepByStep: false,
+        resumeCommand: 'R',
+        signal: new AbortController().signal,
+        lockLost: lost.signal,
+      },
+    );
+    await expect(engine.run()).rejects.toMatchObject({ code: 'E_LOCK_LOST' });
+    expect(b.runs).toBe(0);
+  });
+});
+
+describe('journal files', () => {
+  test('a journal from a newer persona is refused, a damaged one is named', () => {
+    const j = { ...journal(['fence']), version: 2 };
+    expect(() => parseJournal('r.json', JSON.stringify(j))).toThrow(/journal format 2 is newer/);
+    expect(() => parseJournal('r.json', '{"format": "persona-run", ')).toThrow(/not valid JSON/);
+    expect(() => parseJournal('r.json', JSON.stringify({ ...journal(['fence']), steps: 'x' }))).toThrow(
+      /not a valid persona journal \(\/steps/,
+    );
+  });
+
+  test('run ids that could escape the state directory are refused', async () => {
+    const js = new JournalStore(tempDir());
+    await expect(js.load('../../etc/passwd')).rejects.toMatchObject({ code: 'E_USAGE' });
+  });
+
+  test('list reads every journal, newest first, and ignores unreadable ones', async () => {
+    const dir = tempDir();
+    const js = new JournalStore(dir);
+    await js.save({ ...journal(['fence']), run_id: 'a', created_at: '2026-01-01' });
+    await js.save({ ...journal(['fence']), run_id: 'b', created_at: '2026-02-01' });
+    writeFileSync(join(dir, 'runs', 'broken.json'), '{');
+    expect((await js.list()).map((j) => j.run_id)).toEqual(['b', 'a']);
+  });
+});
+
+test('the redactor removes registered secrets from strings and objects', () => {
+  const r = new Redactor();
+  r.add('s3cr3t-value');
+  expect(r.redact('key=s3cr3t-value!')).toBe('key=[redacted]!');
+  expect(r.deep({ a: ['s3cr3t-value'] })).toEqual({ a: ['[redacted]'] });
+});
