@@ -71,6 +71,8 @@ async function run(invocation: Invocation, world: World): Promise<number> {
   const globals = invocation.globals as GlobalOptions;
   const mode = resolveMode(globals, env, streams);
   const redactor = new Redactor();
+  // Store credentials never reach output, whatever error text a server sends back.
+  for (const name of ['CONSUL_HTTP_TOKEN', 'PERSONA_STORE_TOKEN']) if (env[name]) redactor.add(env[name]!);
   const reporter: Reporter = mode.json
     ? new JsonReporter(streams, redactor)
     : await HumanReporter.create(streams, mode, redactor);

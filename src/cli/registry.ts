@@ -3,7 +3,12 @@
  */
 import type { CommandSpec, GroupSpec } from './spec.js';
 
-export const groups: GroupSpec[] = [{ name: 'profile', summary: 'read, check and change persona profiles' }];
+export const groups: GroupSpec[] = [
+  { name: 'profile', summary: 'read, check and change persona profiles' },
+  { name: 'hosts', summary: 'probe hosts over SSH and rank them for a profile' },
+  { name: 'locks', summary: 'who holds which application lock' },
+  { name: 'runs', summary: 'recovery runs: list, show, resume' },
+];
 
 const idArg = { name: 'id', description: 'application id', required: true };
 
@@ -122,5 +127,119 @@ export const commands: CommandSpec[] = [
     ],
     examples: [['persona profile delete old-app --yes', 'without asking']],
     load: () => import('./commands/profile-delete.js'),
+  },
+  {
+    path: ['locks', 'list'],
+    summary: 'list the locks held in the store: holder, host, pid, run and since when',
+    examples: [
+      ['persona locks list', 'a table of held locks'],
+      ['persona locks list --json --store consul://127.0.0.1:8500/persona', 'as JSON, from a Consul store'],
+    ],
+    load: () => import('./commands/locks-list.js'),
+  },
+  {
+    path: ['hosts', 'probe'],
+    summary: 'probe hosts over SSH: cores, memory, storage, packages, OS, load',
+    args: [{ name: 'hosts', description: 'host names from the inventory (default: all)', variadic: true }],
+    options: [
+      { flags: '--path <dir>', description: 'the data path whose free storage is measured', default: '/' },
+      {
+        flags: '--package <spec>',
+        description: 'a package to look up (name or name=version); repeatable',
+        repeatable: true,
+      },
+      {
+        flags: '--profile <id>',
+        description: "measure the profile's data path and look up its software stack",
+      },
+    ],
+    examples: [
+      ['persona hosts probe --inventory lab.json', 'every host of the inventory'],
+      [
+        'persona hosts probe lab-2 lab-3 --profile demo-web',
+        "two hosts, with demo-web's data path and packages",
+      ],
+      ["persona hosts probe --json | jq '.hosts[] | select(.ok == false)'", 'the hosts that did not answer'],
+    ],
+    load: () => import('./commands/hosts-probe.js'),
+  },
+  {
+    path: ['hosts', 'rank'],
+    summary: 'rank hosts for a profile: every rejection with its reason, every score with its breakdown',
+    options: [
+      { flags: '--profile <id>', description: 'the application to place (required)' },
+      { flags: '--failed <host>', description: 'the failed host (never a candidate, not probed)' },
+      { flags: '--exclude <host>', description: 'never consider this host; repeatable', repeatable: true },
+      {
+        flags: '--strategy <name>',
+        description: 'best-fit (closest match), spread (fewest apps), most-free',
+        choices: ['best-fit', 'spread', 'most-free'],
+        default: 'best-fit',
+      },
+    ],
+    examples: [
+      ['persona hosts rank --profile demo-web --failed lab-1', 'where demo-web should go if lab-1 died'],
+      [
+        'persona hosts rank --profile demo-web --strategy most-free --json',
+        'with the score breakdown as JSON',
+      ],
+    ],
+    load: () => import('./commands/hosts-rank.js'),
+  },
+  {
+    path: ['recover'],
+    summary: 'recover the applications of a failed host onto the best other host',
+    description:
+      'Finds what ran on HOST, ranks the other hosts for each application, shows the plan, and with confirmation fences HOST, configures the new host, migrates the data, validates, switches traffic, monitors and records. Every run is journalled and can be resumed.',
+    args: [{ name: 'host', description: 'the failed host (inventory name or address)' }],
+    options: [
+      { flags: '--app <id>', description: 'only this application; repeatable', repeatable: true },
+      { flags: '--target <host>', description: 'use this host (still checked against the requirements)' },
+      {
+        flags: '--dry-run',
+        description: 'probe and plan for real, change nothing, say what each step would do',
+      },
+      { flags: '--step', description: 'confirm each step before it runs' },
+      {
+        flags: '--force-no-fence',
+        description: 'switch traffic even when the failed host could not be fenced (confirmed separately)',
+      },
+      { flags: '--resume <run>', description: 'go on with a run from its journal' },
+      { flags: '--exclude <host>', description: 'never use this host; repeatable', repeatable: true },
+      {
+        flags: '--strategy <name>',
+        description: 'host ranking: best-fit, spread, most-free',
+        choices: ['best-fit', 'spread', 'most-free'],
+        default: 'best-fit',
+      },
+    ],
+    examples: [
+      ['persona recover web-2', 'interactive: pick the host from the ranking, confirm the plan'],
+      ['persona recover web-2 --dry-run', 'what would happen, without changing anything'],
+      ['persona recover web-2 --yes --json', 'for CI: NDJSON events, then a result line'],
+      ['persona recover web-2 --app api --target web-7', 'one application, onto a chosen host'],
+      ['persona recover --resume 20261127T031500Z-api-3f2a1c', 'go on after a crash or Ctrl-C'],
+    ],
+    load: () => import('./commands/recover.js'),
+  },
+  {
+    path: ['runs', 'list'],
+    summary: 'list recovery runs, newest first (from every machine when the store is shared)',
+    examples: [['persona runs list', 'runs with their status and next step']],
+    load: () => import('./commands/runs-list.js'),
+  },
+  {
+    path: ['runs', 'show'],
+    summary: "show one run's journal: steps, attempts, timings, evidence",
+    args: [{ name: 'run', description: 'run id', required: true }],
+    examples: [['persona runs show 20261127T031500Z-api-3f2a1c --json', 'the whole journal']],
+    load: () => import('./commands/runs-show.js'),
+  },
+  {
+    path: ['runs', 'resume'],
+    summary: 'go on with a run from its journal (same as recover --resume)',
+    args: [{ name: 'run', description: 'run id', required: true }],
+    examples: [['persona runs resume 20261127T031500Z-api-3f2a1c --yes', 'non-interactively']],
+    load: () => import('./commands/runs-resume.js'),
   },
 ];
