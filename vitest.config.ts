@@ -1,9 +1,36 @@
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
 import { defineConfig } from 'vitest/config';
+
+/** Lab files run one at a time, in name order, and the teardown check last. */
+class LabSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const key = (f: TestSpecification) => (f.moduleId.endsWith('teardown.test.ts') ? `~${f.moduleId}` : f.moduleId);
+    return [...files].sort((a, b) => key(a).localeCompare(key(b)));
+  }
+}
+
+// Tests that need the lab (root, namespaces, the hosts): they share one lab and run serially.
+const lab = ['test/lab/**/*.test.ts', 'test/e2e/lab-*.test.ts', 'bench/**/*.test.ts'];
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 600_000,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: [...lab, '**/node_modules/**'] },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'lab',
+          include: lab,
+          fileParallelism: false,
+          testTimeout: 300_000,
+          sequence: { sequencer: LabSequencer },
+        },
+      },
+    ],
   },
 });

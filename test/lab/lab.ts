@@ -1,0 +1,233 @@
+// The lab from tests: bring it up, read its state, inject and heal faults, reach its hosts.
+// Everything here drives test/lab/lab (bash) or reads what it wrote; see test/lab/README.md.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+
+export const LAB_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lab');
+export const DEFAULT_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'default.json');
+export const FAULT_MODES = ['app', 'sshd', 'hang', 'partition', 'poweroff'] as const;
+export type FaultMode = (typeof FAULT_MODES)[number];
+
+export interface LabOptions {
+  /** PERSONA_LAB_DIR; default: the environment's, else /var/lib/persona-lab */
+  labDir?: string;
+  /** spec file for `up` (and for `down` when the lab left no record); default: PERSONA_LAB_SPEC, else
+   * spec/default.json */
+  spec?: string;
+}
+
+export const specOf = (opts: LabOptions = {}): string =>
+  opts.spec ?? process.env.PERSONA_LAB_SPEC ?? DEFAULT_SPEC;
+
+export interface LabHost {
+  name: string;
+  address: string;
+  addresses: string[];
+  endpoints: { name: string; address: string }[];
+  netns: string;
+  veth: string;
+  init_pid: number | null;
+  cgroups: Record<string, string>;
+  overlay: { lower: string; upper: string; work: string; merged: string };
+  srv_image: string;
+  labels: Record<string, string>;
+  apps: string[];
+  expected: { cpus: number; cpu_list: string; memory_bytes: number; srv_bytes: number; packages: string[] };
+  fault: FaultMode | null;
+}
+
+export interface LabApp {
+  host: string;
+  hosts: string[];
+  port: number;
+  data_path: string;
+  data_checksum: string;
+  backup_path: string;
+  secrets: string[];
+  profile: string;
+}
+
+export interface LabState {
+  version: 1;
+  name: string;
+  spec_file: string;
+  spec_hash: string;
+  lab_dir: string;
+  cache_dir: string;
+  bridge: string;
+  bridge_address: string;
+  subnet: string;
+  cgroup_mode: 'v1' | 'v2';
+  up_at: string;
+  hosts: Record<string, LabHost>;
+  haproxy: { admin_socket: string; frontend_url: string; backend: string; config: string; pid_file: string };
+  etcd: { endpoint: string; data_dir: string };
+  apt_proxy: { url: string };
+  ssh: { config: string; key: string; known_hosts: string };
+  inventory: string;
+  apps: Record<string, LabApp>;
+}
+
+export const labDirOf = (opts: LabOptions = {}): string =>
+  opts.labDir ?? process.env.PERSONA_LAB_DIR ?? '/var/lib/persona-lab';
+
+/** Run test/lab/lab; a failure throws with the command's own last lines (it names the step and host). */
+export async function runLab(args: string[], opts: LabOptions = {}): Promise<string> {
+  const r = await execa(LAB_SCRIPT, args, {
+    env: { PERSONA_LAB_DIR: labDirOf(opts) },
+    reject: false,
+    stdin: 'ignore',
+    all: true,
+  });
+  if (r.exitCode !== 0) {
+    const tail = String(r.all ?? '')
+      .split('\n')
+      .slice(-15)
+      .join('\n');
+    throw new Error(`lab ${args.join(' ')} exited ${r.exitCode}:\n${tail}`);
+  }
+  return String(r.stdout);
+}
+
+/** Bring the lab up, or check and reuse the one that is up with the same spec. Registers a lease. */
+export async function labUp(opts: LabOptions = {}): Promise<LabState> {
+  takeLease(opts);
+  await runLab(['up', '--spec', specOf(opts)], opts);
+  return labState(opts);
+}
+
+export async function labDown(opts: LabOptions = {}): Promise<void> {
+  await runLab(['down', '--spec', specOf(opts)], opts);
+}
+
+export function labState(opts: LabOptions = {}): LabState {
+  const file = path.join(labDirOf(opts), 'state.json');
+  if (!existsSync(file)) throw new Error(`the lab is not up: no ${file}`);
+  return JSON.parse(readFileSync(file, 'utf8')) as LabState;
+}
+
+export function labHost(state: LabState, name: string): LabHost {
+  const host = state.hosts[name];
+  if (!host) throw new Error(`no host ${name} in the lab (hosts: ${Object.keys(state.hosts).join(', ')})`);
+  return host;
+}
+
+export async function fail(host: string, mode: FaultMode, opts: LabOptions = {}): Promise<void> {
+  await runLab(['fail', host, `--mode=${mode}`], opts);
+}
+
+export async function heal(host: string, opts: LabOptions = {}): Promise<void> {
+  await runLab(['heal', host], opts);
+}
+
+export interface SshResult {
+  exitCode: number | undefined;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  ms: number;
+}
+
+export interface SshOptions extends LabOptions {
+  /** client-side kill after this long; default 20 s */
+  timeoutMs?: number;
+  /** ssh ConnectTimeout (TCP connect and banner), seconds; default 5 */
+  connectTimeoutS?: number;
+  /** a different known_hosts file (host key checking stays strict) */
+  knownHostsFile?: string;
+}
+
+const shellQuote = (arg: string): string => `'${arg.replace(/'/g, `'\\''`)}'`;
+
+/** Run argv on a lab host over real ssh with the lab's ssh config; never throws for a failed command. */
+export async function sshExec(host: string, argv: string[], opts: SshOptions = {}): Promise<SshResult> {
+  const config = path.join(labDirOf(opts), 'ssh', 'config');
+  const extra = opts.knownHostsFile ? ['-o', `UserKnownHostsFile=${opts.knownHostsFile}`] : [];
+  const started = Date.now();
+  const r = await execa(
+    'ssh',
+    [
+      '-F',
+      config,
+      '-o',
+      `ConnectTimeout=${opts.connectTimeoutS ?? 5}`,
+      ...extra,
+      host,
+      '--',
+      argv.map(shellQuote).join(' '),
+    ],
+    { reject: false, stdin: 'ignore', timeout: opts.timeoutMs ?? 20_000 },
+  );
+  return {
+    exitCode: r.exitCode,
+    stdout: String(r.stdout),
+    stderr: String(r.stderr),
+    timedOut: r.timedOut,
+    ms: Date.now() - started,
+  };
+}
+
+export interface HttpResult {
+  status: number;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** One GET without keep-alive; rejects with the socket error (err.code ECONNREFUSED, ETIMEDOUT, ...). */
+export function httpGet(url: string, { timeoutMs = 5000 } = {}): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error(`GET ${url} timed out`), { code: 'ETIMEDOUT' })),
+    );
+    req.on('error', reject);
+  });
+}
+
+// Leases: which processes use the lab right now, so that teardown.test.ts can wait for them.
+const leaseDir = (opts: LabOptions) =>
+  path.join(tmpdir(), 'persona-lab-leases', labDirOf(opts).replace(/[^A-Za-z0-9]+/g, '_'));
+const leaseFile = (opts: LabOptions) => path.join(leaseDir(opts), String(process.pid));
+
+function takeLease(opts: LabOptions): void {
+  mkdirSync(leaseDir(opts), { recursive: true });
+  writeFileSync(leaseFile(opts), `${process.pid}\n`);
+}
+
+/** Call in afterAll of every test file that called labUp. */
+export function releaseLab(opts: LabOptions = {}): void {
+  rmSync(leaseFile(opts), { force: true });
+}
+
+function liveLeases(opts: LabOptions): number[] {
+  if (!existsSync(leaseDir(opts))) return [];
+  return readdirSync(leaseDir(opts))
+    .map(Number)
+    .filter((pid) => pid !== process.pid && existsSync(`/proc/${pid}`));
+}
+
+/** Wait until no other process holds a lease, and none appeared for settleMs (files start at once). */
+export async function waitForOtherLabUsers({ timeoutMs = 30 * 60_000, settleMs = 3000, ...opts } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let quietSince = Date.now();
+  while (Date.now() < deadline) {
+    if (liveLeases(opts).length > 0) quietSince = Date.now();
+    else if (Date.now() - quietSince >= settleMs) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`other processes still use the lab: ${liveLeases(opts).join(', ')}`);
+}
+
+export { assertNoLabTraces, labIdentity, labTraces } from './traces.js';
