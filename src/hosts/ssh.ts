@@ -71,6 +71,13 @@ export class SshError extends PersonaError {
   }
 }
 
+/** A command as people should read it in a message: scripts by their name ($0), never their whole text. */
+export function displayCommand(argv: readonly string[]): string {
+  const shown = argv[0] === 'sh' && argv[1] === '-c' && argv.length > 3 ? argv.slice(3) : argv;
+  const text = shellJoin(shown).replace(/\n/g, '⏎');
+  return text.length > 200 ? `${text.slice(0, 199)}…` : text;
+}
+
 const tail = (text: string, lines = 5) => text.trim().split('\n').slice(-lines).join('\n');
 
 function where(target: SshTarget): string {
@@ -282,7 +289,7 @@ export class SshTransport {
       throw new SshError(
         'command',
         target.name,
-        `${where(target)}: \`${shellJoin(argv).slice(0, 200)}\` exited with code ${result.exitCode}${result.stderr.trim() ? `: ${tail(result.stderr)}` : ''}`,
+        `${where(target)}: \`${displayCommand(argv)}\` exited with code ${result.exitCode}${result.stderr.trim() ? `: ${tail(result.stderr)}` : ''}`,
         undefined,
         result,
       );

@@ -47,7 +47,11 @@ export interface RunSummary {
   journal?: string;
 }
 
-const LOCK_TTL_MS = 30_000;
+/** How long an application's lock outlives a crashed holder; PERSONA_LOCK_TTL (seconds) changes it. */
+function lockTtlMs(env: NodeJS.ProcessEnv): number {
+  const seconds = Number(env.PERSONA_LOCK_TTL ?? 30);
+  return Number.isFinite(seconds) && seconds >= 1 ? seconds * 1000 : 30_000;
+}
 
 export const lockName = (app: string) => `app-${app}`;
 
@@ -88,24 +92,44 @@ async function journals(ctx: Context): Promise<JournalStore> {
   return new JournalStore(ctx.stateDir, store.backend.shared ? store.backend : undefined);
 }
 
-async function takeLock(ctx: Context, app: string, runId: string, purpose: string): Promise<LockHandle> {
+/**
+ * Takes the application's lock. When resuming, a lock still held for this very run belongs to a driver that
+ * died: wait for it to lapse (up to its TTL) rather than fail.
+ */
+async function takeLock(
+  ctx: Context,
+  app: string,
+  runId: string,
+  purpose: string,
+  resuming = false,
+): Promise<LockHandle> {
   const store = await ctx.store();
-  return await store.backend.acquireLock(
-    lockName(app),
-    {
-      holder: ctx.author,
-      host: hostname(),
-      pid: process.pid,
-      run_id: runId,
-      purpose,
-      started_at: ctx.now().toISOString(),
-    },
-    {
-      ttlMs: LOCK_TTL_MS,
-      onTakeover: (previous, why) =>
-        ctx.reporter.warn(`took over the lock on ${app} from ${describeHolder(previous)}: ${why}`),
-    },
-  );
+  const ttlMs = lockTtlMs(ctx.env);
+  const deadline = Date.now() + ttlMs * 2 + 20_000;
+  const info = { holder: ctx.author, host: hostname(), pid: process.pid, run_id: runId, purpose };
+  for (let waited = false; ; ) {
+    try {
+      return await store.backend.acquireLock(
+        lockName(app),
+        { ...info, started_at: ctx.now().toISOString() },
+        {
+          ttlMs,
+          onTakeover: (previous, why) =>
+            ctx.reporter.warn(`took over the lock on ${app} from ${describeHolder(previous)}: ${why}`),
+        },
+      );
+    } catch (error) {
+      const holder = (error as PersonaError).details?.holder as { run_id?: string } | undefined;
+      const ownRun = resuming && (error as PersonaError).code === 'E_LOCK_HELD' && holder?.run_id === runId;
+      if (!ownRun || Date.now() > deadline || ctx.signal.aborted) throw error;
+      if (!waited)
+        ctx.reporter.info(
+          `${(error as Error).message}; it is this run's previous driver: waiting for it to lapse`,
+        );
+      waited = true;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }
 
 function freshRecords(): StepRecord[] {
@@ -446,7 +470,7 @@ export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary
     return summarize(journal);
   }
   const [inventory, store] = await Promise.all([ctx.inventory(), ctx.store()]);
-  const lock = await takeLock(ctx, journal.app, runId, `resume ${runId}`);
+  const lock = await takeLock(ctx, journal.app, runId, `resume ${runId}`, true);
   try {
     const { stored, profile } = await store.load(journal.app);
     if (stored.version !== journal.profile.version || sha256(stored.text) !== journal.profile.sha256) {

@@ -1,11 +1,13 @@
 /**
- * Builds what a step runs with, from the run's pieces. Failpoints live here: PERSONA_FAILPOINT=<step>:<point>
- * makes the process stop at that point of that step (it writes <state>/failpoint-reached and waits to be
- * killed or interrupted), so crash tests can kill persona in the middle of a step, deterministically.
+ * Builds what a step runs with, from the run's pieces. Failpoints live here, for tests:
+ * PERSONA_FAILPOINT=<step>:<point> makes the process stop at that point of that step (it writes
+ * <state>/failpoint-reached and waits to be killed or interrupted), so crash tests can kill persona in the middle
+ * of a step, deterministically; <step>:<point>:fail-once makes the step fail there once instead.
  */
 import { writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { PersonaError } from '../errors.js';
 import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory.js';
 import type { SshTransport } from '../hosts/ssh.js';
 import type { Profile } from '../profile/schema.js';
@@ -28,6 +30,8 @@ export interface RunPieces {
   env: NodeJS.ProcessEnv;
   now(): Date;
 }
+
+const failedOnce = new Set<string>();
 
 export function stepContext(pieces: RunPieces, signal: AbortSignal, record: StepRecord): StepContext {
   const { journal, env, stateDir, reporter, redactor } = pieces;
@@ -52,13 +56,21 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
       reporter.event('log', { run_id: journal.run_id, step: record.kind, message: text });
     },
     async checkpoint(name) {
-      if (env.PERSONA_FAILPOINT !== `${record.kind}:${name}`) return;
+      const point = `${record.kind}:${name}`;
+      if (env.PERSONA_FAILPOINT === `${point}:fail-once` && !failedOnce.has(point)) {
+        failedOnce.add(point);
+        throw new PersonaError('E_STEP_FAILED', `failpoint ${point}: failing once, as asked`);
+      }
+      if (env.PERSONA_FAILPOINT !== point) return;
       await writeFile(
         join(stateDir, 'failpoint-reached'),
         `${record.kind}:${name} pid ${process.pid} on ${hostname()}\n`,
       );
       reporter.warn(`failpoint ${record.kind}:${name} reached: waiting to be stopped`);
+      // A pending promise alone does not keep Node alive: hold a timer until the signal comes.
+      const alive = setInterval(() => {}, 60_000);
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      clearInterval(alive);
       throw signal.reason;
     },
   };

@@ -19,7 +19,10 @@ const ENSURE_USER = [
   'set -e',
   'name=$1; shell=$2; groups=$3',
   'if ! id -u -- "$name" >/dev/null 2>&1; then',
-  '  if [ -n "$shell" ]; then useradd -m -s "$shell" -- "$name"; else useradd -m -- "$name"; fi',
+  // A group of the user's name may exist already (the profile lists it): make it the primary group then.
+  '  if getent group "$name" >/dev/null; then set -- -g "$name"; else set -- -U; fi',
+  '  if [ -n "$shell" ]; then set -- "$@" -s "$shell"; fi',
+  '  useradd -m "$@" -- "$name"',
   'fi',
   '[ -z "$groups" ] || usermod -a -G "$groups" -- "$name"',
   'home=$(getent passwd -- "$name" | cut -d: -f6)',

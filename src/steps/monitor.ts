@@ -22,6 +22,8 @@ export const monitorStep: Step = {
   async run(ctx) {
     const seconds = ctx.profile.performance_metrics.monitor_seconds;
     const started = Date.now();
+    // Resources are sampled over the whole window while the health checks run.
+    const sampling = sample(ctx, Math.max(1, seconds), 0);
     let rounds = 0;
     let failures = 0;
     const failed: string[] = [];
@@ -33,10 +35,11 @@ export const monitorStep: Step = {
           failed.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${r.name}: ${r.detail}`);
         }
       }
-      if (Date.now() - started < seconds * 1000)
-        await new Promise((r) => setTimeout(r, Math.min(2000, seconds * 1000)));
+      if (rounds === 1) await ctx.checkpoint('after-first-round');
+      const left = seconds * 1000 - (Date.now() - started);
+      if (left > 0) await new Promise((r) => setTimeout(r, Math.min(2000, left)));
     } while (Date.now() - started < seconds * 1000 && !ctx.signal.aborted);
-    const s = await sample(ctx, Math.min(5, Math.max(1, seconds)), 0);
+    const s = await sampling;
     const missed = missedTargets(ctx.profile.performance_metrics, s);
     const outputs = {
       seconds: (Date.now() - started) / 1000,

@@ -85,6 +85,7 @@ export const recordStep: Step = {
       profile_version: ctx.journal.profile.version,
     };
     const result = outcome(ctx);
+    await ctx.checkpoint('before-write');
     const txn = await ctx.backend.txn({
       checks: [{ key: assignmentKey(ctx.profile.id), token: current?.token ?? null }],
       puts: [

@@ -12,7 +12,11 @@ export interface ServerState {
   address: string;
   /** 0 stopped, 1 starting, 2 running, 3 stopping. */
   opState: number;
-  /** Bit flags: 0x01 forced maintenance, 0x02 inherited, 0x04 disabled in the config, 0x20 draining. */
+  /**
+   * Bit flags: 0x01 forced maintenance, 0x02 inherited from a tracked server, 0x04 "disabled" in the config (kept
+   * as a record alongside 0x01; it alone does not take the server out), 0x08/0x10 draining, 0x20 maintenance
+   * because its address does not resolve.
+   */
   adminState: number;
 }
 
@@ -127,4 +131,5 @@ export function parseServersState(text: string): ServerState[] {
     });
 }
 
-export const inMaintenance = (s: ServerState) => (s.adminState & 0x07) !== 0;
+/** Out of rotation: forced, inherited or resolution maintenance (0x01 | 0x02 | 0x20). */
+export const inMaintenance = (s: ServerState) => (s.adminState & 0x23) !== 0;

@@ -1,0 +1,180 @@
+/**
+ * `persona recover` end to end in the lab: the built CLI, real hosts over SSH, real HAProxy, real rsync.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { fail, httpGet, type LabState, releaseLab, sshExec } from '../lab/lab.js';
+import {
+  demoSecret,
+  expectRecoveredOnto,
+  failpointReached,
+  freshLab,
+  haproxyServers,
+  hostHasPackage,
+  journal,
+  persona,
+  personaChild,
+  runIdIn,
+  workspace,
+} from './lab-helpers.js';
+
+afterAll(() => releaseLab());
+
+function ndjson(stdout: string): Array<Record<string, unknown>> {
+  return stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+describe('recover (built CLI, lab)', () => {
+  test('application died, host reachable: data from lab-1, traffic to lab-2, lab-1 fenced, assignment moved', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'app');
+    const r = await persona(['recover', 'lab-1', '--yes', '--json'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    const events = ndjson(r.stdout);
+    const result = events.at(-1)!;
+    expect(result).toMatchObject({
+      type: 'result',
+      runs: [{ app: 'demo-web', status: 'succeeded', target_host: 'lab-2' }],
+    });
+    expect(events.some((e) => e.type === 'ranking')).toBe(true);
+    expect(events.filter((e) => e.type === 'step' && e.status === 'succeeded').map((e) => e.step)).toEqual([
+      'fence',
+      'configure',
+      'migrate',
+      'validate',
+      'switch',
+      'monitor',
+      'record',
+    ]);
+    await expectRecoveredOnto(lab, ws, 'lab-2');
+    // Fenced: the application no longer answers on lab-1 itself.
+    expect((await sshExec('lab-1', ['sh', '-c', 'exec 3<>/dev/tcp/127.0.0.1/8080'])).exitCode).not.toBe(0);
+    const runId = (result.runs as Array<{ run_id: string }>)[0]!.run_id;
+    const j = journal(ws, runId);
+    expect(
+      (j as unknown as { steps: Array<{ kind: string; outputs: { source?: { kind: string } } }> }).steps.find(
+        (s) => s.kind === 'migrate',
+      )!.outputs.source!.kind,
+    ).toBe('failed-host');
+    // The journal is private and holds no secret; neither does the JSON output.
+    const file = join(ws.state, 'runs', `${runId}.json`);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, 'utf8')).not.toContain(demoSecret());
+    expect(r.stdout + r.stderr).not.toContain(demoSecret());
+    // The key itself arrived, with its mode and owner.
+    const key = await sshExec('lab-2', ['stat', '-c', '%a %U', '/etc/demo-web/session.key']);
+    expect(key.stdout.trim()).toBe('600 demo');
+    expect((await sshExec('lab-2', ['cat', '/etc/demo-web/session.key'])).stdout.trim()).toBe(demoSecret());
+  });
+
+  test('host powered off: data from the backup, same end state', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'poweroff');
+    const r = await persona(['recover', 'lab-1', '--yes'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/data source: .*\/var\/lib\/persona-lab\/backups\/demo-web/);
+    expect(r.stderr).toContain('lab-1 does not answer');
+    expect(r.stdout).toMatch(/demo-web: lab-1 → lab-2, run \S+: succeeded/);
+    await expectRecoveredOnto(lab, ws, 'lab-2');
+  });
+
+  test('non-interactive without --yes refuses before changing anything (exit 3)', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'app');
+    const before = await haproxyServers(lab);
+    const r = await persona(['recover', 'lab-1'], ws);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/confirmation required: Recover demo-web from lab-1 onto lab-2/);
+    expect(r.stderr).toContain('--yes');
+    expect(await haproxyServers(lab)).toEqual(before);
+    expect(await hostHasPackage('lab-2', 'nftables')).toBe(false);
+    expect(existsSync(join(ws.state, 'runs'))).toBe(false);
+  });
+
+  test('--dry-run probes and plans for real, lists each step, and changes nothing', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'app');
+    const before = await haproxyServers(lab);
+    const r = await persona(['recover', 'lab-1', '--dry-run'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Dry run: nothing was changed');
+    expect(r.stdout).toMatch(/would install on lab-2: nftables/);
+    expect(r.stdout).toMatch(/validate:\n\s+cannot simulate/);
+    expect(r.stdout).toMatch(/would copy from lab-1/);
+    expect(await haproxyServers(lab)).toEqual(before);
+    expect(await hostHasPackage('lab-2', 'nftables')).toBe(false);
+    expect((await sshExec('lab-2', ['test', '-e', '/srv/demo-web'])).exitCode).not.toBe(0);
+    expect((await sshExec('lab-2', ['id', 'demo'])).exitCode).not.toBe(0);
+    expect(existsSync(join(ws.state, 'runs'))).toBe(false);
+    expect((await httpGet(`${lab.haproxy.frontend_url}/whoami`)).status).toBe(503);
+  });
+
+  test('two recoveries of one application at once: one runs, the other gets a lock error naming the holder; Ctrl-C saves the run', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'app');
+    const first = personaChild(['recover', 'lab-1', '--yes'], ws, {
+      PERSONA_FAILPOINT: 'configure:after-packages',
+      PERSONA_AUTHOR: 'alice@laptop',
+    });
+    await failpointReached(ws, first);
+    const second = await persona(['recover', 'lab-1', '--yes'], ws, { PERSONA_AUTHOR: 'bob@desk' });
+    expect(second.code).toBe(4);
+    expect(second.stderr).toMatch(
+      /app-demo-web is locked by alice@laptop \(pid \d+ on \S+, run \S+demo-web\S+, since/,
+    );
+    first.kill('SIGINT');
+    const interrupted = await first;
+    expect(interrupted.exitCode).toBe(130);
+    expect(String(interrupted.stderr)).toMatch(/hint: Resume with: persona recover --resume \S+/);
+    const runId = runIdIn(String(interrupted.stderr));
+    expect(journal(ws, runId)).toMatchObject({ status: 'interrupted' });
+    const resumed = await persona(['recover', '--resume', runId, '--yes'], ws);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    await expectRecoveredOnto(lab, ws, 'lab-2');
+  });
+});
+
+/** Killing persona with SIGKILL in the middle of every step; --resume reaches the same end state. */
+const crashPoints = [
+  'fence:after-traffic',
+  'configure:after-packages',
+  'configure:after-security',
+  'migrate:after-pull',
+  'migrate:after-copy',
+  'validate:after-start',
+  'switch:after-switch',
+  'monitor:after-first-round',
+  'record:before-write',
+];
+
+describe('crash anywhere, resume to the same end state', () => {
+  test.each(crashPoints)('SIGKILL at %s', async (point) => {
+    const lab: LabState = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'app');
+    const child = personaChild(['recover', 'lab-1', '--yes'], ws, { PERSONA_FAILPOINT: point });
+    await failpointReached(ws, child);
+    child.kill('SIGKILL');
+    await child;
+    const runs = readdirSync(join(ws.state, 'runs'));
+    expect(runs).toHaveLength(1);
+    const runId = runs[0]!.replace(/\.json$/, '');
+    const before = journal(ws, runId);
+    expect(before.status).toBe('running');
+    expect(before.steps.find((s) => s.kind === point.split(':')[0])!.status).toBe('running');
+    const resumed = await persona(['recover', '--resume', runId, '--yes'], ws);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain(`step ${point.split(':')[0]} was interrupted in an earlier attempt`);
+    expect(journal(ws, runId).status).toBe('succeeded');
+    await expectRecoveredOnto(lab, ws, 'lab-2');
+  });
+});
