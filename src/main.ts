@@ -127,6 +127,10 @@ async function run(invocation: Invocation, world: World): Promise<number> {
         const { existsSync } = await import('node:fs');
         const { resolve } = await import('node:path');
         const named = globals.inventory ?? env.PERSONA_INVENTORY;
+        if (named?.startsWith('consul:')) {
+          const { loadConsulInventory } = await import('./hosts/consul-inventory.js');
+          return await loadConsulInventory(named, env, cwd);
+        }
         const path = named ? resolve(cwd, named) : resolve(cwd, 'inventory.json');
         if (!named && !existsSync(path)) {
           throw new PersonaError('E_USAGE', 'no inventory: pass --inventory FILE or set PERSONA_INVENTORY', {

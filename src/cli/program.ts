@@ -57,7 +57,7 @@ export function buildProgram(
     .option('--state-dir <dir>', 'run journals and saved edits (env PERSONA_STATE_DIR)')
     .option(
       '--inventory <file>',
-      'hosts: JSON, YAML or an Ansible inventory (env PERSONA_INVENTORY; default ./inventory.json)',
+      "hosts: JSON, YAML, an Ansible inventory, or consul://HOST:PORT for Consul's catalog (env PERSONA_INVENTORY; default ./inventory.json)",
     )
     .option(
       '--ssh-config <file>',

@@ -57,21 +57,18 @@ export class JournalStore {
     }
   }
 
+  /** The journal of a run: the local copy or the shared store's, whichever was written last. */
   async load(runId: string): Promise<Journal> {
     const path = this.path(runId);
-    let text: string | undefined;
-    let source = path;
+    const found: Journal[] = [];
     try {
-      text = await readFile(path, 'utf8');
+      found.push(parseJournal(path, await readFile(path, 'utf8')));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
-    if (text === undefined && this.mirror) {
-      const entry = await this.mirror.get(runKey(runId));
-      text = entry?.value;
-      source = `${this.mirror.describe} ${runKey(runId)}`;
-    }
-    if (text === undefined) {
+    const entry = this.mirror ? await this.mirror.get(runKey(runId)) : undefined;
+    if (entry) found.push(parseJournal(`${this.mirror!.describe} ${runKey(runId)}`, entry.value));
+    if (found.length === 0) {
       throw new PersonaError(
         'E_NOT_FOUND',
         `run ${runId} not found in ${this.dir}${this.mirror ? ` or ${this.mirror.describe}` : ''}`,
@@ -80,7 +77,7 @@ export class JournalStore {
         },
       );
     }
-    return parseJournal(source, text);
+    return found.reduce((a, b) => (b.updated_at > a.updated_at ? b : a));
   }
 
   async list(): Promise<Journal[]> {

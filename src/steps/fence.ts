@@ -5,9 +5,9 @@
 import { PersonaError } from '../errors.js';
 import { privileged } from '../runbook/remote.js';
 import type { Step, StepContext } from '../runbook/types.js';
-import { routerFor } from '../traffic/router.js';
 import { runHooks } from './hooks.js';
 import { reachable } from './reach.js';
+import { trafficRouter } from './traffic.js';
 
 async function appStopped(ctx: StepContext): Promise<boolean> {
   const { deploy } = ctx.profile;
@@ -27,13 +27,13 @@ export const fenceStep: Step = {
   mutates: true,
   describe(ctx) {
     return [
-      routerFor(ctx.profile).describeFence(ctx.failed),
+      trafficRouter(ctx).describeFence(ctx.failed),
       `if ${ctx.failed.name} answers over SSH: stop ${ctx.profile.id} there (${ctx.profile.deploy.stop.join(' ')})`,
     ];
   },
   async simulate(ctx) {
     const r = await reachable(ctx, ctx.failed);
-    const router = routerFor(ctx.profile);
+    const router = trafficRouter(ctx);
     const fenced = await router
       .isFenced(ctx.failed, ctx.signal)
       .catch((e: Error) => `unknown (${e.message})`);
@@ -45,13 +45,13 @@ export const fenceStep: Step = {
     ];
   },
   async verify(ctx) {
-    const router = routerFor(ctx.profile);
+    const router = trafficRouter(ctx);
     if (router.canFence && !(await router.isFenced(ctx.failed, ctx.signal))) return false;
     const r = await reachable(ctx, ctx.failed);
     return !r.ok || (await appStopped(ctx));
   },
   async run(ctx) {
-    const router = routerFor(ctx.profile);
+    const router = trafficRouter(ctx);
     const hooks = await runHooks(ctx, 'pre_fence');
     const traffic = await router.fence(ctx.failed, ctx.signal);
     ctx.log(`${ctx.failed.name} is out of rotation (${router.method})`);

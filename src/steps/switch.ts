@@ -4,8 +4,8 @@
  */
 import { PersonaError } from '../errors.js';
 import type { Step } from '../runbook/types.js';
-import { routerFor } from '../traffic/router.js';
 import { runHooks } from './hooks.js';
+import { trafficRouter } from './traffic.js';
 
 export const switchStep: Step = {
   kind: 'switch',
@@ -13,17 +13,17 @@ export const switchStep: Step = {
   mutates: true,
   attempts: 2,
   describe(ctx) {
-    return [routerFor(ctx.profile).describeSwitch(ctx.target, ctx.failed)];
+    return [trafficRouter(ctx).describeSwitch(ctx.target, ctx.failed)];
   },
   async simulate(ctx) {
-    const router = routerFor(ctx.profile);
+    const router = trafficRouter(ctx);
     const switched = await router
       .isSwitched(ctx.target, ctx.failed, ctx.signal)
       .catch((e: Error) => `unknown (${e.message})`);
     return [`would run: ${router.describeSwitch(ctx.target, ctx.failed)} (already switched: ${switched})`];
   },
   async verify(ctx) {
-    return await routerFor(ctx.profile).isSwitched(ctx.target, ctx.failed, ctx.signal);
+    return await trafficRouter(ctx).isSwitched(ctx.target, ctx.failed, ctx.signal);
   },
   async run(ctx) {
     const fence = ctx.previous('fence');
@@ -40,7 +40,7 @@ export const switchStep: Step = {
       }
       ctx.log(`switching WITHOUT a successful fence of ${ctx.failed.name} (--force-no-fence)`);
     }
-    const router = routerFor(ctx.profile);
+    const router = trafficRouter(ctx);
     const hooks = await runHooks(ctx, 'pre_switch');
     const traffic = await router.switchTo(ctx.target, ctx.failed, ctx.signal);
     await ctx.checkpoint('after-switch');

@@ -112,8 +112,47 @@ interface RawKv {
 interface RawEntry extends Omit<ConsulKvEntry, 'Value'> {
   Value: string | null;
 }
+export interface CatalogNode {
+  Node: string;
+  Address: string;
+  Meta?: Record<string, string> | null;
+}
+
+export interface CatalogServiceEntry {
+  Node: string;
+  Address: string;
+  ServiceID: string;
+  ServiceName: string;
+  ServiceAddress?: string;
+  ServicePort?: number;
+  ServiceTags?: string[] | null;
+}
+
+export interface HealthCheck {
+  Node: string;
+  CheckID: string;
+  Status: 'passing' | 'warning' | 'critical' | string;
+  ServiceName?: string;
+}
+
+export interface ServiceRegistration {
+  node: string;
+  address: string;
+  service: { id: string; service: string; port?: number; tags?: string[]; address?: string };
+}
+
 interface RawClient {
   kv: RawKv;
+  catalog: {
+    register(o: unknown): Promise<unknown>;
+    deregister(o: unknown): Promise<unknown>;
+    node: {
+      list(): Promise<CatalogNode[]>;
+      services(node: string): Promise<{ Services?: Record<string, { Service: string }> } | null>;
+    };
+    service: { nodes(service: string): Promise<CatalogServiceEntry[]> };
+  };
+  health: { node(node: string): Promise<HealthCheck[]> };
   transaction: { create(ops: unknown[]): Promise<unknown> };
   session: {
     create(o: { name: string; ttl: string; lockdelay: string; behavior: string }): Promise<{ ID: string }>;
@@ -219,6 +258,36 @@ export class ConsulApi {
   async release(key: string, session: string, value: string): Promise<boolean> {
     const released = await this.call(() => this.client.kv.set({ key, value, release: session }));
     return released === true;
+  }
+
+  // The catalog: nodes and their services, for the inventory and the `consul` traffic method.
+
+  async nodes(): Promise<CatalogNode[]> {
+    return await this.call(() => this.client.catalog.node.list());
+  }
+
+  /** Names of the services registered on a node. */
+  async nodeServices(node: string): Promise<string[]> {
+    const raw = await this.call(() => this.client.catalog.node.services(node));
+    return [...new Set(Object.values(raw?.Services ?? {}).map((s) => s.Service))].sort();
+  }
+
+  async nodeHealth(node: string): Promise<HealthCheck[]> {
+    return await this.call(() => this.client.health.node(node));
+  }
+
+  async serviceNodes(service: string): Promise<CatalogServiceEntry[]> {
+    return await this.call(() => this.client.catalog.service.nodes(service));
+  }
+
+  async register(r: ServiceRegistration): Promise<void> {
+    await this.call(() =>
+      this.client.catalog.register({ node: r.node, address: r.address, service: r.service }),
+    );
+  }
+
+  async deregister(node: string, serviceId: string): Promise<void> {
+    await this.call(() => this.client.catalog.deregister({ node, serviceid: serviceId }));
   }
 
   close(): void {

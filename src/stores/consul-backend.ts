@@ -45,27 +45,16 @@ export class ConsulBackend implements KvBackend {
   }
 
   static async open(target: ConsulTarget): Promise<ConsulBackend> {
-    let ca: Buffer | undefined;
-    if (target.caFile) {
-      ca = await readFile(target.caFile).catch((error: NodeJS.ErrnoException) => {
-        throw new PersonaError(
-          'E_USAGE',
-          `cannot read CONSUL_CACERT ${target.caFile}: ${error.code ?? error.message}`,
-          {
-            hint: 'Point CONSUL_CACERT at the PEM file of the CA that signed the Consul agent certificate.',
-          },
-        );
-      });
-    }
-    const api = new ConsulApi({
-      host: target.host,
-      port: target.port,
-      secure: target.secure,
-      timeoutMs: target.timeoutMs,
-      ...(target.token ? { token: target.token } : {}),
-      ...(ca ? { ca } : {}),
-    });
-    return new ConsulBackend(api, target);
+    return new ConsulBackend(await connectConsul(target), target);
+  }
+
+  /** The agent's API, for the catalog (inventory, traffic) when this is the store. */
+  get consulApi(): ConsulApi {
+    return this.api;
+  }
+
+  get consulTarget(): ConsulTarget {
+    return this.target;
   }
 
   private path(key: string): string {
@@ -244,4 +233,29 @@ function minimumTtl(detail: string): number | undefined {
   const m = /must be between \[(?:(\d+)m)?(\d+(?:\.\d+)?)s=/.exec(detail);
   if (!m) return undefined;
   return Math.ceil(Number(m[1] ?? 0) * 60 + Number(m[2]));
+}
+
+/** A connection to the agent a target names (reading its CA file first). */
+export async function connectConsul(target: ConsulTarget): Promise<ConsulApi> {
+  let ca: Buffer | undefined;
+  if (target.caFile) {
+    ca = await readFile(target.caFile).catch((error: NodeJS.ErrnoException) => {
+      throw new PersonaError(
+        'E_USAGE',
+        `cannot read CONSUL_CACERT ${target.caFile}: ${error.code ?? error.message}`,
+        {
+          hint: 'Point CONSUL_CACERT at the PEM file of the CA that signed the Consul agent certificate.',
+        },
+      );
+    });
+  }
+  const api = new ConsulApi({
+    host: target.host,
+    port: target.port,
+    secure: target.secure,
+    timeoutMs: target.timeoutMs,
+    ...(target.token ? { token: target.token } : {}),
+    ...(ca ? { ca } : {}),
+  });
+  return api;
 }

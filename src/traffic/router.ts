@@ -5,6 +5,8 @@
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
 import type { Profile } from '../profile/schema.js';
+import type { ConsulApi } from '../stores/consul-api.js';
+import { ConsulRouter } from './consul-router.js';
 import { HaproxyRuntime, inMaintenance } from './haproxy.js';
 
 export type Evidence = Record<string, unknown>;
@@ -32,7 +34,12 @@ export function substitute(argv: readonly string[], values: Placeholders): strin
   );
 }
 
-export function routerFor(profile: Profile): TrafficRouter {
+export interface RouterDeps {
+  /** The Consul agent (the store's when it is Consul, else CONSUL_HTTP_ADDR's), for the `consul` method. */
+  consul?: () => Promise<ConsulApi>;
+}
+
+export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRouter {
   const traffic = profile.traffic;
   switch (traffic.method) {
     case 'haproxy':
@@ -42,10 +49,10 @@ export function routerFor(profile: Profile): TrafficRouter {
     case 'none':
       return new NoRouter();
     case 'consul':
-      throw new PersonaError(
-        'E_USAGE',
-        `traffic method "consul" needs a Consul store (--store consul://…) for ${profile.id}`,
-      );
+      if (!deps.consul) {
+        throw new PersonaError('E_USAGE', `traffic method "consul" of ${profile.id} needs a Consul agent`);
+      }
+      return new ConsulRouter(traffic, profile.deploy.port, deps.consul);
   }
 }
 
