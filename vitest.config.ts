@@ -1,10 +1,11 @@
-import { BaseSequencer, type TestSpecification } from 'vitest/node';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /** Lab files run one at a time, in name order, and the teardown check last. */
 class LabSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
-    const key = (f: TestSpecification) => (f.moduleId.endsWith('teardown.test.ts') ? `~${f.moduleId}` : f.moduleId);
+    const key = (f: TestSpecification) =>
+      f.moduleId.endsWith('teardown.test.ts') ? `~${f.moduleId}` : f.moduleId;
     return [...files].sort((a, b) => key(a).localeCompare(key(b)));
   }
 }

@@ -30,7 +30,9 @@ async function get(url: string): Promise<string> {
 
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
-    process.stderr.write('The demo builds a lab of simulated hosts with namespaces and cgroups: run it as root (sudo npm run demo).\n');
+    process.stderr.write(
+      'The demo builds a lab of simulated hosts with namespaces and cgroups: run it as root (sudo npm run demo).\n',
+    );
     return 2;
   }
   if (mode !== 'poweroff' && mode !== 'app') {
@@ -62,8 +64,14 @@ async function main(): Promise<number> {
     PERSONA_INVENTORY: state.inventory as string,
   };
 
-  say(`before: ${front}/whoami → ${await get(`${front}/whoami`)}; /checksum → ${await get(`${front}/checksum`)}`);
-  say(mode === 'poweroff' ? 'lab-1 loses power (its processes die, its link goes down)' : 'demo-web dies on lab-1 (the host stays up)');
+  say(
+    `before: ${front}/whoami → ${await get(`${front}/whoami`)}; /checksum → ${await get(`${front}/checksum`)}`,
+  );
+  say(
+    mode === 'poweroff'
+      ? 'lab-1 loses power (its processes die, its link goes down)'
+      : 'demo-web dies on lab-1 (the host stays up)',
+  );
   await execa(lab, ['fail', 'lab-1', `--mode=${mode}`], { stdio: 'inherit' });
   say(`now: ${front}/whoami → ${await get(`${front}/whoami`)}`);
 
@@ -72,7 +80,9 @@ async function main(): Promise<number> {
   say(`persona ${args.join(' ')}${interactive ? '   (you pick the host and confirm the plan)' : ''}`);
   const run = await execa(persona, args, { env, stdio: 'inherit', reject: false });
   if (run.exitCode !== 0) {
-    say(`persona exited with ${run.exitCode}; the run is saved: PERSONA_STATE_DIR=${env.PERSONA_STATE_DIR} persona runs list`);
+    say(
+      `persona exited with ${run.exitCode}; the run is saved: PERSONA_STATE_DIR=${env.PERSONA_STATE_DIR} persona runs list`,
+    );
     return run.exitCode ?? 1;
   }
 
@@ -80,7 +90,9 @@ async function main(): Promise<number> {
   const after = await get(`${front}/checksum`);
   say(`after: ${front}/whoami → ${whoami}; /checksum → ${after}`);
   const same = after === `200 ${checksum}`;
-  process.stderr.write(`${same ? '✔' : '✖'} the data served now is ${same ? 'identical to' : 'DIFFERENT from'} what lab-1 served (sha256 manifest ${checksum.slice(0, 16)}…)\n`);
+  process.stderr.write(
+    `${same ? '✔' : '✖'} the data served now is ${same ? 'identical to' : 'DIFFERENT from'} what lab-1 served (sha256 manifest ${checksum.slice(0, 16)}…)\n`,
+  );
   process.stderr.write(
     `\nExplore: PERSONA_STORE=${env.PERSONA_STORE} PERSONA_STATE_DIR=${env.PERSONA_STATE_DIR} PERSONA_INVENTORY=${env.PERSONA_INVENTORY} persona runs list\n` +
       `Put lab-1 back: npm run lab -- heal lab-1; tear the lab down: npm run lab -- down\n`,

@@ -122,6 +122,7 @@ export function demoSecret(): string {
 }
 
 export async function hostHasPackage(host: string, name: string): Promise<boolean> {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's format syntax
   const r = await sshExec(host, ['dpkg-query', '-W', '-f=${db:Status-Abbrev}', name]);
   return r.stdout.startsWith('ii');
 }
