@@ -1,11 +1,16 @@
 import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
-/** Lab files run one at a time, in name order, and the teardown check last. */
+/** Lab files run one at a time: the self-test, the end-to-end files in name order, the teardown check. */
 class LabSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    // The self-test first (it expects the lab as `up` leaves it), the teardown check last.
     const key = (f: TestSpecification) =>
-      f.moduleId.endsWith('teardown.test.ts') ? `~${f.moduleId}` : f.moduleId;
+      f.moduleId.endsWith('selftest.test.ts')
+        ? `0${f.moduleId}`
+        : f.moduleId.endsWith('teardown.test.ts')
+          ? `~${f.moduleId}`
+          : `1${f.moduleId}`;
     return [...files].sort((a, b) => key(a).localeCompare(key(b)));
   }
 }

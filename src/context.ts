@@ -28,6 +28,8 @@ export interface GlobalOptions {
 }
 
 export interface Context {
+  /** The arguments persona was started with (for journals: how a run was started). */
+  readonly argv: readonly string[];
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
   readonly streams: Streams;

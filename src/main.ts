@@ -63,10 +63,10 @@ export async function main(argv: string[], world: World): Promise<number> {
     throw error;
   }
   if (!invocation) return ExitCode.ok;
-  return await run(invocation, world);
+  return await run(invocation, world, argv);
 }
 
-async function run(invocation: Invocation, world: World): Promise<number> {
+async function run(invocation: Invocation, world: World, argv: string[]): Promise<number> {
   const { streams, env, cwd } = world;
   const globals = invocation.globals as GlobalOptions;
   const mode = resolveMode(globals, env, streams);
@@ -95,6 +95,7 @@ async function run(invocation: Invocation, world: World): Promise<number> {
   let inventory: Promise<Inventory> | undefined;
   let ssh: SshTransport | undefined;
   const ctx: Context = {
+    argv,
     env,
     cwd,
     streams,
@@ -153,6 +154,7 @@ async function run(invocation: Invocation, world: World): Promise<number> {
           ...(configFile ? { configFile } : {}),
           connectTimeoutSec: globals.connectTimeout ?? 5,
           hostKeyChecking: globals.acceptNewHostKeys ? 'accept-new' : 'yes',
+          ...(env.XDG_RUNTIME_DIR ? { runtimeDir: env.XDG_RUNTIME_DIR } : {}),
         });
       }
       return ssh;

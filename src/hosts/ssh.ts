@@ -27,6 +27,8 @@ export interface SshOptions {
   multiplex?: boolean;
   /** How long an idle master connection stays up. */
   persistSec?: number;
+  /** Where the private directory of master sockets goes (XDG_RUNTIME_DIR, else the temp dir). */
+  runtimeDir?: string;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -190,8 +192,8 @@ export function classifySshFailure(
 
 export class SshTransport {
   private controlDir: string | undefined;
-  private readonly options: Required<Omit<SshOptions, 'configFile' | 'env'>> &
-    Pick<SshOptions, 'configFile' | 'env'>;
+  private readonly options: Required<Omit<SshOptions, 'configFile' | 'env' | 'runtimeDir'>> &
+    Pick<SshOptions, 'configFile' | 'env' | 'runtimeDir'>;
 
   constructor(options: SshOptions = {}) {
     this.options = {
@@ -204,7 +206,7 @@ export class SshTransport {
   }
 
   private async control(): Promise<string> {
-    this.controlDir ??= await mkdtemp(join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), 'persona-ssh-'));
+    this.controlDir ??= await mkdtemp(join(this.options.runtimeDir ?? tmpdir(), 'persona-ssh-'));
     return this.controlDir;
   }
 

@@ -13,6 +13,7 @@ import {
   LAB_SCRIPT,
   type LabState,
   labHost,
+  labDown,
   labState,
   labUp,
   releaseLab,
@@ -83,6 +84,8 @@ describe('the lab', () => {
   let state: LabState;
 
   beforeAll(async () => {
+    // From a lab as `up` makes it: whatever an earlier run left (an application moved, a host broken) goes.
+    await labDown();
     state = await labUp();
   }, 20 * 60_000);
 

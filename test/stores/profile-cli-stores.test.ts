@@ -22,9 +22,11 @@ afterAll(async () => {
 });
 
 let n = 0;
+// 50 persona processes at once on a small CI machine, beside other test files: requests may wait far longer
+// than the 5 s default before the store answers, so these URLs allow 60 s.
 const stores: Array<[string, () => string]> = [
-  ['etcd', () => `etcd://127.0.0.1:${etcd.port}/cli-${process.pid}-${++n}`],
-  ['consul', () => `consul://127.0.0.1:${consul.port}/cli-${process.pid}-${++n}`],
+  ['etcd', () => `etcd://127.0.0.1:${etcd.port}/cli-${process.pid}-${++n}?timeout=60s`],
+  ['consul', () => `consul://127.0.0.1:${consul.port}/cli-${process.pid}-${++n}?timeout=60s`],
 ];
 
 describe.each(stores)('profile commands on %s', (_name, url) => {

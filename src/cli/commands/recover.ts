@@ -22,7 +22,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     forceNoFence: opts.forceNoFence === true,
     strategy: (opts.strategy as Strategy | undefined) ?? 'best-fit',
     exclude: (opts.exclude as string[] | undefined) ?? [],
-    commandLine: ['persona', 'recover', ...process.argv.slice(3)],
+    commandLine: ['persona', ...ctx.argv],
   });
   return {
     data: { type: 'result', runs },
