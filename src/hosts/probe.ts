@@ -2,6 +2,7 @@
  * Probing candidate hosts: one SSH round trip each, bounded concurrency, a deadline per host. An unreachable host
  * is a result with its reason, never a failure of the whole probe.
  */
+import { availableParallelism } from 'node:os';
 import { isPersonaError } from '../errors.js';
 import { mapPool } from '../util/pool.js';
 import type { InventoryHost } from './inventory.js';
@@ -33,7 +34,11 @@ export interface ProbeOptions {
   onResult?: (result: ProbeResult) => void;
 }
 
-export const DEFAULT_PROBE_CONCURRENCY = 128;
+/**
+ * SSH handshakes are CPU work on this machine: more at once than the cores can serve only makes each host slower
+ * (and closer to its deadline) without finishing sooner (bench/RESULTS.md). 16 per core, at least 16.
+ */
+export const DEFAULT_PROBE_CONCURRENCY = Math.max(16, availableParallelism() * 16);
 
 export async function probeHost(
   ssh: SshTransport,
@@ -45,6 +50,7 @@ export async function probeHost(
   try {
     const result = await ssh.script(host, probeScript, [options.dataPath ?? '/', ...packages], {
       timeoutMs: options.deadlineMs ?? 15_000,
+      startMaster: false,
       ...(options.signal ? { signal: options.signal } : {}),
     });
     if (result.exitCode !== 0) {

@@ -36,6 +36,11 @@ export interface ExecOptions {
   input?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * One-shot calls (a probe of many hosts) use a master connection when one is up but never start one: starting
+   * masters costs more than it saves for a single command (bench/RESULTS.md).
+   */
+  startMaster?: boolean;
 }
 
 export interface ExecResult {
@@ -191,7 +196,8 @@ export function classifySshFailure(
 }
 
 export class SshTransport {
-  private controlDir: string | undefined;
+  /** The private directory of master sockets; a promise, so that parallel first calls share one. */
+  private controlDir: Promise<string> | undefined;
   private readonly options: Required<Omit<SshOptions, 'configFile' | 'env' | 'runtimeDir'>> &
     Pick<SshOptions, 'configFile' | 'env' | 'runtimeDir'>;
 
@@ -206,12 +212,12 @@ export class SshTransport {
   }
 
   private async control(): Promise<string> {
-    this.controlDir ??= await mkdtemp(join(this.options.runtimeDir ?? tmpdir(), 'persona-ssh-'));
-    return this.controlDir;
+    this.controlDir ??= mkdtemp(join(this.options.runtimeDir ?? tmpdir(), 'persona-ssh-'));
+    return await this.controlDir;
   }
 
   /** The ssh argument vector for a target and a remote command (already quoted into one string). */
-  async argv(target: SshTarget, remoteCommand: string | undefined): Promise<string[]> {
+  async argv(target: SshTarget, remoteCommand: string | undefined, startMaster = true): Promise<string[]> {
     const o = this.options;
     const args = [
       '-o',
@@ -234,7 +240,7 @@ export class SshTransport {
     if (o.multiplex) {
       args.push(
         '-o',
-        'ControlMaster=auto',
+        `ControlMaster=${startMaster ? 'auto' : 'no'}`,
         '-o',
         `ControlPath=${await this.control()}/%C`,
         '-o',
@@ -301,7 +307,7 @@ export class SshTransport {
 
   private async execRaw(target: SshTarget, command: string, options: ExecOptions): Promise<ExecResult> {
     const { execa } = await import('execa');
-    const args = await this.argv(target, command);
+    const args = await this.argv(target, command, options.startMaster ?? true);
     const started = Date.now();
     const subprocess = execa('ssh', args, {
       input: options.input ?? '',
@@ -343,9 +349,10 @@ export class SshTransport {
 
   /** Closes every master connection and removes the private control directory. */
   async close(): Promise<void> {
-    const dir = this.controlDir;
-    if (!dir) return;
+    const pending = this.controlDir;
+    if (!pending) return;
     this.controlDir = undefined;
+    const dir = await pending;
     const { execa } = await import('execa');
     const sockets = await readdir(dir).catch(() => [] as string[]);
     await Promise.all(

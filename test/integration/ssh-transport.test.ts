@@ -156,10 +156,20 @@ describe('ssh transport', () => {
     expect(e.kind).toBe('cancelled');
   });
 
+  test('parallel first calls share one control directory, and close() removes it', async () => {
+    const t = new SshTransport({ configFile: sshd.configFile });
+    await Promise.all(Array.from({ length: 5 }, () => t.exec(target(), ['true'])));
+    const dir = await (t as unknown as { controlDir: Promise<string> }).controlDir;
+    const { readdirSync, existsSync } = await import('node:fs');
+    expect(readdirSync(dir).length).toBeLessThanOrEqual(1);
+    await t.close();
+    expect(existsSync(dir)).toBe(false);
+  });
+
   test('close() ends the master connections and removes the control directory', async () => {
     const t = new SshTransport({ configFile: sshd.configFile });
     await t.exec(target(), ['true']);
-    const dir = (t as unknown as { controlDir: string }).controlDir;
+    const dir = await (t as unknown as { controlDir: Promise<string> }).controlDir;
     const { existsSync } = await import('node:fs');
     expect(existsSync(dir)).toBe(true);
     await t.close();

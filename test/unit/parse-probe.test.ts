@@ -23,7 +23,7 @@ describe('parse probe output', () => {
       path: '/srv/demo',
       checked: '/srv',
       mount: '/',
-      freeBytes: 82927736 * 1024,
+      freeBytes: 81397536 * 1024,
     });
     expect(facts.packages.requested).toEqual([
       { name: 'socat', wanted: '1.7.4.4-2', installed: '1.7.4.4-2' },
@@ -31,7 +31,26 @@ describe('parse probe output', () => {
       { name: 'nginx', candidate: '1.22.1-9+deb12u11' },
       { name: 'bash', installed: '5.2.15-2+b8' },
     ]);
-    expect(facts.load1).toBe(4.8);
+    expect(facts.load1).toBe(2.78);
+  });
+
+  test('a lab host with cgroup v1 limits inside its own cgroup namespace (recorded)', () => {
+    const facts = parseProbeOutput(fixture('lab-host-cgroup1-limited.txt'), [
+      'socat=9.9',
+      'rsync',
+      'nftables',
+    ]);
+    expect(facts.hostname).toBe('lab-4');
+    expect(facts.cores).toEqual({ online: 1, usable: 1 });
+    expect(facts.memory).toMatchObject({ limitBytes: 536870912, usableBytes: 536870912 });
+    expect(facts.storage).toMatchObject({ mount: '/srv', freeBytes: 488392 * 1024 });
+    expect(facts.packages.aptLists).toBe(1);
+    // A pinned version the host's sources do not offer is told apart from one they do.
+    expect(facts.packages.requested).toEqual([
+      { name: 'socat', wanted: '9.9', candidate: '1.7.4.4-2', wantedAvailable: false },
+      { name: 'rsync', candidate: '3.2.7-1+deb12u6' },
+      { name: 'nftables', candidate: '1.0.6-2+deb12u2' },
+    ]);
   });
 
   test('cgroup v2 limits and CPU quota win over the machine (and login noise is skipped)', () => {
