@@ -1,16 +1,11 @@
-// The fake Consul agent, tested with plain fetch against Consul's documented
-// HTTP API. With CONSUL_HTTP_ADDR set (and CONSUL_HTTP_TOKEN when ACLs are on)
-// the same cases run against that real agent instead, under a random key
-// prefix and node names that are cleaned up afterwards; the cases marked
-// fake-only (stop/start, ACL and TLS set-up) are skipped there.
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Consul from 'consul';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { selfSignedCert } from '../helpers/tls.js';
 import { type ConsulServer, startConsulServer } from './consul-server.js';
 
 const REAL_ADDR = process.env.CONSUL_HTTP_ADDR;
@@ -625,23 +620,8 @@ describe.skipIf(REAL)('fake-only: agent down, ACL tokens, TLS', () => {
   it('serves https with the given certificate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'persona-consul-tls-'));
     try {
-      // openssl comes with ca-certificates on Debian; a missing openssl fails the test rather than skipping it.
-      execFileSync(
-        'openssl',
-        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1'].concat([
-          '-addext',
-          'subjectAltName=IP:127.0.0.1',
-          '-keyout',
-          join(dir, 'key.pem'),
-          '-out',
-          join(dir, 'cert.pem'),
-        ]),
-        { stdio: 'ignore' },
-      );
-      const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-      const server = await startConsulServer({
-        tls: { cert, key: readFileSync(join(dir, 'key.pem'), 'utf8') },
-      });
+      const { cert, key } = selfSignedCert(dir);
+      const server = await startConsulServer({ tls: { cert, key } });
       try {
         expect(server.url).toMatch(/^https:/);
         const body = await new Promise<string>((resolve, reject) => {

@@ -1,10 +1,3 @@
-/**
- * The Consul store against the in-process Consul API server (test/fakes), or against a real agent when
- * CONSUL_HTTP_ADDR is set (CONSUL_HTTP_TOKEN / CONSUL_CACERT / CONSUL_HTTP_SSL as for the consul CLI): then every
- * run uses a random prefix under persona-test/ that is deleted afterwards, and the fake-only cases are skipped.
- */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
@@ -14,6 +7,7 @@ import { openBackend } from '../../src/stores/open.js';
 import { storeConformance } from '../conformance/store-conformance.js';
 import { type ConsulServer, startConsulServer } from '../fakes/consul-server.js';
 import { repoRoot } from '../helpers/cli.js';
+import { selfSignedCert } from '../helpers/tls.js';
 import { tempDir } from '../helpers/tmp.js';
 import { startSilentServer } from './silent-server.js';
 
@@ -191,22 +185,8 @@ describe.skipIf(REAL)('consul store against the fake agent: environment, TLS, AC
 
   test('TLS: https with CONSUL_CACERT works; without it the error says to set it', async () => {
     const dir = tempDir('persona-consul-tls-');
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1'].concat([
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ]),
-      { stdio: 'ignore' },
-    );
-    const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-    const server = await startConsulServer({
-      tls: { cert, key: readFileSync(join(dir, 'key.pem'), 'utf8') },
-    });
+    const { cert, key } = selfSignedCert(dir);
+    const server = await startConsulServer({ tls: { cert, key } });
     try {
       const url = `consul://127.0.0.1:${server.port}/tls?tls=1`;
       const kv = await openBackend(url, { CONSUL_CACERT: join(dir, 'cert.pem') }, repoRoot);

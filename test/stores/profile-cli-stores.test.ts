@@ -29,19 +29,21 @@ const stores: Array<[string, () => string]> = [
   ['consul', () => `consul://127.0.0.1:${consul.port}/cli-${process.pid}-${++n}?timeout=60s`],
 ];
 
+/** The demo profile, created in the store (version 0 expected: it must not exist yet). */
+async function seed(dir: string, env: Record<string, string>): Promise<void> {
+  writeFileSync(join(dir, 'demo.json'), demo);
+  const r = await runBin(
+    ['profile', 'set', 'demo-web', '--file', join(dir, 'demo.json'), '--expect-version', '0'],
+    { env },
+  );
+  expect(r.code, r.stderr).toBe(0);
+}
+
 describe.each(stores)('profile commands on %s', (_name, url) => {
   test('edit writes a new version; a concurrent change is shown, not overwritten, and the edit is kept', async () => {
     const dir = tempDir();
     const env = { PERSONA_STORE: url(), PERSONA_STATE_DIR: join(dir, 'state') };
-    writeFileSync(join(dir, 'demo.json'), demo);
-    expect(
-      (
-        await runBin(
-          ['profile', 'set', 'demo-web', '--file', join(dir, 'demo.json'), '--expect-version', '0'],
-          { env },
-        )
-      ).code,
-    ).toBe(0);
+    await seed(dir, env);
     const editor = join(dir, 'editor.sh');
     writeFileSync(editor, `#!/bin/sh\nsed -i 's/"required_cores": 1/"required_cores": 2/' "$1"\n`, {
       mode: 0o755,
@@ -76,15 +78,7 @@ describe.each(stores)('profile commands on %s', (_name, url) => {
   test('50 concurrent profile set from the same read version: one lands, 49 conflicts, nothing lost', async () => {
     const dir = tempDir();
     const env = { PERSONA_STORE: url() };
-    writeFileSync(join(dir, 'demo.json'), demo);
-    expect(
-      (
-        await runBin(
-          ['profile', 'set', 'demo-web', '--file', join(dir, 'demo.json'), '--expect-version', '0'],
-          { env },
-        )
-      ).code,
-    ).toBe(0);
+    await seed(dir, env);
     const version = JSON.parse((await runBin(['profile', 'show', 'demo-web', '--json'], { env })).stdout)
       .version as number;
     const results = await Promise.all(
