@@ -75,7 +75,13 @@ function step(
 function setup(
   kinds: StepKind[],
   steps: FakeStep[],
-  options: { interactive?: boolean; prompter?: ScriptedPrompter; signal?: AbortSignal; j?: Journal } = {},
+  options: {
+    interactive?: boolean;
+    prompter?: ScriptedPrompter;
+    signal?: AbortSignal;
+    j?: Journal;
+    stepByStep?: boolean;
+  } = {},
 ) {
   const dir = tempDir();
   const journals = new JournalStore(dir);
@@ -104,7 +110,7 @@ function setup(
     },
     {
       interactive: options.interactive ?? false,
-      stepByStep: false,
+      stepByStep: options.stepByStep ?? false,
       resumeCommand: 'persona recover --resume R',
       signal: options.signal ?? new AbortController().signal,
       backoffMs: 1,
@@ -241,6 +247,23 @@ describe('engine', () => {
     expect(error).toMatchObject({ code: 'E_INTERRUPTED', exitCode: 130 });
     expect((error as PersonaError).hint).toContain('--resume');
     expect(j).toMatchObject({ status: 'interrupted', steps: [{ status: 'interrupted' }] });
+  });
+
+  test('--step: each step is confirmed before it runs; a "no" stops the run, saved and resumable (exit 3)', async () => {
+    const a = step('fence', async () => ({}));
+    const b = step('configure', async () => ({}));
+    const prompter = new ScriptedPrompter([
+      { match: /^Run step 1\/2: fence\?/, answer: true },
+      { match: /^Run step 2\/2: configure\?/, answer: false },
+    ]);
+    const { engine, journal: j } = setup(['fence', 'configure'], [a, b], {
+      interactive: true,
+      prompter,
+      stepByStep: true,
+    });
+    await expect(engine.run()).rejects.toMatchObject({ code: 'E_DECLINED', exitCode: 3 });
+    expect([a.runs, b.runs]).toEqual([1, 0]);
+    expect(j).toMatchObject({ status: 'aborted', steps: [{ status: 'succeeded' }, { status: 'pending' }] });
   });
 
   test('a lost lock stops the run at the next step boundary', async () => {
