@@ -7,6 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersonaError } from '../errors.js';
+import { processAlive } from '../util/process.js';
 import { shellJoin } from './shell-quote.js';
 
 export interface SshTarget {
@@ -195,6 +196,20 @@ export function classifySshFailure(
   return undefined;
 }
 
+/**
+ * A persona killed with SIGKILL cannot remove its control directory; the next one does, when the pid in the
+ * directory's name is gone (`persona-ssh-<pid>-XXXXXX`).
+ */
+async function sweepStaleControlDirs(base: string): Promise<void> {
+  const names = await readdir(base).catch(() => [] as string[]);
+  await Promise.all(
+    names
+      .map((name) => ({ name, pid: /^persona-ssh-(\d+)-/.exec(name)?.[1] }))
+      .filter((d) => d.pid !== undefined && Number(d.pid) !== process.pid && !processAlive(Number(d.pid)))
+      .map((d) => rm(join(base, d.name), { recursive: true, force: true }).catch(() => {})),
+  );
+}
+
 export class SshTransport {
   /** The private directory of master sockets; a promise, so that parallel first calls share one. */
   private controlDir: Promise<string> | undefined;
@@ -212,7 +227,11 @@ export class SshTransport {
   }
 
   private async control(): Promise<string> {
-    this.controlDir ??= mkdtemp(join(this.options.runtimeDir ?? tmpdir(), 'persona-ssh-'));
+    this.controlDir ??= (async () => {
+      const base = this.options.runtimeDir ?? tmpdir();
+      await sweepStaleControlDirs(base);
+      return await mkdtemp(join(base, `persona-ssh-${process.pid}-`));
+    })();
     return await this.controlDir;
   }
 

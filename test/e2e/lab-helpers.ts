@@ -2,11 +2,11 @@
  * What the end-to-end tests of recover share: a fresh lab, a private store and state directory per test, the
  * built CLI, and checks of the end state through HAProxy, the data, the store and the hosts themselves.
  */
-import { cpSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { expect } from 'vitest';
+import { afterAll, expect } from 'vitest';
 import { HaproxyRuntime } from '../../src/traffic/haproxy.js';
 import { bin, repoRoot, runBin } from '../helpers/cli.js';
 import { httpGet, type LabState, labDown, labUp, sshExec } from '../lab/lab.js';
@@ -23,8 +23,22 @@ export interface Workspace {
   env: Record<string, string>;
 }
 
+const roots: string[] = [];
+
+/** Workspaces live as long as the test file that made them (a beforeAll's workspace serves all its tests). */
+afterAll(() => {
+  for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
+});
+
+/** A private directory removed with the test file's workspaces. */
+export function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  roots.push(dir);
+  return dir;
+}
+
 export function workspace(lab: LabState, extra: Record<string, string> = {}): Workspace {
-  const root = mkdtempSync(join(tmpdir(), 'persona-e2e-'));
+  const root = scratchDir('persona-e2e-');
   const store = join(root, 'store');
   cpSync(join(repoRoot, 'profiles'), store, { recursive: true });
   const state = join(root, 'state');

@@ -2,13 +2,12 @@
  * The interactive path through a real pseudo-terminal (tmux): pick a host from the ranked table, confirm the
  * plan, answer "retry" after a step fails.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { bin, repoRoot } from '../helpers/cli.js';
 import { fail, releaseLab } from '../lab/lab.js';
-import { execa, expectRecoveredOnto, freshLab, waitFor, workspace } from './lab-helpers.js';
+import { execa, expectRecoveredOnto, freshLab, scratchDir, waitFor, workspace } from './lab-helpers.js';
 
 const session = `persona-e2e-${process.pid}`;
 
@@ -38,7 +37,7 @@ test('interactive recover on a terminal: choose lab-3, confirm, retry the failed
   const lab = await freshLab();
   const ws = workspace(lab);
   await fail('lab-1', 'app');
-  const dir = mkdtempSync(join(tmpdir(), 'persona-tty-'));
+  const dir = scratchDir('persona-tty-');
   const exitFile = join(dir, 'exit');
   const env = { ...ws.env, PERSONA_FAILPOINT: 'configure:after-security:fail-once', NO_COLOR: '1' };
   const assignments = Object.entries(env)

@@ -3,12 +3,11 @@
  * an unreachable host, a wrong host key and a hung sshd are rejected with the right reason while the others are
  * ranked; hostile values never reach a shell.
  */
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fail, heal, type LabState, releaseLab, sshExec } from '../lab/lab.js';
-import { freshLab, persona, type Workspace, workspace } from './lab-helpers.js';
+import { freshLab, persona, scratchDir, type Workspace, workspace } from './lab-helpers.js';
 
 let lab: LabState;
 let ws: Workspace;
@@ -98,7 +97,7 @@ describe('hosts rank (built CLI, lab)', () => {
 
   test('unreachable, wrong host key and hung sshd: each rejected with its reason, the healthy host ranked', async () => {
     // lab-4's host key is wrong in a copy of the lab's known_hosts (host-key checking stays on).
-    const dir = mkdtempSync(join(tmpdir(), 'persona-keys-'));
+    const dir = scratchDir('persona-keys-');
     const knownHosts = join(dir, 'known_hosts');
     const other = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqs9n8x6cAFI4h7c4mJ9GmzZkXGmD2WcZs0Q3Vq8d1F';
     const lines = readFileSync(lab.ssh.known_hosts, 'utf8').split('\n');
@@ -165,7 +164,7 @@ describe('hosts rank (built CLI, lab)', () => {
 
   test('hostile values in an inventory or on the command line are refused before any shell sees them', async () => {
     const marker = '/tmp/persona-hostile-marker';
-    const dir = mkdtempSync(join(tmpdir(), 'persona-hostile-'));
+    const dir = scratchDir('persona-hostile-');
     const inv = join(dir, 'inventory.json');
     writeFileSync(
       inv,

@@ -3,21 +3,28 @@
  * driver was killed; ten recoveries of one application at once, exactly one drives it; Consul's catalog as the
  * inventory and the `consul` traffic method.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { type ConsulServer, startConsulServer } from '../fakes/consul-server.js';
 import { repoRoot } from '../helpers/cli.js';
 import { fail, type LabState, releaseLab, sshExec } from '../lab/lab.js';
-import { failpointReached, freshLab, persona, personaChild, waitFor, workspace } from './lab-helpers.js';
+import {
+  failpointReached,
+  freshLab,
+  persona,
+  personaChild,
+  scratchDir,
+  waitFor,
+  workspace,
+} from './lab-helpers.js';
 
 afterAll(() => releaseLab());
 
 const demo = readFileSync(join(repoRoot, 'profiles', 'demo-web.json'), 'utf8');
 
 async function seed(ws: ReturnType<typeof workspace>, text = demo): Promise<void> {
-  const file = join(mkdtempSync(join(tmpdir(), 'persona-seed-')), 'demo-web.json');
+  const file = join(scratchDir('persona-seed-'), 'demo-web.json');
   writeFileSync(file, text);
   const r = await persona(['profile', 'set', 'demo-web', '--file', file, '--expect-version', '0'], ws);
   expect(r.code, r.stderr).toBe(0);

@@ -166,6 +166,24 @@ describe('ssh transport', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
+  test('control directories left by a killed persona (dead pid) are removed by the next one', async () => {
+    const { mkdirSync, existsSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { spawnSync } = await import('node:child_process');
+    const dead = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
+    const stale = join(tmpdir(), `persona-ssh-${dead}-AbCdEf`);
+    const alive = join(tmpdir(), `persona-ssh-${process.ppid}-AbCdEf`);
+    mkdirSync(stale, { recursive: true });
+    mkdirSync(alive, { recursive: true });
+    const t = new SshTransport({ configFile: sshd.configFile });
+    await t.exec(target(), ['true']);
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(alive)).toBe(true);
+    await t.close();
+    const { rmSync } = await import('node:fs');
+    rmSync(alive, { recursive: true, force: true });
+  });
+
   test('close() ends the master connections and removes the control directory', async () => {
     const t = new SshTransport({ configFile: sshd.configFile });
     await t.exec(target(), ['true']);
