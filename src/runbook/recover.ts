@@ -3,7 +3,6 @@
  * ranked candidates, a target, the plan, a confirmation, the runbook, the record. And resuming a run from its
  * journal, on this machine or (with a shared store) another one.
  */
-import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type RankedHost, rankHosts, requirementsOf, type Strategy } from '../broker/broker.js';
 import { probeWithProgress } from '../cli/probe-ui.js';
@@ -18,6 +17,7 @@ import { assignmentKey } from '../steps/record.js';
 import type { LockHandle } from '../stores/kv.js';
 import { describeHolder } from '../stores/kv-lock.js';
 import type { ProfileStore } from '../stores/profile-store.js';
+import { sha256 } from '../util/hash.js';
 import { Engine } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
 import { type RunPieces, stepContext } from './step-context.js';
@@ -151,8 +151,6 @@ function hostRef(h: InventoryHost) {
     ...(h.user ? { user: h.user } : {}),
   };
 }
-
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 async function chooseTarget(
   ctx: Context,

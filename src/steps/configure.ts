@@ -3,16 +3,14 @@
  * (nftables), users, groups and keys (secrets resolved from their references, written with tight modes, never
  * logged), and the application's files. Each part checks before it changes, so running it twice is safe.
  */
-import { createHash } from 'node:crypto';
 import { PersonaError } from '../errors.js';
 import { remoteSha256, runPrivileged, writeRemoteFile } from '../runbook/remote.js';
 import { resolveSecret } from '../runbook/secrets.js';
 import type { Step, StepContext } from '../runbook/types.js';
+import { sha256 } from '../util/hash.js';
 import { nftRuleset, nftTableName } from './firewall.js';
 import { runHooks } from './hooks.js';
 import { installPackages, missingPackages, packageState } from './packages.js';
-
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 const ENSURE_GROUP = 'getent group "$1" >/dev/null || groupadd -- "$1"';
 const ENSURE_USER = [

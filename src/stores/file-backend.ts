@@ -7,11 +7,12 @@
  * whose hash differs (edited by hand, or written by a transaction that crashed before its meta) counts as the
  * next version, so versions only move forward and a crash never makes a version go back.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { PersonaError } from '../errors.js';
+import { sha256 } from '../util/hash.js';
 import { processAlive } from '../util/process.js';
 import { writeFileAtomic } from './atomic-file.js';
 import {
@@ -35,8 +36,6 @@ interface Meta {
   version: number;
   sha256: string;
 }
-
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 function isMissing(error: unknown): boolean {
   return (error as NodeJS.ErrnoException)?.code === 'ENOENT';
