@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { shellJoin } from '../../src/hosts/shell-quote.js';
 
 export const LAB_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lab');
 export const DEFAULT_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'default.json');
@@ -141,8 +142,6 @@ export interface SshOptions extends LabOptions {
   knownHostsFile?: string;
 }
 
-const shellQuote = (arg: string): string => `'${arg.replace(/'/g, `'\\''`)}'`;
-
 /** Run argv on a lab host over real ssh with the lab's ssh config; never throws for a failed command. */
 export async function sshExec(host: string, argv: string[], opts: SshOptions = {}): Promise<SshResult> {
   const config = path.join(labDirOf(opts), 'ssh', 'config');
@@ -158,7 +157,7 @@ export async function sshExec(host: string, argv: string[], opts: SshOptions = {
       ...extra,
       host,
       '--',
-      argv.map(shellQuote).join(' '),
+      shellJoin(argv),
     ],
     { reject: false, stdin: 'ignore', timeout: opts.timeoutMs ?? 20_000 },
   );
