@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { lastLine, ScriptError } from '../scripts/script-main.js';
 
 export const BENCH_LAB_DIR = '/var/lib/persona-lab-bench';
 const SPEC = 'test/lab/spec/bench.json';
@@ -56,11 +57,13 @@ export async function benchLabUp(repo: string): Promise<'started' | 'was up'> {
     () => false,
   );
   const r = await lab(repo, 'up', '--spec', join(repo, SPEC));
-  if (r.code !== 0) throw new Error(`bench lab up failed (exit ${r.code}):\n${r.stderr.slice(-2000)}`);
+  if (r.code !== 0)
+    throw new ScriptError(`bench lab up failed (exit ${r.code}): ${lastLine(r.stderr)}`, r.code || 1);
   return wasUp ? 'was up' : 'started';
 }
 
 export async function benchLabDown(repo: string): Promise<void> {
   const r = await lab(repo, 'down');
-  if (r.code !== 0) throw new Error(`bench lab down failed (exit ${r.code}):\n${r.stderr.slice(-2000)}`);
+  if (r.code !== 0)
+    throw new ScriptError(`bench lab down failed (exit ${r.code}): ${lastLine(r.stderr)}`, r.code || 1);
 }

@@ -7,6 +7,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runScript } from '../scripts/script-main.js';
 import { type InventoryHost, loadInventory } from '../src/hosts/inventory.js';
 import { BENCH_LAB_DIR, benchLabDown, benchLabUp, machineBusyShare, settle } from './lab.js';
 import {
@@ -183,4 +184,4 @@ async function main(argv: string[]): Promise<number> {
   return rows.every((r) => r.all_reached) ? 0 : 1;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await runScript('bench', () => main(process.argv.slice(2)));

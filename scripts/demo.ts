@@ -4,14 +4,18 @@
  *
  *   sudo npm run demo                    # lab-1 is powered off; the data comes back from its backup
  *   sudo npm run demo -- --mode app      # only the application dies; the data is copied from lab-1
+ *
+ * Exit codes: 0 recovered, traffic and data checked; 1 recovered but traffic or data is not as expected (or a bug);
+ * 2 usage, not root, or Debian packages missing; otherwise the failing `lab` command's or persona's own code.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { runScript, ScriptError } from './script-main.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const lab = join(repo, 'test/lab/lab');
+const labScript = join(repo, 'test/lab/lab');
 const persona = join(repo, 'bin/persona');
 const labDir = process.env.PERSONA_LAB_DIR ?? '/var/lib/persona-lab';
 const demoDir = join(labDir, 'demo');
@@ -26,6 +30,16 @@ async function get(url: string): Promise<string> {
   } catch (error) {
     return `no answer (${(error as Error).message})`;
   }
+}
+
+/** A lab command with its output shown; a failure is one line naming the command (the lab said why above). */
+async function lab(...args: string[]): Promise<void> {
+  const r = await execa(labScript, args, { stdio: 'inherit', reject: false });
+  if (r.exitCode !== 0)
+    throw new ScriptError(
+      `\`npm run lab -- ${args.join(' ')}\` failed (exit ${r.exitCode ?? r.signal}); the lab said why above`,
+      r.exitCode ?? 1,
+    );
 }
 
 async function main(): Promise<number> {
@@ -45,10 +59,10 @@ async function main(): Promise<number> {
     const front = JSON.parse(readFileSync(statePath, 'utf8')).haproxy.frontend_url as string;
     if ((await get(`${front}/whoami`)) !== '200 lab-1') {
       say('the lab is up but not as a fresh one (an earlier demo or test changed it): starting it again');
-      await execa(lab, ['down'], { stdio: 'inherit' });
+      await lab('down');
     }
   }
-  await execa(lab, ['up'], { stdio: 'inherit' });
+  await lab('up');
   const state = JSON.parse(readFileSync(statePath, 'utf8'));
   const front = state.haproxy.frontend_url as string;
   const checksum = state.apps['demo-web'].data_checksum as string;
@@ -72,7 +86,7 @@ async function main(): Promise<number> {
       ? 'lab-1 loses power (its processes die, its link goes down)'
       : 'demo-web dies on lab-1 (the host stays up)',
   );
-  await execa(lab, ['fail', 'lab-1', `--mode=${mode}`], { stdio: 'inherit' });
+  await lab('fail', 'lab-1', `--mode=${mode}`);
   say(`now: ${front}/whoami → ${await get(`${front}/whoami`)}`);
 
   const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY && !process.env.CI);
@@ -100,4 +114,4 @@ async function main(): Promise<number> {
   return same && whoami !== '200 lab-1' ? 0 : 1;
 }
 
-process.exitCode = await main();
+process.exitCode = await runScript('demo', main);

@@ -4,12 +4,17 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { requireBinaries } from '../helpers/binaries.js';
 import { bin, repoRoot } from '../helpers/cli.js';
 import { fail, releaseLab } from '../lab/lab.js';
 import { execa, expectRecoveredOnto, freshLab, scratchDir, waitFor, workspace } from './lab-helpers.js';
 
 const session = `persona-e2e-${process.pid}`;
+
+beforeAll(() => {
+  requireBinaries('tmux');
+});
 
 afterAll(async () => {
   await execa('tmux', ['kill-session', '-t', session], { reject: false });

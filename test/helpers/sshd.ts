@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { requireBinaries } from './binaries.js';
 
 export interface TestSshd {
   dir: string;
@@ -37,7 +38,11 @@ function keygen(path: string): void {
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path]);
 }
 
+/** The sshd binary the tests start (PERSONA_SSHD_BIN overrides, e.g. to prove a missing one fails fast). */
+export const SSHD_BIN = process.env.PERSONA_SSHD_BIN ?? '/usr/sbin/sshd';
+
 export async function startSshd(): Promise<TestSshd> {
+  requireBinaries(SSHD_BIN, 'ssh', 'ssh-keygen');
   const dir = mkdtempSync(join(tmpdir(), 'persona-sshd-'));
   const port = await freePort();
   const user = userInfo().username;
@@ -79,7 +84,7 @@ export async function startSshd(): Promise<TestSshd> {
     ].join('\n'),
   );
   execFileSync('mkdir', ['-p', '/run/sshd']);
-  const child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], {
+  const child = spawn(SSHD_BIN, ['-D', '-e', '-f', join(dir, 'sshd_config')], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let errors = '';

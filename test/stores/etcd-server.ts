@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { requireBinaries } from '../helpers/binaries.js';
 
 export const ETCD_BIN = process.env.PERSONA_ETCD_BIN ?? '/usr/bin/etcd';
 
@@ -45,6 +46,7 @@ async function waitHealthy(url: string, child: ChildProcess, log: () => string):
 }
 
 export async function startEtcd(): Promise<EtcdServer> {
+  requireBinaries(ETCD_BIN);
   const dir = mkdtempSync(join(tmpdir(), 'persona-etcd-'));
   const [client, peer] = [await freePort(), await freePort()];
   const clientUrl = `http://127.0.0.1:${client}`;

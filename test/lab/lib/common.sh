@@ -49,7 +49,7 @@ require_root() {
 require_commands() {  # fail naming every missing tool and where the list of packages is
   local missing=() c
   for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
-  ((${#missing[@]} == 0)) || die 2 "missing commands: ${missing[*]}; install the packages in $LAB_LIB/../deps.txt"
+  ((${#missing[@]} == 0)) || die 2 "missing commands: ${missing[*]}; run: npm run setup (it installs the Debian packages in scripts/debian-packages.txt)"
 }
 
 lab_lock() {  # serialise commands that change the lab (fd 9; never inherited by daemons: see daemon_start)
