@@ -17,6 +17,7 @@ import { humanOut } from './ui/output.js';
 import { NonInteractivePrompter, type Prompter, TerminalPrompter } from './ui/prompter.js';
 import { Redactor } from './ui/redact.js';
 import { HumanReporter, JsonReporter, type Reporter } from './ui/reporter.js';
+import { stripTerminalControls } from './ui/sanitize.js';
 
 export interface World {
   streams: Streams;
@@ -184,13 +185,14 @@ function reportError(error: unknown, ctx: Context, invocation: Invocation): numb
   const { streams, mode, redactor } = ctx;
   const c = (ctx.reporter as { c?: import('chalk').ChalkInstance }).c;
   const red = (s: string) => (c ? c.red(s) : s);
+  // Messages may quote remote stderr or a server's answer: no terminal control reaches stderr through them.
   if (isPersonaError(error)) {
-    streams.stderr.write(redactor.redact(`${red('error:')} ${error.message}\n`));
-    if (error.hint) streams.stderr.write(redactor.redact(`hint: ${error.hint}\n`));
+    streams.stderr.write(redactor.redact(`${red('error:')} ${stripTerminalControls(error.message)}\n`));
+    if (error.hint) streams.stderr.write(redactor.redact(`hint: ${stripTerminalControls(error.hint)}\n`));
     if (mode.json) streams.stdout.write(`${redactor.redact(JSON.stringify({ error: error.toJSON() }))}\n`);
     return error.exitCode;
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = stripTerminalControls(error instanceof Error ? error.message : String(error));
   streams.stderr.write(
     redactor.redact(
       `${red('internal error:')} ${message}\nThis is a bug in persona (command: ${invocation.spec.path.join(' ')}). Please report it with this output.\n`,

@@ -7,6 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersonaError } from '../errors.js';
+import { stripTerminalControls } from '../ui/sanitize.js';
 import { processAlive } from '../util/process.js';
 import { shellJoin } from './shell-quote.js';
 
@@ -44,6 +45,7 @@ export interface ExecOptions {
   startMaster?: boolean;
 }
 
+/** stdout and stderr are remote text: stripped of terminal control characters where they enter persona. */
 export interface ExecResult {
   exitCode: number;
   stdout: string;
@@ -352,8 +354,8 @@ export class SshTransport {
     const child = await subprocess;
     const result: ExecResult = {
       exitCode: child.exitCode ?? 255,
-      stdout: String(child.stdout ?? ''),
-      stderr: String(child.stderr ?? ''),
+      stdout: stripTerminalControls(String(child.stdout ?? '')),
+      stderr: stripTerminalControls(String(child.stderr ?? '')),
       durationMs: Date.now() - started,
     };
     if (child.isCanceled) {
