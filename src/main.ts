@@ -150,7 +150,13 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
           globals.sshConfig || env.PERSONA_SSH_CONFIG
             ? undefined
             : await ctx.inventory().catch(() => undefined);
-        const configFile = globals.sshConfig ?? env.PERSONA_SSH_CONFIG ?? inv?.sshConfig;
+        const named = globals.sshConfig ?? env.PERSONA_SSH_CONFIG ?? inv?.sshConfig;
+        const from = globals.sshConfig
+          ? '--ssh-config'
+          : env.PERSONA_SSH_CONFIG
+            ? 'PERSONA_SSH_CONFIG'
+            : `the inventory ${inv?.source}`;
+        const configFile = named ? await requireSshConfig(named, from, cwd) : undefined;
         ssh = new SshTransport({
           ...(configFile ? { configFile } : {}),
           connectTimeoutSec: globals.connectTimeout ?? 5,
@@ -178,6 +184,27 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
     world.signals?.off('SIGTERM', onSignal);
     await store?.backend.close().catch(() => {});
     await ssh?.close().catch(() => {});
+  }
+}
+
+/**
+ * ssh -F with a missing file fails every host alike (exit 255, "Can't open user config file"): say it once,
+ * before anything connects.
+ */
+async function requireSshConfig(file: string, from: string, cwd: string): Promise<string> {
+  const { access, constants } = await import('node:fs/promises');
+  const { resolve } = await import('node:path');
+  const path = resolve(cwd, file);
+  try {
+    await access(path, constants.R_OK);
+    return path;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new PersonaError(
+      'E_USAGE',
+      `ssh config ${file} (from ${from}): ${code === 'ENOENT' ? 'no such file' : `cannot read (${code})`}`,
+      { hint: 'Pass an existing file with --ssh-config FILE, or leave it out to use ~/.ssh/config.' },
+    );
   }
 }
 
