@@ -17,6 +17,10 @@ export interface SshTarget {
   address?: string;
   port?: number;
   user?: string;
+  /** -i: a private key file from the inventory. */
+  keyFile?: string;
+  /** -J: jump host(s) from the inventory. */
+  jump?: string;
 }
 
 export interface SshOptions {
@@ -271,6 +275,8 @@ export class SshTransport {
     if (target.address && target.address !== target.name) args.push('-o', `HostName=${target.address}`);
     if (target.port) args.push('-p', String(target.port));
     if (target.user) args.push('-l', target.user);
+    if (target.keyFile) args.push('-i', target.keyFile);
+    if (target.jump) args.push('-J', target.jump);
     args.push('--', target.name);
     if (remoteCommand !== undefined) args.push(remoteCommand);
     return args;
