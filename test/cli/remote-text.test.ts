@@ -78,4 +78,14 @@ describe('remote text reaching the terminal', () => {
     const result = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(result.hosts[0].facts.os.pretty).toBe('Debian 12');
   });
+
+  test('hosts probe --json shows labels, but never a secret-looking variable from the inventory', async () => {
+    const ini = `${repoRoot}test/fixtures/inventory/hosts.ini`;
+    const out = { out: recorded };
+    const env = fakeSsh({ bastion: out, web01: out, web02: out, web03: out });
+    const r = await runBin(['hosts', 'probe', '--json', '--inventory', ini], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('"zone":"eu-1"');
+    expect(r.stdout + r.stderr).not.toMatch(/hunter2|db_password/);
+  });
 });

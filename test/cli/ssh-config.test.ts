@@ -49,4 +49,9 @@ describe('a missing ssh config', () => {
     );
     expect(r.stderr).not.toContain('probing');
   });
+
+  test('hosts list never needs it', async () => {
+    const r = await runInProcess(['hosts', 'list', '--inventory', inventory({ ssh_config: 'ssh/config' })]);
+    expect(r.code).toBe(0);
+  });
 });
