@@ -17,7 +17,7 @@ import { humanOut } from './ui/output.js';
 import { NonInteractivePrompter, type Prompter, TerminalPrompter } from './ui/prompter.js';
 import { Redactor } from './ui/redact.js';
 import { HumanReporter, JsonReporter, type Reporter } from './ui/reporter.js';
-import { stripTerminalControls } from './ui/sanitize.js';
+import { stripTerminalControls } from './util/sanitize.js';
 
 export interface World {
   streams: Streams;

@@ -7,8 +7,8 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersonaError } from '../errors.js';
-import { stripTerminalControls } from '../ui/sanitize.js';
 import { processAlive } from '../util/process.js';
+import { stripTerminalControls } from '../util/sanitize.js';
 import { shellJoin } from './shell-quote.js';
 
 export interface SshTarget {
@@ -49,10 +49,11 @@ export interface ExecOptions {
   startMaster?: boolean;
 }
 
-/** stdout and stderr are remote text: stripped of terminal control characters where they enter persona. */
 export interface ExecResult {
   exitCode: number;
+  /** As the command wrote it (it may be data: NUL-separated, binary-safe text); parsers clean what they show. */
   stdout: string;
+  /** Remote diagnostics, only ever shown to people: stripped of terminal control characters here. */
   stderr: string;
   durationMs: number;
 }
@@ -360,7 +361,7 @@ export class SshTransport {
     const child = await subprocess;
     const result: ExecResult = {
       exitCode: child.exitCode ?? 255,
-      stdout: stripTerminalControls(String(child.stdout ?? '')),
+      stdout: String(child.stdout ?? ''),
       stderr: stripTerminalControls(String(child.stderr ?? '')),
       durationMs: Date.now() - started,
     };

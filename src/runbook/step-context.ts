@@ -14,7 +14,7 @@ import type { Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
 import type { Reporter } from '../ui/reporter.js';
-import { stripTerminalControls } from '../ui/sanitize.js';
+import { stripTerminalControls } from '../util/sanitize.js';
 import type { Journal, StepContext, StepRecord } from './types.js';
 
 export interface RunPieces {

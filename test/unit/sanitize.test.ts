@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { stripTerminalControls } from '../../src/ui/sanitize.js';
+import { stripTerminalControls } from '../../src/util/sanitize.js';
 
 const cases: Array<[what: string, input: string, expected: string]> = [
   ['plain text', 'Debian GNU/Linux 12', 'Debian GNU/Linux 12'],
