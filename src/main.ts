@@ -17,6 +17,7 @@ import { humanOut } from './ui/output.js';
 import { NonInteractivePrompter, type Prompter, TerminalPrompter } from './ui/prompter.js';
 import { Redactor } from './ui/redact.js';
 import { HumanReporter, JsonReporter, type Reporter } from './ui/reporter.js';
+import { stripTerminalControls } from './util/sanitize.js';
 
 export interface World {
   streams: Streams;
@@ -149,7 +150,13 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
           globals.sshConfig || env.PERSONA_SSH_CONFIG
             ? undefined
             : await ctx.inventory().catch(() => undefined);
-        const configFile = globals.sshConfig ?? env.PERSONA_SSH_CONFIG ?? inv?.sshConfig;
+        const named = globals.sshConfig ?? env.PERSONA_SSH_CONFIG ?? inv?.sshConfig;
+        const from = globals.sshConfig
+          ? '--ssh-config'
+          : env.PERSONA_SSH_CONFIG
+            ? 'PERSONA_SSH_CONFIG'
+            : `the inventory ${inv?.source}`;
+        const configFile = named ? await requireSshConfig(named, from, cwd) : undefined;
         ssh = new SshTransport({
           ...(configFile ? { configFile } : {}),
           connectTimeoutSec: globals.connectTimeout ?? 5,
@@ -180,17 +187,39 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   }
 }
 
+/**
+ * ssh -F with a missing file fails every host alike (exit 255, "Can't open user config file"): say it once,
+ * before anything connects.
+ */
+async function requireSshConfig(file: string, from: string, cwd: string): Promise<string> {
+  const { access, constants } = await import('node:fs/promises');
+  const { resolve } = await import('node:path');
+  const path = resolve(cwd, file);
+  try {
+    await access(path, constants.R_OK);
+    return path;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new PersonaError(
+      'E_USAGE',
+      `ssh config ${file} (from ${from}): ${code === 'ENOENT' ? 'no such file' : `cannot read (${code})`}`,
+      { hint: 'Pass an existing file with --ssh-config FILE, or leave it out to use ~/.ssh/config.' },
+    );
+  }
+}
+
 function reportError(error: unknown, ctx: Context, invocation: Invocation): number {
   const { streams, mode, redactor } = ctx;
   const c = (ctx.reporter as { c?: import('chalk').ChalkInstance }).c;
   const red = (s: string) => (c ? c.red(s) : s);
+  // Messages may quote remote stderr or a server's answer: no terminal control reaches stderr through them.
   if (isPersonaError(error)) {
-    streams.stderr.write(redactor.redact(`${red('error:')} ${error.message}\n`));
-    if (error.hint) streams.stderr.write(redactor.redact(`hint: ${error.hint}\n`));
+    streams.stderr.write(redactor.redact(`${red('error:')} ${stripTerminalControls(error.message)}\n`));
+    if (error.hint) streams.stderr.write(redactor.redact(`hint: ${stripTerminalControls(error.hint)}\n`));
     if (mode.json) streams.stdout.write(`${redactor.redact(JSON.stringify({ error: error.toJSON() }))}\n`);
     return error.exitCode;
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = stripTerminalControls(error instanceof Error ? error.message : String(error));
   streams.stderr.write(
     redactor.redact(
       `${red('internal error:')} ${message}\nThis is a bug in persona (command: ${invocation.spec.path.join(' ')}). Please report it with this output.\n`,

@@ -5,7 +5,7 @@ import type { CommandSpec, GroupSpec } from './spec.js';
 
 export const groups: GroupSpec[] = [
   { name: 'profile', summary: 'read, check and change persona profiles' },
-  { name: 'hosts', summary: 'probe hosts over SSH and rank them for a profile' },
+  { name: 'hosts', summary: 'list the inventory, probe hosts over SSH, rank them for a profile' },
   { name: 'locks', summary: 'who holds which application lock' },
   { name: 'runs', summary: 'recovery runs: list, show, resume' },
 ];
@@ -136,6 +136,18 @@ export const commands: CommandSpec[] = [
       ['persona locks list --json --store consul://127.0.0.1:8500/persona', 'as JSON, from a Consul store'],
     ],
     load: () => import('./commands/locks-list.js'),
+  },
+  {
+    path: ['hosts', 'list'],
+    summary:
+      'what persona read from the inventory, without connecting: how each host is reached, labels, apps, warnings',
+    args: [{ name: 'hosts', description: 'host names from the inventory (default: all)', variadic: true }],
+    examples: [
+      ['persona hosts list --inventory hosts.ini', 'a table of hosts, then every variable that was left out'],
+      ['persona hosts list web01 --inventory hosts.ini', 'one host'],
+      ["persona hosts list --json | jq '.warnings[]'", 'the warnings as data'],
+    ],
+    load: () => import('./commands/hosts-list.js'),
   },
   {
     path: ['hosts', 'probe'],

@@ -10,6 +10,12 @@ import { PersonaError, type Problem, ValidationError } from '../errors.js';
 import { parseJsonText } from '../profile/json-text.js';
 import { applicationId, integer, label, labelValue, unixName } from '../profile/rules.js';
 import { issuesToProblems } from '../profile/validate.js';
+import {
+  type InventoryWarning,
+  looksSecret,
+  SECRET_IGNORED,
+  WarningCollector,
+} from './inventory-warnings.js';
 
 const hostName = z.string({ error: 'must be a host name' }).regex(/^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$/, {
   error: 'must be a host name: letters, digits, ".", "_" or "-", starting with a letter or digit',
@@ -22,11 +28,27 @@ const address = z
     error: 'must be a DNS name, an IPv4 or an IPv6 address (no spaces, no shell characters)',
   });
 
+/** ssh -i: a path (ssh expands a leading ~); never an option, never a line break. */
+const keyFile = z
+  .string({ error: 'must be a path to a private key' })
+  .max(4096)
+  .regex(/^[^\0\n\r-][^\0\n\r]*$/, { error: 'must be a path to a private key (not starting with "-")' });
+
+/** ssh -J: [user@]host[:port], comma-separated for several hops. */
+const jumpHost = z
+  .string({ error: 'must be a jump host' })
+  .max(1024)
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.@:[\]-]*(?:,[A-Za-z0-9_][A-Za-z0-9_.@:[\]-]*)*$/, {
+    error: 'must be a jump host: [user@]host[:port], comma-separated for several hops',
+  });
+
 const inventoryHost = z.strictObject({
   name: hostName,
   address: address.optional(),
   port: integer(1, 65535).optional(),
   user: unixName.optional(),
+  key_file: keyFile.optional(),
+  jump: jumpHost.optional(),
   labels: z.record(label, labelValue).default({}),
   apps: z.array(applicationId).default([]),
 });
@@ -37,6 +59,8 @@ export const inventorySchema = z.strictObject({
     .strictObject({
       user: unixName.optional(),
       port: integer(1, 65535).optional(),
+      key_file: keyFile.optional(),
+      jump: jumpHost.optional(),
       ssh_config: z
         .string()
         .regex(/^[^\0\n]+$/)
@@ -52,6 +76,10 @@ export interface InventoryHost {
   address: string;
   port?: number;
   user?: string;
+  /** ssh -i. */
+  keyFile?: string;
+  /** ssh -J. */
+  jump?: string;
   labels: Record<string, string>;
   apps: string[];
 }
@@ -61,9 +89,44 @@ export interface Inventory {
   /** -F for ssh, resolved relative to the inventory file. */
   sshConfig?: string;
   hosts: InventoryHost[];
+  /** Variables left out, each with its reason and place. */
+  warnings: InventoryWarning[];
 }
 
-export function normaliseInventory(source: string, value: unknown, baseDir: string): Inventory {
+/**
+ * Secret-looking labels are taken out before validation, so that their values can appear in no message and no
+ * label. Mutates a copy of the parsed document only.
+ */
+function dropSecretLabels(source: string, value: unknown, warnings: WarningCollector): unknown {
+  if (!value || typeof value !== 'object') return value;
+  const doc = structuredClone(value) as {
+    defaults?: { labels?: Record<string, unknown> };
+    hosts?: Array<{ name?: unknown; labels?: Record<string, unknown> }>;
+  };
+  const strip = (labels: unknown, host: string, path: string) => {
+    if (!labels || typeof labels !== 'object' || Array.isArray(labels)) return;
+    for (const name of Object.keys(labels))
+      if (looksSecret(name)) {
+        delete (labels as Record<string, unknown>)[name];
+        warnings.add({ variable: name, message: SECRET_IGNORED, host, where: `${source} ${path}/${name}` });
+      }
+  };
+  strip(doc.defaults?.labels, '*', '/defaults/labels');
+  if (Array.isArray(doc.hosts))
+    doc.hosts.forEach((h, i) => {
+      strip(h?.labels, typeof h?.name === 'string' ? h.name : `#${i}`, `/hosts/${i}/labels`);
+    });
+  return doc;
+}
+
+export function normaliseInventory(
+  source: string,
+  input: unknown,
+  baseDir: string,
+  earlier: readonly InventoryWarning[] = [],
+): Inventory {
+  const collected = new WarningCollector();
+  const value = dropSecretLabels(source, input, collected);
   const parsed = inventorySchema.safeParse(value, { reportInput: true });
   if (!parsed.success)
     throw new ValidationError(
@@ -72,6 +135,8 @@ export function normaliseInventory(source: string, value: unknown, baseDir: stri
       'E_INVALID_INPUT',
     );
   const { defaults, hosts } = parsed.data;
+  const keyFileOf = (k: string | undefined) =>
+    k === undefined || k.startsWith('~') || isAbsolute(k) ? k : resolve(baseDir, k);
   const problems: Problem[] = [];
   const seen = new Map<string, number>();
   hosts.forEach((h, i) => {
@@ -98,9 +163,12 @@ export function normaliseInventory(source: string, value: unknown, baseDir: stri
       address: h.address ?? h.name,
       ...((h.port ?? defaults.port) ? { port: h.port ?? defaults.port } : {}),
       ...((h.user ?? defaults.user) ? { user: h.user ?? defaults.user } : {}),
+      ...((h.key_file ?? defaults.key_file) ? { keyFile: keyFileOf(h.key_file ?? defaults.key_file) } : {}),
+      ...((h.jump ?? defaults.jump) ? { jump: h.jump ?? defaults.jump } : {}),
       labels: { ...defaults.labels, ...h.labels },
       apps: h.apps,
     })),
+    warnings: [...earlier, ...collected.warnings],
   };
 }
 
@@ -129,7 +197,10 @@ export async function parseInventoryText(path: string, text: string): Promise<In
     return normaliseInventory(path, value, baseDir);
   }
   const { fromAnsibleIni, fromAnsibleYaml, looksLikeIni } = await import('./ansible-inventory.js');
-  if (looksLikeIni(text)) return normaliseInventory(path, fromAnsibleIni(path, text), baseDir);
+  if (looksLikeIni(text)) {
+    const { value, warnings } = fromAnsibleIni(path, text);
+    return normaliseInventory(path, value, baseDir, warnings);
+  }
   const { parse } = await import('yaml');
   let value: unknown;
   try {
@@ -145,7 +216,8 @@ export async function parseInventoryText(path: string, text: string): Promise<In
   ) {
     return normaliseInventory(path, value, baseDir);
   }
-  return normaliseInventory(path, fromAnsibleYaml(path, value), baseDir);
+  const ansible = fromAnsibleYaml(path, value);
+  return normaliseInventory(path, ansible.value, baseDir, ansible.warnings);
 }
 
 export function findHost(inventory: Inventory, name: string): InventoryHost {

@@ -3,6 +3,7 @@
  * Usable cores respect the cpuset (nproc) and the CPU quota; usable memory is the smaller of the machine's memory
  * and the cgroup limit (v1 or v2), because /proc/meminfo inside a container shows the whole machine.
  */
+import { stripTerminalControls } from '../util/sanitize.js';
 import { PROBE_MARKER } from './probe-script.js';
 
 export interface PackageFact {
@@ -56,7 +57,8 @@ export function parseProbeOutput(output: string, requested: readonly string[] = 
   const kv = new Map<string, string>();
   for (const line of body.split('\n')) {
     const tab = line.indexOf('\t');
-    if (tab > 0) kv.set(line.slice(0, tab), line.slice(tab + 1));
+    // Remote text: a hostile host must not reach the terminal through a fact (os_pretty, versions).
+    if (tab > 0) kv.set(line.slice(0, tab), stripTerminalControls(line.slice(tab + 1)));
   }
   const get = (k: string) => kv.get(k) ?? '';
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersonaError } from '../errors.js';
 import { processAlive } from '../util/process.js';
+import { stripTerminalControls } from '../util/sanitize.js';
 import { shellJoin } from './shell-quote.js';
 
 export interface SshTarget {
@@ -16,6 +17,10 @@ export interface SshTarget {
   address?: string;
   port?: number;
   user?: string;
+  /** -i: a private key file from the inventory. */
+  keyFile?: string;
+  /** -J: jump host(s) from the inventory. */
+  jump?: string;
 }
 
 export interface SshOptions {
@@ -46,7 +51,9 @@ export interface ExecOptions {
 
 export interface ExecResult {
   exitCode: number;
+  /** As the command wrote it (it may be data: NUL-separated, binary-safe text); parsers clean what they show. */
   stdout: string;
+  /** Remote diagnostics, only ever shown to people: stripped of terminal control characters here. */
   stderr: string;
   durationMs: number;
 }
@@ -269,6 +276,8 @@ export class SshTransport {
     if (target.address && target.address !== target.name) args.push('-o', `HostName=${target.address}`);
     if (target.port) args.push('-p', String(target.port));
     if (target.user) args.push('-l', target.user);
+    if (target.keyFile) args.push('-i', target.keyFile);
+    if (target.jump) args.push('-J', target.jump);
     args.push('--', target.name);
     if (remoteCommand !== undefined) args.push(remoteCommand);
     return args;
@@ -353,7 +362,7 @@ export class SshTransport {
     const result: ExecResult = {
       exitCode: child.exitCode ?? 255,
       stdout: String(child.stdout ?? ''),
-      stderr: String(child.stderr ?? ''),
+      stderr: stripTerminalControls(String(child.stderr ?? '')),
       durationMs: Date.now() - started,
     };
     if (child.isCanceled) {

@@ -14,6 +14,7 @@ import type { Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
 import type { Reporter } from '../ui/reporter.js';
+import { stripTerminalControls } from '../util/sanitize.js';
 import type { Journal, StepContext, StepRecord } from './types.js';
 
 export interface RunPieces {
@@ -51,7 +52,7 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
     findHost: (name) => findHost(pieces.inventory, name),
     previous: (kind) => journal.steps.find((s) => s.kind === kind),
     log(line) {
-      const text = redactor.redact(line);
+      const text = redactor.redact(stripTerminalControls(line));
       record.log.push(text);
       reporter.event('log', { run_id: journal.run_id, step: record.kind, message: text });
     },

@@ -1,6 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import { expandHostPattern } from '../../src/hosts/ansible-inventory.js';
+import { expandHostPattern, proxyJump } from '../../src/hosts/ansible-inventory.js';
 import { parseInventoryText } from '../../src/hosts/inventory.js';
+import { looksSecret } from '../../src/hosts/inventory-warnings.js';
+import { SshTransport } from '../../src/hosts/ssh.js';
 
 describe('inventory', () => {
   test('persona JSON with defaults; ssh_config resolved next to the file', async () => {
@@ -116,5 +118,111 @@ describe('inventory', () => {
 
   test('host patterns expand with their zero padding', () => {
     expect(expandHostPattern('n[08:10].x')).toEqual(['n08.x', 'n09.x', 'n10.x']);
+  });
+
+  test('Ansible: variables persona cannot use are warnings with host and file:line, not a failed inventory', async () => {
+    const ini = [
+      '[web]',
+      'web01 ansible_host=10.0.0.5 vault_api_token=abc123XYZ note="two words"',
+      '[web:vars]',
+      'ansible_become=true',
+      "ansible_ssh_common_args='-J jump@bastion:2200 -o ServerAliveInterval=9'",
+      'ansible_ssh_private_key_file=/keys/web',
+    ].join('\n');
+    const inv = await parseInventoryText('/inv/hosts.ini', ini);
+    expect(inv.hosts).toEqual([
+      {
+        name: 'web01',
+        address: '10.0.0.5',
+        keyFile: '/keys/web',
+        jump: 'jump@bastion:2200',
+        labels: { 'group.web': 'true' },
+        apps: [],
+      },
+    ]);
+    expect(inv.warnings).toEqual([
+      {
+        variable: 'ansible_become',
+        value: 'true',
+        message: 'an Ansible setting persona does not use',
+        hosts: ['web01'],
+        where: '/inv/hosts.ini:4',
+      },
+      {
+        variable: 'ansible_ssh_common_args',
+        value: '-J jump@bastion:2200 -o ServerAliveInterval=9',
+        message: expect.stringContaining('only ProxyJump'),
+        hosts: ['web01'],
+        where: '/inv/hosts.ini:5',
+      },
+      {
+        variable: 'vault_api_token',
+        value: '<redacted>',
+        message: expect.stringContaining('looks like a secret'),
+        hosts: ['web01'],
+        where: '/inv/hosts.ini:2',
+      },
+      {
+        variable: 'note',
+        value: 'two words',
+        message: expect.stringContaining('not usable as a label'),
+        hosts: ['web01'],
+        where: '/inv/hosts.ini:2',
+      },
+    ]);
+    expect(JSON.stringify(inv)).not.toContain('abc123XYZ');
+  });
+
+  test('Ansible YAML: lists and maps are reported, secrets are dropped', async () => {
+    const yaml =
+      'all:\n  hosts:\n    db-1:\n      ansible_host: 10.1.0.1\n      mounts: [/srv]\n      ansible_password: s3cr3t-pw\n';
+    const inv = await parseInventoryText('hosts.yml', yaml);
+    expect(inv.hosts[0]!.labels).toEqual({});
+    expect(inv.warnings.map((w) => [w.variable, w.value, w.where])).toEqual([
+      ['mounts', undefined, 'hosts.yml'],
+      ['ansible_password', '<redacted>', 'hosts.yml'],
+    ]);
+    expect(JSON.stringify(inv)).not.toContain('s3cr3t-pw');
+  });
+
+  test('persona format: key_file next to the inventory, jump host, hostile jump refused', async () => {
+    const inv = await parseInventoryText(
+      '/etc/persona/inventory.json',
+      JSON.stringify({ defaults: { key_file: 'keys/id' }, hosts: [{ name: 'a', jump: 'ops@b:22,c' }] }),
+    );
+    expect(inv.hosts[0]).toMatchObject({ keyFile: '/etc/persona/keys/id', jump: 'ops@b:22,c' });
+    await expect(
+      parseInventoryText('i.json', JSON.stringify({ hosts: [{ name: 'a', jump: '-oProxyCommand=x' }] })),
+    ).rejects.toThrow(/\/hosts\/0\/jump: must be a jump host/);
+    await expect(
+      parseInventoryText('i.json', JSON.stringify({ hosts: [{ name: 'a', key_file: '-oX' }] })),
+    ).rejects.toThrow(/\/hosts\/0\/key_file/);
+  });
+
+  test.each([
+    ['-J bastion', 'bastion', ''],
+    ['-o ProxyJump=ops@b:2222', 'ops@b:2222', ''],
+    ['-oProxyJump=a,b -o Compression=yes', 'a,b', '-o Compression=yes'],
+    ['-o StrictHostKeyChecking=no', undefined, '-o StrictHostKeyChecking=no'],
+  ])('ProxyJump out of ssh arguments: %s', (args, jump, rest) => {
+    expect(proxyJump(args)).toEqual({ ...(jump ? { jump } : {}), rest });
+  });
+
+  test.each([
+    ['db_password', true],
+    ['API_TOKEN', true],
+    ['client_secret', true],
+    ['ansible_ssh_pass', true],
+    ['ssh_key', true],
+    ['ansible_ssh_private_key_file', false],
+    ['zone', false],
+  ])('looksSecret(%s) is %s', (name, secret) => {
+    expect(looksSecret(name)).toBe(secret);
+  });
+
+  test('the key file and the jump host reach ssh as -i and -J', async () => {
+    const ssh = new SshTransport({ multiplex: false });
+    const argv = await ssh.argv({ name: 'a', keyFile: '/k/id', jump: 'ops@b' }, 'true');
+    expect(argv.slice(-7)).toEqual(['-i', '/k/id', '-J', 'ops@b', '--', 'a', 'true']);
   });
 });

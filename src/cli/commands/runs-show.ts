@@ -1,4 +1,5 @@
 import { JournalStore } from '../../runbook/journal.js';
+import { stripTerminalControls } from '../../util/sanitize.js';
 import type { CommandRun } from '../spec.js';
 
 export const run: CommandRun = async (ctx, { args }) => {
@@ -24,9 +25,10 @@ export const run: CommandRun = async (ctx, { args }) => {
           s.status,
           s.attempts,
           s.duration_ms !== undefined ? `${(s.duration_ms / 1000).toFixed(1)} s` : '',
+          // A journal may come from a shared store or an older persona: its remote text is cleaned again here.
           [
-            ...s.log.slice(-4),
-            ...(s.error ? [out.c.red(s.error.message)] : []),
+            ...s.log.slice(-4).map(stripTerminalControls),
+            ...(s.error ? [out.c.red(stripTerminalControls(s.error.message))] : []),
             ...(s.skipped_reason ? [s.skipped_reason] : []),
           ].join('\n'),
         ]),
