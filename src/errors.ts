@@ -61,6 +61,7 @@ export type ErrorCode =
   | 'E_EDITOR'
   | 'E_SECRET'
   | 'E_STATE'
+  | 'E_JOURNAL'
   | 'E_INTERNAL';
 
 const exitFor: Record<ErrorCode, ExitCodeValue> = {
@@ -86,6 +87,8 @@ const exitFor: Record<ErrorCode, ExitCodeValue> = {
   E_EDITOR: ExitCode.usage,
   E_SECRET: ExitCode.precondition,
   E_STATE: ExitCode.usage,
+  /** The journal could not be saved after steps may have changed things: resumable, not "nothing changed". */
+  E_JOURNAL: ExitCode.stepFailed,
   E_INTERNAL: ExitCode.internal,
 };
 
