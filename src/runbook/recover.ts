@@ -132,7 +132,7 @@ async function takeLock(
   }
 }
 
-function freshRecords(): StepRecord[] {
+export function freshStepRecords(): StepRecord[] {
   return runbook.map((s) => ({
     kind: s.kind,
     title: s.title,
@@ -374,7 +374,7 @@ async function recoverApp(
         ...(r.score ? { score: r.score.total } : {}),
         reasons: r.reasons.map((x) => x.message),
       })),
-      steps: freshRecords(),
+      steps: freshStepRecords(),
     };
     const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh);
     const plan = runbook.map((step, i) => ({
