@@ -20,6 +20,7 @@ import type { ProfileStore } from '../stores/profile-store.js';
 import { sha256 } from '../util/hash.js';
 import { Engine, type SimulatedStep } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
+import { registerSecrets, type SecretUse, secretUses } from './secrets.js';
 import { type RunPieces, stepContext } from './step-context.js';
 import type { Journal, StepRecord } from './types.js';
 
@@ -329,6 +330,7 @@ async function recoverApp(
   store: ProfileStore,
 ): Promise<RunSummary> {
   const { stored, profile } = await store.load(app);
+  await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
   const runId = newRunId(app, ctx.now());
   const lock = req.dryRun ? undefined : await takeLock(ctx, app, runId, `recover ${app} from ${failed.name}`);
   try {
@@ -382,6 +384,7 @@ async function recoverApp(
       mutates: step.mutates,
       lines: step.describe(stepContext(run, ctx.signal, journal.steps[i]!)),
     }));
+    const extras = planExtras(profile);
     ctx.reporter.event('plan', {
       run_id: runId,
       app,
@@ -389,8 +392,9 @@ async function recoverApp(
       target_host: target.name,
       profile_version: stored.version,
       steps: plan,
+      ...extras,
     });
-    if (!ctx.mode.json) printPlan(ctx, app, failed, target, stored.version, plan);
+    if (!ctx.mode.json) printPlan(ctx, app, failed, target, stored.version, plan, extras);
     if (req.dryRun) return await runEngine(ctx, run, undefined, { dryRun: true });
     if (req.forceNoFence) {
       await confirmOrRefuse(
@@ -423,6 +427,7 @@ function printPlan(
   target: InventoryHost,
   version: number,
   plan: Array<{ kind: string; mutates: boolean; lines: string[] }>,
+  extras: PlanExtras,
 ): void {
   const { out } = ctx;
   out.line(
@@ -432,6 +437,27 @@ function printPlan(
     out.line(`  ${i + 1}. ${out.c.bold(step.kind)}${step.mutates ? '' : out.c.dim(' (read-only)')}`);
     for (const line of step.lines) out.line(`     ${line}`);
   });
+  if (extras.hooks.length > 0) {
+    out.line('  hooks:');
+    for (const h of extras.hooks) out.line(`     ${h.phase} on ${h.on}: ${h.run.join(' ')}`);
+  }
+  if (extras.secrets.length > 0) {
+    out.line('  secrets (references; values are never shown):');
+    for (const x of extras.secrets) out.line(`     ${x.where}: ${x.ref} (${x.source})`);
+  }
+}
+
+interface PlanExtras {
+  /** Every hook, local ones included: they run on this machine with a minimal environment. */
+  hooks: Array<{ phase: string; on: string; run: string[] }>;
+  secrets: SecretUse[];
+}
+
+function planExtras(profile: Profile): PlanExtras {
+  const hooks = Object.entries(profile.hooks ?? {}).flatMap(([phase, list]) =>
+    (list ?? []).map((h) => ({ phase, on: h.on, run: h.run })),
+  );
+  return { hooks, secrets: secretUses(profile) };
 }
 
 function dryRunSummary(ctx: Context, run: RunPieces, steps: SimulatedStep[]): RunSummary {
@@ -477,6 +503,7 @@ export async function resumeRun(
   const lock = req.dryRun ? undefined : await takeLock(ctx, journal.app, runId, `resume ${runId}`, true);
   try {
     const { stored, profile } = await store.load(journal.app);
+    await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
     if (stored.version !== journal.profile.version || sha256(stored.text) !== journal.profile.sha256) {
       ctx.reporter.warn(
         `profile ${journal.app} changed since run ${runId} started: version ${journal.profile.version} → ${stored.version}`,
