@@ -34,7 +34,10 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
     ExitCode.precondition,
     'precondition failed, nothing changed (not found, version conflict, lock held, no suitable host, store unreachable)',
   ],
-  [ExitCode.stepFailed, 'a runbook step failed; the run is saved and resumable'],
+  [
+    ExitCode.stepFailed,
+    'a runbook step failed, or its journal could not be saved after a step started; resumable',
+  ],
   [ExitCode.interrupted, 'interrupted; the run is saved and resumable'],
 ];
 

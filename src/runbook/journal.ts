@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PersonaError } from '../errors.js';
+import { isPersonaError, PersonaError } from '../errors.js';
 import { writeFileAtomic } from '../stores/atomic-file.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
@@ -81,7 +81,14 @@ export class JournalStore {
     try {
       found.push(parseJournal(path, await readFile(path, 'utf8')));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      if (isPersonaError(error)) throw error;
+      const e = error as NodeJS.ErrnoException;
+      if (e.code !== 'ENOENT') {
+        throw new PersonaError('E_STATE', `cannot read the run journal ${path}: ${e.code} (${e.message})`, {
+          hint: 'The state directory (--state-dir, PERSONA_STATE_DIR) must be a readable directory.',
+          details: { path, errno: e.code },
+        });
+      }
     }
     const entry = this.mirror ? await this.mirror.get(runKey(runId)) : undefined;
     if (entry) found.push(parseJournal(`${this.mirror!.describe} ${runKey(runId)}`, entry.value));

@@ -2,7 +2,8 @@
  * `recover --resume` in-process (issue 10): a dry run changes nothing, a resume is confirmed like a fresh run, and
  * flags that cannot apply are refused, never silently ignored.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runInProcess } from '../helpers/cli.js';
 import { ran, recoverFixture, savedRun } from '../helpers/recover-fixture.js';
@@ -46,5 +47,20 @@ describe('recover --resume', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${flag} cannot be used with --resume`);
     expect(ran(fx.marks.fence)).toBe(false);
+  });
+});
+
+describe('a state directory that cannot be used', () => {
+  test('a state dir that is a file: E_STATE naming the path and ENOTDIR (exit 2), not an internal error', async () => {
+    const fx = recoverFixture();
+    const file = join(fx.dir, 'state-file');
+    writeFileSync(file, 'not a directory');
+    const r = await runInProcess(['recover', '--resume', '20261127T000000Z-demo-web-abcdef', '--yes'], {
+      env: { ...fx.env, PERSONA_STATE_DIR: file },
+    });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(file);
+    expect(r.stderr).toContain('ENOTDIR');
+    expect(r.stderr).not.toMatch(/internal error|this is a bug/i);
   });
 });
