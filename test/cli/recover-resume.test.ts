@@ -64,3 +64,26 @@ describe('a state directory that cannot be used', () => {
     expect(r.stderr).not.toMatch(/internal error|this is a bug/i);
   });
 });
+
+describe('an interrupted fence on resume', () => {
+  test('(a) the traffic method cannot take h1 out and h1 does not answer: the fence refuses, switch never runs', async () => {
+    const fx = recoverFixture((profile, dir) => {
+      // No fence command: the traffic method cannot take a host out.
+      profile.traffic = { method: 'command', switch: ['touch', join(dir, 'switch-ran')] };
+    });
+    // As PERSONA_FAILPOINT=fence:after-traffic and SIGINT leave it (later steps done, to reach switch at once).
+    const j = await savedRun(fx, {
+      fence: 'interrupted',
+      configure: 'succeeded',
+      migrate: 'succeeded',
+      validate: 'succeeded',
+    });
+    const r = await runInProcess(['recover', '--resume', j.run_id, '--yes', '--json'], { env: fx.env });
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(/cannot fence h1: .*cannot take it out of rotation/);
+    expect(ran(fx.marks.switch)).toBe(false);
+    const saved = JSON.parse(readFileSync(fx.journalFile(j.run_id), 'utf8'));
+    expect(saved.steps.find((s: { kind: string }) => s.kind === 'fence').status).toBe('failed');
+    expect(saved.steps.find((s: { kind: string }) => s.kind === 'switch').status).toBe('pending');
+  });
+});
