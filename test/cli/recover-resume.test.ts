@@ -79,9 +79,9 @@ describe('an interrupted fence on resume', () => {
       validate: 'succeeded',
     });
     const r = await runInProcess(['recover', '--resume', j.run_id, '--yes', '--json'], { env: fx.env });
+    expect(ran(fx.marks.switch), 'the switch command ran').toBe(false);
     expect(r.code).toBe(5);
     expect(r.stderr).toMatch(/cannot fence h1: .*cannot take it out of rotation/);
-    expect(ran(fx.marks.switch)).toBe(false);
     const saved = JSON.parse(readFileSync(fx.journalFile(j.run_id), 'utf8'));
     expect(saved.steps.find((s: { kind: string }) => s.kind === 'fence').status).toBe('failed');
     expect(saved.steps.find((s: { kind: string }) => s.kind === 'switch').status).toBe('pending');
