@@ -34,7 +34,10 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
     ExitCode.precondition,
     'precondition failed, nothing changed (not found, version conflict, lock held, no suitable host, store unreachable)',
   ],
-  [ExitCode.stepFailed, 'a runbook step failed; the run is saved and resumable'],
+  [
+    ExitCode.stepFailed,
+    'a runbook step failed, or its journal could not be saved after a step started; resumable',
+  ],
   [ExitCode.interrupted, 'interrupted; the run is saved and resumable'],
 ];
 
@@ -61,6 +64,7 @@ export type ErrorCode =
   | 'E_EDITOR'
   | 'E_SECRET'
   | 'E_STATE'
+  | 'E_JOURNAL'
   | 'E_INTERNAL';
 
 const exitFor: Record<ErrorCode, ExitCodeValue> = {
@@ -86,6 +90,8 @@ const exitFor: Record<ErrorCode, ExitCodeValue> = {
   E_EDITOR: ExitCode.usage,
   E_SECRET: ExitCode.precondition,
   E_STATE: ExitCode.usage,
+  /** The journal could not be saved after steps may have changed things: resumable, not "nothing changed". */
+  E_JOURNAL: ExitCode.stepFailed,
   E_INTERNAL: ExitCode.internal,
 };
 

@@ -172,9 +172,8 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
     const module = await invocation.spec.load();
     const result = await module.run(ctx, invocation.input);
     // --json: one line, so a streamed run stays NDJSON (events, then the result).
-    if (mode.json) streams.stdout.write(`${redactor.redact(JSON.stringify(result.data))}\n`);
-    else if (!result.human)
-      streams.stdout.write(`${redactor.redact(JSON.stringify(result.data, null, 2))}\n`);
+    if (mode.json) streams.stdout.write(`${JSON.stringify(redactor.deep(result.data))}\n`);
+    else if (!result.human) streams.stdout.write(`${JSON.stringify(redactor.deep(result.data), null, 2)}\n`);
     else result.human(ctx.out);
     return result.exitCode ?? ExitCode.ok;
   } catch (error) {
@@ -216,7 +215,7 @@ function reportError(error: unknown, ctx: Context, invocation: Invocation): numb
   if (isPersonaError(error)) {
     streams.stderr.write(redactor.redact(`${red('error:')} ${stripTerminalControls(error.message)}\n`));
     if (error.hint) streams.stderr.write(redactor.redact(`hint: ${stripTerminalControls(error.hint)}\n`));
-    if (mode.json) streams.stdout.write(`${redactor.redact(JSON.stringify({ error: error.toJSON() }))}\n`);
+    if (mode.json) streams.stdout.write(`${JSON.stringify(redactor.deep({ error: error.toJSON() }))}\n`);
     return error.exitCode;
   }
   const message = stripTerminalControls(error instanceof Error ? error.message : String(error));
@@ -229,7 +228,7 @@ function reportError(error: unknown, ctx: Context, invocation: Invocation): numb
     streams.stderr.write(`${redactor.redact(error.stack)}\n`);
   if (mode.json) {
     streams.stdout.write(
-      `${redactor.redact(JSON.stringify({ error: { code: 'E_INTERNAL', message, exit_code: ExitCode.internal } }))}\n`,
+      `${JSON.stringify(redactor.deep({ error: { code: 'E_INTERNAL', message, exit_code: ExitCode.internal } }))}\n`,
     );
   }
   return ExitCode.internal;

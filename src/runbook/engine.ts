@@ -1,17 +1,24 @@
 /**
  * The engine runs a plan's steps in order, journalling before and after each one. It alone decides about
- * confirmation (per step with --step), retries with backoff, timeouts, what to do after a failure (interactive:
+ * dry runs (no step's `run` is ever called, nothing is saved), confirmation (of the run, and per step with --step),
+ * retries with backoff, timeouts, the fencing policy (no step that needs a fence runs without fence evidence in
+ * the journal, unless a confirmed --force-no-fence is recorded), what to do after a failure (interactive:
  * retry / skip / abort; otherwise stop with the resume command), and what a step found "running" after a crash
  * needs (verified before it runs again). Steps never see the mode.
  */
 import { isPersonaError, PersonaError } from '../errors.js';
 import type { Prompter } from '../ui/prompter.js';
 import type { Reporter } from '../ui/reporter.js';
+import { fenceEvidence } from './fencing.js';
 import type { JournalStore } from './journal.js';
 import type { Journal, Step, StepContext, StepKind, StepRecord } from './types.js';
 
 export interface EngineOptions {
   interactive: boolean;
+  /** --dry-run: every step is simulated, none is run, the journal is not written. */
+  dryRun?: boolean;
+  /** The question that confirms the run before anything is written or changed (fresh runs and resumes). */
+  confirm?: string;
   /** --step: confirm each step before it runs. */
   stepByStep: boolean;
   /** The command that resumes this run, for messages. */
@@ -46,6 +53,12 @@ const sleep = (ms: number, signal: AbortSignal) =>
     );
   });
 
+export interface SimulatedStep {
+  kind: StepKind;
+  status: 'simulated' | 'not simulated' | 'done';
+  lines: string[];
+}
+
 function toError(error: unknown): StepRecord['error'] {
   if (isPersonaError(error))
     return { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) };
@@ -53,6 +66,9 @@ function toError(error: unknown): StepRecord['error'] {
 }
 
 export class Engine {
+  /** What a dry run found, step by step. */
+  readonly simulation: SimulatedStep[] = [];
+
   constructor(
     private readonly journal: Journal,
     private readonly steps: readonly Step[],
@@ -60,9 +76,34 @@ export class Engine {
     private readonly options: EngineOptions,
   ) {}
 
+  /** Whether anything may have changed: some step of this run has started, now or in an earlier attempt. */
+  private mayHaveChanged(): boolean {
+    return this.journal.steps.some((s) => s.status !== 'pending');
+  }
+
   private async save(): Promise<void> {
+    if (this.options.dryRun) return;
     this.journal.updated_at = this.deps.now().toISOString();
-    await this.deps.journals.save(this.journal);
+    try {
+      await this.deps.journals.save(this.journal);
+    } catch (error) {
+      if (!this.mayHaveChanged()) {
+        if (isPersonaError(error)) throw error;
+        throw new PersonaError(
+          'E_STATE',
+          `cannot write the journal of run ${this.journal.run_id}: ${toError(error)!.message}; nothing was changed`,
+        );
+      }
+      throw new PersonaError(
+        'E_JOURNAL',
+        `the journal of run ${this.journal.run_id} could not be saved (${toError(error)!.message}); steps may have changed things`,
+        {
+          hint: `Fix the cause (disk space, permissions, the store), then resume: ${this.options.resumeCommand}\nA step recorded as running is verified before it runs again.`,
+          details: { run_id: this.journal.run_id },
+          cause: error,
+        },
+      );
+    }
   }
 
   private record(kind: StepKind): StepRecord {
@@ -74,16 +115,22 @@ export class Engine {
 
   /** Runs every step that has not succeeded yet. Resolves when the run succeeded; throws otherwise. */
   async run(): Promise<Journal> {
+    if (this.options.dryRun) return await this.simulate();
+    if (this.options.confirm) {
+      const yes = await this.deps.prompter.confirm(this.options.confirm, { default: false, flag: '--yes' });
+      if (!yes) throw new PersonaError('E_DECLINED', 'not confirmed: nothing was changed');
+    }
     this.journal.status = 'running';
     await this.save();
     const total = this.steps.length;
     for (const [i, step] of this.steps.entries()) {
       const record = this.record(step.kind);
       if (record.status === 'succeeded' || record.status === 'skipped') continue;
-      this.checkStop(record);
+      await this.checkStop();
       if (record.status === 'running' || record.status === 'interrupted') {
         if (await this.verifiedAfterCrash(step, record)) continue;
       }
+      if (step.needsFence) await this.checkFence(step, record);
       if (this.options.stepByStep) {
         const go = await this.deps.prompter.confirm(`Run step ${i + 1}/${total}: ${step.title}?`, {
           default: true,
@@ -98,17 +145,72 @@ export class Engine {
     return this.journal;
   }
 
-  private checkStop(record: StepRecord): void {
+  /** A dry run: every step says what it would do, by looking; none runs, nothing is written. */
+  private async simulate(): Promise<Journal> {
+    for (const step of this.steps) {
+      const record = this.record(step.kind);
+      if (this.options.signal.aborted) throw this.interruptedError();
+      let entry: SimulatedStep;
+      if (record.status === 'succeeded' || record.status === 'skipped') {
+        entry = { kind: step.kind, status: 'done', lines: [`already ${record.status} in this run`] };
+      } else {
+        let lines: string[];
+        try {
+          lines = await step.simulate(this.deps.context(this.options.signal, record));
+        } catch (error) {
+          lines = [`cannot simulate: ${toError(error)!.message}`];
+        }
+        const simulated = !lines.some((l) => l.startsWith('cannot simulate'));
+        entry = { kind: step.kind, status: simulated ? 'simulated' : 'not simulated', lines };
+      }
+      this.simulation.push(entry);
+      this.deps.reporter.event('simulate', {
+        run_id: this.journal.run_id,
+        step: step.kind,
+        lines: entry.lines,
+      });
+    }
+    return this.journal;
+  }
+
+  /** Between steps: an interruption or a lost lock stops the run through the same path as during a step. */
+  private async checkStop(): Promise<void> {
     if (this.options.lockLost?.aborted) {
-      throw (
-        (this.options.lockLost.reason as Error) ??
-        new PersonaError('E_LOCK_LOST', 'the application lock was lost')
+      const reason = this.options.lockLost.reason;
+      throw await this.stop(
+        'failed',
+        isPersonaError(reason) ? reason : new PersonaError('E_LOCK_LOST', 'the application lock was lost'),
       );
     }
-    if (this.options.signal.aborted) {
-      void record;
-      throw this.interruptedError();
+    if (this.options.signal.aborted) throw await this.stop('interrupted', this.interruptedError());
+  }
+
+  /**
+   * The fencing policy: a step that needs the failed host fenced runs only with fence evidence in the journal,
+   * or with --force-no-fence recorded in the run's options (confirmed when the run was), which is logged.
+   */
+  private async checkFence(step: Step, record: StepRecord): Promise<void> {
+    if (fenceEvidence(this.journal)) return;
+    if (this.journal.options.force_no_fence) {
+      const line = `running ${step.kind} WITHOUT fence evidence for ${this.journal.failed_host.name}: --force-no-fence (confirmed by ${this.journal.who})`;
+      if (!record.log.includes(line)) record.log.push(line);
+      this.deps.reporter.warn(line);
+      return;
     }
+    const fence = this.journal.steps.find((s) => s.kind === 'fence');
+    const failure = {
+      code: 'E_STEP_FAILED',
+      message: `refusing to ${step.kind}: the journal holds no evidence that ${this.journal.failed_host.name} was fenced (fence ${fence?.status ?? 'missing'})`,
+    };
+    record.status = 'failed';
+    record.error = failure;
+    throw await this.stop(
+      'failed',
+      new PersonaError('E_STEP_FAILED', failure.message, {
+        hint: `Fence it (resume, and the fence step runs again), or, if you are sure it no longer serves, resume with --force-no-fence: ${this.options.resumeCommand}`,
+        details: { run_id: this.journal.run_id, step: step.kind },
+      }),
+    );
   }
 
   /** A step found running after a crash: if its end state is already there, it is done; else it runs again. */
@@ -118,8 +220,12 @@ export class Engine {
     const ctx = this.deps.context(this.options.signal, record);
     let done = false;
     try {
-      done = await step.verify(ctx);
+      const verdict = await step.verify(ctx);
+      done = verdict !== false;
+      // A step whose evidence matters (fence) returns it with its verdict.
+      if (typeof verdict === 'object') record.outputs = verdict;
     } catch (error) {
+      if (this.options.signal.aborted) throw await this.stop('interrupted', this.interruptedError());
       ctx.log(`verification after the interruption failed: ${toError(error)!.message}`);
     }
     if (done) {
@@ -158,22 +264,9 @@ export class Engine {
         timeout,
         ...(this.options.lockLost ? [this.options.lockLost] : []),
       ]);
+      let outputs: Record<string, unknown>;
       try {
-        const outputs = await step.run(this.deps.context(signal, record));
-        record.outputs = outputs;
-        record.status = 'succeeded';
-        record.finished_at = this.deps.now().toISOString();
-        record.duration_ms = Date.now() - started;
-        await this.save();
-        task.succeed();
-        this.deps.reporter.event('step', {
-          run_id: this.journal.run_id,
-          step: step.kind,
-          status: 'succeeded',
-          duration_ms: record.duration_ms,
-          outputs,
-        });
-        return;
+        outputs = await step.run(this.deps.context(signal, record));
       } catch (error) {
         record.duration_ms = Date.now() - started;
         record.finished_at = this.deps.now().toISOString();
@@ -224,6 +317,21 @@ export class Engine {
           }),
         );
       }
+      record.outputs = outputs;
+      record.status = 'succeeded';
+      record.finished_at = this.deps.now().toISOString();
+      record.duration_ms = Date.now() - started;
+      // Outside the try: a journal that cannot be saved now is not the step's failure (E_JOURNAL, exit 5).
+      await this.save();
+      task.succeed();
+      this.deps.reporter.event('step', {
+        run_id: this.journal.run_id,
+        step: step.kind,
+        status: 'succeeded',
+        duration_ms: record.duration_ms,
+        outputs,
+      });
+      return;
     }
   }
 

@@ -6,9 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PersonaError } from '../errors.js';
+import { isPersonaError, PersonaError } from '../errors.js';
 import { writeFileAtomic } from '../stores/atomic-file.js';
 import type { KvBackend } from '../stores/kv.js';
+import type { Redactor } from '../ui/redact.js';
 import { JOURNAL_VERSION, type Journal, journalSchema } from './journal-schema.js';
 
 export function newRunId(app: string, now: Date): string {
@@ -26,6 +27,8 @@ export class JournalStore {
     readonly dir: string,
     /** A shared store to mirror journals to; undefined for local-only runs. */
     private readonly mirror?: KvBackend,
+    /** Every string of a journal passes through it before it is written, locally or to the store. */
+    private readonly redactor?: Redactor,
   ) {}
 
   private path(runId: string): string {
@@ -39,10 +42,24 @@ export class JournalStore {
 
   /** Writes the journal locally (atomically, 0600) and mirrors it when the store is shared. */
   async save(journal: Journal): Promise<void> {
-    await mkdir(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });
-    await chmod(this.dir, 0o700).catch(() => {});
-    const text = `${JSON.stringify(journal, null, 2)}\n`;
-    await writeFileAtomic(this.path(journal.run_id), text, 0o600);
+    const path = this.path(journal.run_id);
+    const text = `${JSON.stringify(this.redactor ? this.redactor.deep(journal) : journal, null, 2)}\n`;
+    try {
+      await mkdir(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });
+      await chmod(this.dir, 0o700).catch(() => {});
+      await writeFileAtomic(path, text, 0o600);
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      throw new PersonaError(
+        'E_STATE',
+        `cannot write the run journal ${path}: ${e.code ?? 'error'} (${e.message})`,
+        {
+          hint: 'The state directory (--state-dir, PERSONA_STATE_DIR) must be a writable directory with free space.',
+          details: { path, errno: e.code },
+          cause: error,
+        },
+      );
+    }
     if (this.mirror) {
       const current = await this.mirror.get(runKey(journal.run_id));
       const result = await this.mirror.txn({
@@ -64,7 +81,14 @@ export class JournalStore {
     try {
       found.push(parseJournal(path, await readFile(path, 'utf8')));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      if (isPersonaError(error)) throw error;
+      const e = error as NodeJS.ErrnoException;
+      if (e.code !== 'ENOENT') {
+        throw new PersonaError('E_STATE', `cannot read the run journal ${path}: ${e.code} (${e.message})`, {
+          hint: 'The state directory (--state-dir, PERSONA_STATE_DIR) must be a readable directory.',
+          details: { path, errno: e.code },
+        });
+      }
     }
     const entry = this.mirror ? await this.mirror.get(runKey(runId)) : undefined;
     if (entry) found.push(parseJournal(`${this.mirror!.describe} ${runKey(runId)}`, entry.value));

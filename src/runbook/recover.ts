@@ -18,8 +18,9 @@ import type { LockHandle } from '../stores/kv.js';
 import { describeHolder } from '../stores/kv-lock.js';
 import type { ProfileStore } from '../stores/profile-store.js';
 import { sha256 } from '../util/hash.js';
-import { Engine } from './engine.js';
+import { Engine, type SimulatedStep } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
+import { registerSecrets, type SecretUse, secretUses } from './secrets.js';
 import { type RunPieces, stepContext } from './step-context.js';
 import type { Journal, StepRecord } from './types.js';
 
@@ -89,7 +90,7 @@ function resumeCommand(ctx: Context, runId: string): string {
 
 async function journals(ctx: Context): Promise<JournalStore> {
   const store = await ctx.store();
-  return new JournalStore(ctx.stateDir, store.backend.shared ? store.backend : undefined);
+  return new JournalStore(ctx.stateDir, store.backend.shared ? store.backend : undefined, ctx.redactor);
 }
 
 /**
@@ -132,7 +133,7 @@ async function takeLock(
   }
 }
 
-function freshRecords(): StepRecord[] {
+export function freshStepRecords(): StepRecord[] {
   return runbook.map((s) => ({
     kind: s.kind,
     title: s.title,
@@ -248,11 +249,19 @@ function pieces(
   };
 }
 
+interface EngineRun {
+  dryRun?: boolean;
+  stepByStep?: boolean;
+  /** The question that confirms the run; the engine asks it before anything is written. */
+  confirm?: string;
+}
+
+/** Runs (or, in a dry run, simulates) a run's steps through the engine, which alone decides what may change. */
 async function runEngine(
   ctx: Context,
   run: RunPieces,
-  lock: LockHandle,
-  stepByStep = false,
+  lock: LockHandle | undefined,
+  how: EngineRun,
 ): Promise<RunSummary> {
   const js = await journals(ctx);
   const engine = new Engine(
@@ -267,17 +276,20 @@ async function runEngine(
     },
     {
       interactive: ctx.mode.interactive,
-      stepByStep,
+      dryRun: how.dryRun === true,
+      stepByStep: how.stepByStep === true,
+      ...(how.confirm ? { confirm: how.confirm } : {}),
       resumeCommand: resumeCommand(ctx, run.journal.run_id),
       signal: ctx.signal,
-      lockLost: lock.lost,
+      ...(lock ? { lockLost: lock.lost } : {}),
     },
   );
   try {
     await engine.run();
   } finally {
-    await lock.release();
+    await lock?.release();
   }
+  if (how.dryRun) return dryRunSummary(ctx, run, engine.simulation);
   return summarize(run.journal, `${js.dir}/runs/${run.journal.run_id}.json`);
 }
 
@@ -318,6 +330,7 @@ async function recoverApp(
   store: ProfileStore,
 ): Promise<RunSummary> {
   const { stored, profile } = await store.load(app);
+  await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
   const runId = newRunId(app, ctx.now());
   const lock = req.dryRun ? undefined : await takeLock(ctx, app, runId, `recover ${app} from ${failed.name}`);
   try {
@@ -363,7 +376,7 @@ async function recoverApp(
         ...(r.score ? { score: r.score.total } : {}),
         reasons: r.reasons.map((x) => x.message),
       })),
-      steps: freshRecords(),
+      steps: freshStepRecords(),
     };
     const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh);
     const plan = runbook.map((step, i) => ({
@@ -371,6 +384,7 @@ async function recoverApp(
       mutates: step.mutates,
       lines: step.describe(stepContext(run, ctx.signal, journal.steps[i]!)),
     }));
+    const extras = planExtras(profile);
     ctx.reporter.event('plan', {
       run_id: runId,
       app,
@@ -378,24 +392,23 @@ async function recoverApp(
       target_host: target.name,
       profile_version: stored.version,
       steps: plan,
+      ...extras,
     });
-    if (!ctx.mode.json) printPlan(ctx, app, failed, target, stored.version, plan);
-    if (req.dryRun) return await dryRun(ctx, run);
+    if (!ctx.mode.json) printPlan(ctx, app, failed, target, stored.version, plan, extras);
+    if (req.dryRun) return await runEngine(ctx, run, undefined, { dryRun: true });
     if (req.forceNoFence) {
       await confirmOrRefuse(
         ctx,
         `--force-no-fence: traffic will move to ${target.name} even if ${failed.name} was not fenced and may still serve. Continue?`,
       );
     }
-    await confirmOrRefuse(
-      ctx,
-      `Recover ${app} from ${failed.name} onto ${target.name}: run these ${plan.length} steps?`,
-    );
     if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
     const js = await journals(ctx);
-    await js.save(journal);
     ctx.reporter.event('run', { run_id: runId, journal: `${js.dir}/runs/${runId}.json` });
-    return await runEngine(ctx, run, lock!, req.stepByStep);
+    return await runEngine(ctx, run, lock, {
+      stepByStep: req.stepByStep,
+      confirm: `Recover ${app} from ${failed.name} onto ${target.name}: run these ${plan.length} steps?`,
+    });
   } catch (error) {
     await lock?.release();
     throw error;
@@ -414,6 +427,7 @@ function printPlan(
   target: InventoryHost,
   version: number,
   plan: Array<{ kind: string; mutates: boolean; lines: string[] }>,
+  extras: PlanExtras,
 ): void {
   const { out } = ctx;
   out.line(
@@ -423,29 +437,35 @@ function printPlan(
     out.line(`  ${i + 1}. ${out.c.bold(step.kind)}${step.mutates ? '' : out.c.dim(' (read-only)')}`);
     for (const line of step.lines) out.line(`     ${line}`);
   });
+  if (extras.hooks.length > 0) {
+    out.line('  hooks:');
+    for (const h of extras.hooks) out.line(`     ${h.phase} on ${h.on}: ${h.run.join(' ')}`);
+  }
+  if (extras.secrets.length > 0) {
+    out.line('  secrets (references; values are never shown):');
+    for (const x of extras.secrets) out.line(`     ${x.where}: ${x.ref} (${x.source})`);
+  }
 }
 
-async function dryRun(ctx: Context, run: RunPieces): Promise<RunSummary> {
-  const steps: RunSummary['steps'] = [];
-  for (const [i, step] of runbook.entries()) {
-    let lines: string[];
-    try {
-      lines = await step.simulate(stepContext(run, ctx.signal, run.journal.steps[i]!));
-    } catch (error) {
-      lines = [`cannot simulate: ${(error as Error).message}`];
-    }
-    steps.push({
-      kind: step.kind,
-      status: lines.some((l) => l.startsWith('cannot simulate')) ? 'not simulated' : 'simulated',
-      lines,
-    });
-    ctx.reporter.event('simulate', { run_id: run.journal.run_id, step: step.kind, lines });
-  }
+interface PlanExtras {
+  /** Every hook, local ones included: they run on this machine with a minimal environment. */
+  hooks: Array<{ phase: string; on: string; run: string[] }>;
+  secrets: SecretUse[];
+}
+
+function planExtras(profile: Profile): PlanExtras {
+  const hooks = Object.entries(profile.hooks ?? {}).flatMap(([phase, list]) =>
+    (list ?? []).map((h) => ({ phase, on: h.on, run: h.run })),
+  );
+  return { hooks, secrets: secretUses(profile) };
+}
+
+function dryRunSummary(ctx: Context, run: RunPieces, steps: SimulatedStep[]): RunSummary {
   if (!ctx.mode.json) {
     ctx.out.line(ctx.out.c.bold('Dry run: nothing was changed. What each step would do:'));
     for (const s of steps) {
       ctx.out.line(`  ${s.kind}:`);
-      for (const l of s.lines ?? []) ctx.out.line(`     ${l}`);
+      for (const l of s.lines) ctx.out.line(`     ${l}`);
     }
   }
   return {
@@ -455,12 +475,23 @@ async function dryRun(ctx: Context, run: RunPieces): Promise<RunSummary> {
     failed_host: run.failed.name,
     target_host: run.target.name,
     profile_version: run.journal.profile.version,
-    steps,
+    steps: steps.map((s) => ({ kind: s.kind, status: s.status, lines: s.lines })),
   };
 }
 
+export interface ResumeRequest {
+  dryRun: boolean;
+  stepByStep: boolean;
+  /** Switch without fence evidence; confirmed separately and recorded in the journal's options. */
+  forceNoFence: boolean;
+}
+
 /** Goes on with a run from its journal. */
-export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary> {
+export async function resumeRun(
+  ctx: Context,
+  runId: string,
+  req: ResumeRequest = { dryRun: false, stepByStep: false, forceNoFence: false },
+): Promise<RunSummary> {
   const js = await journals(ctx);
   const journal = await js.load(runId);
   if (journal.status === 'succeeded') {
@@ -468,9 +499,11 @@ export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary
     return summarize(journal);
   }
   const [inventory, store] = await Promise.all([ctx.inventory(), ctx.store()]);
-  const lock = await takeLock(ctx, journal.app, runId, `resume ${runId}`, true);
+  // A dry run changes nothing, the lock included.
+  const lock = req.dryRun ? undefined : await takeLock(ctx, journal.app, runId, `resume ${runId}`, true);
   try {
     const { stored, profile } = await store.load(journal.app);
+    await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
     if (stored.version !== journal.profile.version || sha256(stored.text) !== journal.profile.sha256) {
       ctx.reporter.warn(
         `profile ${journal.app} changed since run ${runId} started: version ${journal.profile.version} → ${stored.version}`,
@@ -486,7 +519,8 @@ export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary
             stored.text,
           ),
         );
-      await confirmOrRefuse(ctx, `Continue run ${runId} with profile version ${stored.version}?`);
+      if (!req.dryRun)
+        await confirmOrRefuse(ctx, `Continue run ${runId} with profile version ${stored.version}?`);
       journal.profile = { id: journal.app, version: stored.version, sha256: sha256(stored.text) };
     }
     const failed = inventory.hosts.find((h) => h.name === journal.failed_host.name) ?? {
@@ -507,10 +541,22 @@ export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary
     ctx.reporter.info(
       `resuming run ${runId} (${journal.app}: ${failed.name} → ${target.name}), last driven by pid ${previous.pid} on ${previous.host}; to do: ${pending.join(', ')}`,
     );
-    const ssh = await ctx.ssh();
-    return await runEngine(ctx, pieces(ctx, journal, profile, inventory, failed, target, store, ssh), lock);
+    const run = pieces(ctx, journal, profile, inventory, failed, target, store, await ctx.ssh());
+    if (req.dryRun) return await runEngine(ctx, run, undefined, { dryRun: true });
+    if (req.forceNoFence && !journal.options.force_no_fence) {
+      await confirmOrRefuse(
+        ctx,
+        `--force-no-fence: traffic will move to ${target.name} even if ${failed.name} was not fenced and may still serve. Continue?`,
+      );
+      journal.options.force_no_fence = true;
+    }
+    if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
+    return await runEngine(ctx, run, lock, {
+      stepByStep: req.stepByStep,
+      confirm: `Resume run ${runId}: recover ${journal.app} from ${failed.name} onto ${target.name}, running ${pending.join(', ')}?`,
+    });
   } catch (error) {
-    await lock.release();
+    await lock?.release();
     throw error;
   }
 }

@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { PersonaError } from '../errors.js';
+import type { Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
 
@@ -38,6 +39,7 @@ export async function resolveSecret(ref: string, where: string, sources: SecretS
     throw missing(ref, where, 'unknown kind of reference');
   }
   if (value.length > MAX_SECRET) throw missing(ref, where, `larger than ${MAX_SECRET} bytes`);
+  // Any length: the redactor decides how short values are matched (see ui/redact.ts).
   sources.redactor.add(value);
   return value;
 }
@@ -46,4 +48,35 @@ function missing(ref: string, where: string, why: string): PersonaError {
   return new PersonaError('E_SECRET', `secret ${ref} (${where}): ${why}`, {
     hint: 'Provide the secret where the reference points, then resume the run.',
   });
+}
+
+/** Where a profile uses a secret, and where the secret comes from (the reference, never the value). */
+export interface SecretUse {
+  where: string;
+  ref: string;
+  source: string;
+}
+
+export function secretUses(profile: Profile): SecretUse[] {
+  const kinds: Record<string, string> = {
+    env: 'environment variable',
+    file: 'file',
+    store: 'key in the profile store',
+  };
+  return profile.security_profile.encryption_keys.map((key) => ({
+    where: `security_profile key ${key.name}`,
+    ref: key.secret,
+    source: kinds[key.secret.slice(0, key.secret.indexOf(':'))] ?? 'unknown',
+  }));
+}
+
+/**
+ * Registers the value of every secret the profile references with the redactor before any step runs, so a
+ * command that prints one (a fence command's printenv, say) is redacted even before the step that uses it.
+ * A secret that cannot be read now is left to the step that needs it, which names the problem.
+ */
+export async function registerSecrets(profile: Profile, sources: SecretSources): Promise<void> {
+  for (const use of secretUses(profile)) {
+    await resolveSecret(use.ref, use.where, sources).catch(() => undefined);
+  }
 }

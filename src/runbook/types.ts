@@ -49,8 +49,13 @@ export interface Step {
   describe(ctx: StepContext): string[];
   /** A dry run: what the step would do, found by looking (never changing). Lines starting "cannot simulate" say so. */
   simulate(ctx: StepContext): Promise<string[]>;
-  /** After a crash mid-step: is the step's end state already there? */
-  verify?(ctx: StepContext): Promise<boolean>;
+  /**
+   * After a crash mid-step: is the step's end state already there? A step whose evidence matters returns the
+   * evidence (its outputs) instead of true.
+   */
+  verify?(ctx: StepContext): Promise<boolean | StepOutputs>;
+  /** The engine runs this step only with fence evidence in the journal (or a recorded --force-no-fence). */
+  needsFence?: boolean;
   run(ctx: StepContext): Promise<StepOutputs>;
   /** How often the engine tries before asking the human (default 1). */
   attempts?: number;

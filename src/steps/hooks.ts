@@ -3,6 +3,7 @@
  */
 import { PersonaError } from '../errors.js';
 import type { Profile } from '../profile/schema.js';
+import { localEnv } from '../runbook/local-env.js';
 import { privileged } from '../runbook/remote.js';
 import type { StepContext } from '../runbook/types.js';
 import { substitute } from '../traffic/router.js';
@@ -27,6 +28,8 @@ export async function runHooks(ctx: StepContext, phase: HookPhase): Promise<stri
         reject: false,
         timeout: hook.timeout_ms,
         cancelSignal: ctx.signal,
+        env: localEnv(ctx.env),
+        extendEnv: false,
       });
       if (r.exitCode !== 0)
         throw new PersonaError(

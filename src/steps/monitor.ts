@@ -6,6 +6,20 @@ import { PersonaError } from '../errors.js';
 import type { Step } from '../runbook/types.js';
 import { missedTargets, runHealthChecks, sample } from './checks.js';
 
+/** Waits ms, or less when the signal aborts. */
+const pause = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+
 export const monitorStep: Step = {
   kind: 'monitor',
   title: 'monitor after the switch',
@@ -24,6 +38,8 @@ export const monitorStep: Step = {
     const started = Date.now();
     // Resources are sampled over the whole window while the health checks run.
     const sampling = sample(ctx, Math.max(1, seconds), 0);
+    // Awaited after the window; if a health check throws first (abort), its rejection must not go unhandled.
+    sampling.catch(() => {});
     let rounds = 0;
     let failures = 0;
     const failed: string[] = [];
@@ -37,8 +53,9 @@ export const monitorStep: Step = {
       }
       if (rounds === 1) await ctx.checkpoint('after-first-round');
       const left = seconds * 1000 - (Date.now() - started);
-      if (left > 0) await new Promise((r) => setTimeout(r, Math.min(2000, left)));
+      if (left > 0) await pause(Math.min(2000, left), ctx.signal);
     } while (Date.now() - started < seconds * 1000 && !ctx.signal.aborted);
+    if (ctx.signal.aborted) throw ctx.signal.reason;
     const s = await sampling;
     const missed = missedTargets(ctx.profile.performance_metrics, s);
     const outputs = {

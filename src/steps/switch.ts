@@ -1,8 +1,8 @@
 /**
- * switch: move traffic to the new host and prove it arrives there. Refuses without a successful fence, unless
- * --force-no-fence was given (and confirmed when the plan was).
+ * switch: move traffic to the new host and prove it arrives there. The engine runs it only with fence evidence in
+ * the journal, unless --force-no-fence was given (and confirmed).
  */
-import { PersonaError } from '../errors.js';
+import { fenceEvidence } from '../runbook/fencing.js';
 import type { Step } from '../runbook/types.js';
 import { runHooks } from './hooks.js';
 import { trafficRouter } from './traffic.js';
@@ -11,6 +11,7 @@ export const switchStep: Step = {
   kind: 'switch',
   title: 'switch traffic to the new host',
   mutates: true,
+  needsFence: true,
   attempts: 2,
   describe(ctx) {
     return [trafficRouter(ctx).describeSwitch(ctx.target, ctx.failed)];
@@ -26,20 +27,9 @@ export const switchStep: Step = {
     return await trafficRouter(ctx).isSwitched(ctx.target, ctx.failed, ctx.signal);
   },
   async run(ctx) {
-    const fence = ctx.previous('fence');
-    const forced = ctx.journal.options.force_no_fence;
-    if (fence?.status !== 'succeeded') {
-      if (!forced) {
-        throw new PersonaError(
-          'E_STEP_FAILED',
-          `refusing to switch traffic: ${ctx.failed.name} was not fenced (fence ${fence?.status ?? 'missing'})`,
-          {
-            hint: 'Fence it (resume and retry the fence step), or pass --force-no-fence if you are sure it no longer serves.',
-          },
-        );
-      }
-      ctx.log(`switching WITHOUT a successful fence of ${ctx.failed.name} (--force-no-fence)`);
-    }
+    // The engine runs this step only with fence evidence, or with a confirmed --force-no-fence (needsFence).
+    const forced = fenceEvidence(ctx.journal) === undefined;
+    if (forced) ctx.log(`switching WITHOUT fence evidence for ${ctx.failed.name} (--force-no-fence)`);
     const router = trafficRouter(ctx);
     const hooks = await runHooks(ctx, 'pre_switch');
     const traffic = await router.switchTo(ctx.target, ctx.failed, ctx.signal);
@@ -50,6 +40,6 @@ export const switchStep: Step = {
     const verified = await router.verify(ctx.target, [ctx.target.name, hostname].filter(Boolean), ctx.signal);
     ctx.log(`traffic now reaches ${ctx.target.name}: ${JSON.stringify(verified)}`);
     hooks.push(...(await runHooks(ctx, 'post_switch')));
-    return { traffic, verified, forced_without_fence: fence?.status !== 'succeeded', hooks };
+    return { traffic, verified, forced_without_fence: forced, hooks };
   },
 };

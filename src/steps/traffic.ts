@@ -14,6 +14,7 @@ async function consulFor(ctx: StepContext): Promise<ConsulApi> {
 
 export function trafficRouter(ctx: StepContext): TrafficRouter {
   return routerFor(ctx.profile, {
+    env: ctx.env,
     consul: () => {
       let agent = agents.get(ctx.backend);
       if (!agent) {

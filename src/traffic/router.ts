@@ -5,6 +5,7 @@
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
 import type { Profile } from '../profile/schema.js';
+import { localEnv } from '../runbook/local-env.js';
 import type { ConsulApi } from '../stores/consul-api.js';
 import { ConsulRouter } from './consul-router.js';
 import { HaproxyRuntime, inMaintenance } from './haproxy.js';
@@ -37,6 +38,8 @@ export function substitute(argv: readonly string[], values: Placeholders): strin
 export interface RouterDeps {
   /** The Consul agent (the store's when it is Consul, else CONSUL_HTTP_ADDR's), for the `consul` method. */
   consul?: () => Promise<ConsulApi>;
+  /** persona's environment; local commands get only its minimal part (localEnv). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRouter {
@@ -45,7 +48,7 @@ export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRoute
     case 'haproxy':
       return new HaproxyRouter(profile.id, traffic);
     case 'command':
-      return new CommandRouter(profile.id, traffic);
+      return new CommandRouter(profile.id, traffic, localEnv(deps.env ?? {}));
     case 'none':
       return new NoRouter();
     case 'consul':
@@ -185,6 +188,7 @@ class CommandRouter implements TrafficRouter {
   constructor(
     private readonly app: string,
     private readonly cfg: Extract<Profile['traffic'], { method: 'command' }>,
+    private readonly env: Record<string, string>,
   ) {
     this.canFence = cfg.fence !== undefined;
   }
@@ -195,7 +199,13 @@ class CommandRouter implements TrafficRouter {
 
   private async local(argv: string[], signal: AbortSignal): Promise<Evidence> {
     const { execa } = await import('execa');
-    const r = await execa(argv[0]!, argv.slice(1), { reject: false, cancelSignal: signal, timeout: 120_000 });
+    const r = await execa(argv[0]!, argv.slice(1), {
+      reject: false,
+      cancelSignal: signal,
+      timeout: 120_000,
+      env: this.env,
+      extendEnv: false,
+    });
     if (r.exitCode !== 0) {
       throw new PersonaError(
         'E_STEP_FAILED',

@@ -135,8 +135,9 @@ export class JsonReporter implements Reporter {
   }
 
   event(type: string, data: Record<string, unknown>): void {
-    const line = JSON.stringify({ type, ts: new Date().toISOString(), ...data });
-    this.streams.stdout.write(`${this.redactor.redact(line)}\n`);
+    // Redacted as a value, so the line stays valid JSON whatever the secret contains.
+    const line = JSON.stringify(this.redactor.deep({ type, ts: new Date().toISOString(), ...data }));
+    this.streams.stdout.write(`${line}\n`);
   }
 
   task(label: string): Task {

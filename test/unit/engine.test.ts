@@ -1,10 +1,12 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { PersonaError } from '../../src/errors.js';
-import { Engine } from '../../src/runbook/engine.js';
+import { Engine, type EngineOptions } from '../../src/runbook/engine.js';
 import { JournalStore, parseJournal } from '../../src/runbook/journal.js';
 import type { Journal, Step, StepContext, StepKind, StepRecord } from '../../src/runbook/types.js';
+import type { KvBackend } from '../../src/stores/kv.js';
+import { NonInteractivePrompter, type Prompter } from '../../src/ui/prompter.js';
 import { Redactor } from '../../src/ui/redact.js';
 import type { Reporter } from '../../src/ui/reporter.js';
 import { ScriptedPrompter } from '../helpers/cli.js';
@@ -77,14 +79,16 @@ function setup(
   steps: FakeStep[],
   options: {
     interactive?: boolean;
-    prompter?: ScriptedPrompter;
+    prompter?: Prompter;
     signal?: AbortSignal;
     j?: Journal;
     stepByStep?: boolean;
+    journals?: JournalStore;
+    engineOptions?: Partial<EngineOptions>;
   } = {},
 ) {
   const dir = tempDir();
-  const journals = new JournalStore(dir);
+  const journals = options.journals ?? new JournalStore(dir);
   const j = options.j ?? journal(kinds);
   const snapshots: Array<Array<[string, string]>> = [];
   const saving = journals.save.bind(journals);
@@ -114,6 +118,7 @@ function setup(
       resumeCommand: 'persona recover --resume R',
       signal: options.signal ?? new AbortController().signal,
       backoffMs: 1,
+      ...options.engineOptions,
     },
   );
   return { engine, journal: j, journals, dir, snapshots };
@@ -329,4 +334,175 @@ test('the redactor removes registered secrets from strings and objects', () => {
   r.add('s3cr3t-value');
   expect(r.redact('key=s3cr3t-value!')).toBe('key=[redacted]!');
   expect(r.deep({ a: ['s3cr3t-value'] })).toEqual({ a: ['[redacted]'] });
+});
+
+describe('engine: dry runs and confirmation (issue 10)', () => {
+  test('a dry run never runs a step, even one found running on resume, and writes no journal', async () => {
+    const j = journal(['fence', 'configure', 'migrate']);
+    j.steps[0]!.status = 'succeeded';
+    j.steps[1]!.status = 'running';
+    const simulated: string[] = [];
+    const sim = (kind: StepKind) => async () => {
+      simulated.push(kind);
+      return [`would ${kind}`];
+    };
+    const a = step('fence', async () => ({}), { simulate: sim('fence') });
+    const b = step('configure', async () => ({}), { simulate: sim('configure'), verify: async () => false });
+    const c = step('migrate', async () => ({}), { simulate: sim('migrate') });
+    const { engine, dir, snapshots } = setup([], [a, b, c], { j, engineOptions: { dryRun: true } });
+    await engine.run();
+    expect([a.runs, b.runs, c.runs]).toEqual([0, 0, 0]);
+    expect(simulated).toEqual(['configure', 'migrate']);
+    expect(engine.simulation.map((s) => [s.kind, s.status])).toEqual([
+      ['fence', 'done'],
+      ['configure', 'simulated'],
+      ['migrate', 'simulated'],
+    ]);
+    expect(snapshots).toEqual([]);
+    expect(existsSync(join(dir, 'runs'))).toBe(false);
+    expect(j.steps[1]!.status).toBe('running');
+  });
+
+  test('the run is confirmed before anything is written; non-interactive without --yes exits 3 naming --yes', async () => {
+    const a = step('fence', async () => ({}));
+    const prompter = new NonInteractivePrompter({ yes: false, ci: true }, quiet);
+    const { engine, snapshots } = setup(['fence'], [a], {
+      prompter,
+      engineOptions: { confirm: 'Resume run R?' },
+    });
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_CONFIRM_REQUIRED', exitCode: 3 });
+    expect((error as PersonaError).hint).toContain('--yes');
+    expect(a.runs).toBe(0);
+    expect(snapshots).toEqual([]);
+  });
+});
+
+describe('engine: the fencing policy (issue 10)', () => {
+  const evidence = { fenced: true, reason: 'test', method: 'none' };
+
+  test('switch is refused when the fence succeeded without evidence (e.g. verified by an old verify)', async () => {
+    const j = journal(['fence', 'switch']);
+    j.steps[0]!.status = 'succeeded';
+    const sw = step('switch', async () => ({}), { needsFence: true });
+    const { engine } = setup([], [step('fence', async () => ({})), sw], { j });
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_STEP_FAILED', exitCode: 5 });
+    expect((error as PersonaError).message).toMatch(/no evidence that h1 was fenced/);
+    expect(sw.runs).toBe(0);
+    expect(j).toMatchObject({ status: 'failed', steps: [{}, { status: 'failed' }] });
+  });
+
+  test('switch runs with fence evidence; a step found running is verified and its evidence recorded', async () => {
+    const j = journal(['fence', 'switch']);
+    j.steps[0]!.status = 'running';
+    const fence = step('fence', async () => ({}), { verify: async () => ({ fenced: true, evidence }) });
+    const sw = step('switch', async () => ({}), { needsFence: true });
+    const { engine } = setup([], [fence, sw], { j });
+    await engine.run();
+    expect([fence.runs, sw.runs]).toEqual([0, 1]);
+    expect(j.steps[0]!.outputs).toEqual({ fenced: true, evidence });
+  });
+
+  test('--force-no-fence recorded in the run lets switch run without evidence, and says so in the journal', async () => {
+    const j = journal(['fence', 'switch']);
+    j.steps[0]!.status = 'skipped';
+    j.options.force_no_fence = true;
+    const sw = step('switch', async () => ({}), { needsFence: true });
+    const { engine } = setup([], [step('fence', async () => ({})), sw], { j });
+    await engine.run();
+    expect(sw.runs).toBe(1);
+    expect(j.steps[1]!.log.join('\n')).toMatch(/WITHOUT fence evidence for h1: --force-no-fence/);
+  });
+});
+
+describe('engine: stopping between steps (issue 10)', () => {
+  test('an interruption between steps saves the run as interrupted (exit 130)', async () => {
+    const controller = new AbortController();
+    const a = step('fence', async () => {
+      controller.abort();
+      return {};
+    });
+    const b = step('configure', async () => ({}));
+    const { engine, dir, journal: j } = setup(['fence', 'configure'], [a, b], { signal: controller.signal });
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_INTERRUPTED', exitCode: 130 });
+    expect(b.runs).toBe(0);
+    const file = join(dir, 'runs', `${j.run_id}.json`);
+    expect(parseJournal(file, readFileSync(file, 'utf8')).status).toBe('interrupted');
+  });
+
+  test('a lock lost between steps saves the run as failed, not running', async () => {
+    const lost = new AbortController();
+    const a = step('fence', async () => {
+      lost.abort(new PersonaError('E_LOCK_LOST', 'lost the lock on app-app'));
+      return {};
+    });
+    const b = step('configure', async () => ({}));
+    const {
+      engine,
+      dir,
+      journal: j,
+    } = setup(['fence', 'configure'], [a, b], {
+      engineOptions: { lockLost: lost.signal },
+    });
+    await expect(engine.run()).rejects.toMatchObject({ code: 'E_LOCK_LOST' });
+    const file = join(dir, 'runs', `${j.run_id}.json`);
+    expect(parseJournal(file, readFileSync(file, 'utf8')).status).toBe('failed');
+  });
+});
+
+describe('engine: journal write failures (issue 10)', () => {
+  test('a journal that cannot be saved after a step succeeded is E_JOURNAL, exit 5, with the resume command; the step is not marked failed', async () => {
+    const a = step('fence', async () => ({ fenced: true }));
+    const b = step('configure', async () => ({}));
+    const { engine, journals, journal: j } = setup(['fence', 'configure'], [a, b]);
+    const saving = journals.save.bind(journals);
+    let calls = 0;
+    journals.save = async (x) => {
+      if (++calls === 3) throw new PersonaError('E_STORE_UNAVAILABLE', 'store 127.0.0.1:1 unreachable');
+      await saving(x);
+    };
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_JOURNAL', exitCode: 5 });
+    expect((error as PersonaError).hint).toContain('persona recover --resume R');
+    expect(a.runs).toBe(1);
+    expect(b.runs).toBe(0);
+    expect(j.steps[0]!.status).toBe('succeeded');
+  });
+
+  test('a failing shared store mirror after a step is E_JOURNAL, exit 5', async () => {
+    const dir = tempDir();
+    const mirror = {
+      describe: 'fake://store',
+      get: async () => undefined,
+      txn: async () => {
+        throw new PersonaError('E_STORE_UNAVAILABLE', 'fake store down');
+      },
+    } as unknown as KvBackend;
+    let saves = 0;
+    const journals = new JournalStore(dir, mirror);
+    const real = journals.save.bind(journals);
+    journals.save = async (x) => {
+      saves++;
+      // The first save (before any step) goes through; then the store fails.
+      if (saves === 1) return await new JournalStore(dir).save(x);
+      await real(x);
+    };
+    const a = step('fence', async () => ({}));
+    const { engine } = setup(['fence'], [a], { journals });
+    await expect(engine.run()).rejects.toMatchObject({ code: 'E_JOURNAL', exitCode: 5 });
+  });
+
+  test('a state directory that is a file: E_STATE naming the path and ENOTDIR before anything ran', async () => {
+    const file = join(tempDir(), 'state');
+    writeFileSync(file, 'not a directory');
+    const a = step('fence', async () => ({}));
+    const { engine } = setup(['fence'], [a], { journals: new JournalStore(file) });
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_STATE', exitCode: 2 });
+    expect((error as PersonaError).message).toContain(file);
+    expect((error as PersonaError).message).toContain('ENOTDIR');
+    expect(a.runs).toBe(0);
+  });
 });

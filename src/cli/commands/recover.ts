@@ -9,7 +9,23 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
   const resume = opts.resume as string | undefined;
   if (resume) {
     if (host) throw new PersonaError('E_USAGE', 'give either a host or --resume RUN, not both');
-    const summary = await resumeRun(ctx, resume);
+    // The journal fixes the applications, the target and the ranking: flags that choose them cannot apply.
+    const given = (flag: string) => ctx.argv.some((a) => a === flag || a.startsWith(`${flag}=`));
+    for (const flag of ['--app', '--target', '--exclude', '--strategy']) {
+      if (given(flag))
+        throw new PersonaError(
+          'E_USAGE',
+          `${flag} cannot be used with --resume: the run's journal fixes it`,
+          {
+            hint: `Resume without ${flag}, or start a new run: persona recover HOST ${flag} ...`,
+          },
+        );
+    }
+    const summary = await resumeRun(ctx, resume, {
+      dryRun: opts.dryRun === true,
+      stepByStep: opts.step === true,
+      forceNoFence: opts.forceNoFence === true,
+    });
     return { data: { type: 'result', runs: [summary] }, human: (out) => renderSummary(out, summary) };
   }
   if (!host) throw new PersonaError('E_USAGE', 'recover needs the failed host (or --resume RUN)');

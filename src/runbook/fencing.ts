@@ -1,0 +1,79 @@
+/**
+ * The fencing decision, in one place. The fence step's `run` and its `verify` after a crash both look at the world
+ * (can the traffic method take the host out, did it, does the host answer, is the application stopped there) and
+ * ask `fenceVerdict`; they cannot disagree. The evidence goes to the journal, and the engine refuses any step that
+ * needs a fence (switch) unless the journal holds it.
+ */
+import type { Journal } from './types.js';
+
+export interface FenceFacts {
+  /** The traffic method: haproxy, command, consul, none. */
+  method: string;
+  /** Whether the traffic method can take a host out of rotation at all. */
+  canTakeOut: boolean;
+  /** Whether the host is out of rotation now (undefined: the method cannot tell). */
+  takenOut: boolean | undefined;
+  /** How `takenOut` was established. */
+  takenOutBy: string;
+  reachable: boolean;
+  unreachableReason?: string;
+  /** Exit code of deploy.stop, when it ran in this attempt. */
+  stopExitCode?: number;
+  /** Exit code of deploy.status after the stop; undefined when the profile has no deploy.status. */
+  statusExitCode?: number;
+}
+
+export interface FenceEvidence extends FenceFacts {
+  fenced: boolean;
+  /** Why the host counts as fenced, or why not. */
+  reason: string;
+  checked_at: string;
+}
+
+/** Whether the facts prove the failed host no longer serves, and why. Pure. */
+export function fenceVerdict(f: FenceFacts): { fenced: boolean; reason: string } {
+  if (f.canTakeOut && f.takenOut !== true)
+    return {
+      fenced: false,
+      reason: `traffic method ${f.method} has not taken the host out (${f.takenOutBy})`,
+    };
+  if (f.reachable) {
+    if (f.statusExitCode !== undefined) {
+      return f.statusExitCode !== 0
+        ? {
+            fenced: true,
+            reason: `the host answers; deploy.status exits ${f.statusExitCode}: the application is stopped`,
+          }
+        : { fenced: false, reason: 'the host answers and deploy.status exits 0: the application still runs' };
+    }
+    if (f.stopExitCode === 0)
+      return {
+        fenced: true,
+        reason: 'the host answers; deploy.stop exited 0 (no deploy.status to check with)',
+      };
+    return {
+      fenced: false,
+      reason:
+        f.stopExitCode === undefined
+          ? 'the host answers and the profile has no deploy.status: only running deploy.stop proves the application stopped'
+          : `the host answers and deploy.stop exited ${f.stopExitCode}`,
+    };
+  }
+  if (f.canTakeOut)
+    return {
+      fenced: true,
+      reason: `the host does not answer (${f.unreachableReason}) and ${f.method} has it out of rotation`,
+    };
+  return {
+    fenced: false,
+    reason: `the host does not answer (${f.unreachableReason}) and traffic method ${f.method} cannot take it out of rotation: it may still serve`,
+  };
+}
+
+/** The fence evidence recorded in a run's journal, when the fence succeeded with it. */
+export function fenceEvidence(journal: Readonly<Journal>): FenceEvidence | undefined {
+  const fence = journal.steps.find((s) => s.kind === 'fence');
+  if (fence?.status !== 'succeeded') return undefined;
+  const evidence = (fence.outputs as { evidence?: FenceEvidence } | undefined)?.evidence;
+  return evidence?.fenced === true ? evidence : undefined;
+}

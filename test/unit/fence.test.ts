@@ -1,0 +1,109 @@
+/**
+ * The fence's run and its verify after a crash decide through one function, so they cannot disagree (issue 10).
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { SshError } from '../../src/hosts/ssh.js';
+import { parseProfileText } from '../../src/profile/validate.js';
+import { type FenceFacts, fenceVerdict } from '../../src/runbook/fencing.js';
+import type { StepContext } from '../../src/runbook/types.js';
+import { fenceStep } from '../../src/steps/fence.js';
+import { repoRoot } from '../helpers/cli.js';
+
+const base: FenceFacts = {
+  method: 'haproxy',
+  canTakeOut: true,
+  takenOut: true,
+  takenOutBy: 'test',
+  reachable: false,
+  unreachableReason: 'refused',
+};
+
+describe('fenceVerdict', () => {
+  test.each<[string, Partial<FenceFacts>, boolean]>([
+    ['out of rotation, host silent', {}, true],
+    ['not out of rotation', { takenOut: false }, false],
+    [
+      '(a) method none, host silent: may still serve',
+      { method: 'none', canTakeOut: false, takenOut: undefined },
+      false,
+    ],
+    [
+      '(a) command without fence, host silent',
+      { method: 'command', canTakeOut: false, takenOut: undefined },
+      false,
+    ],
+    ['(b) out, host answers, no deploy.status, stop not run', { reachable: true }, false],
+    ['(b) out, host answers, stop exited 0', { reachable: true, stopExitCode: 0 }, true],
+    ['out, host answers, stop failed', { reachable: true, stopExitCode: 1 }, false],
+    ['out, host answers, status says stopped', { reachable: true, statusExitCode: 3 }, true],
+    [
+      'out, host answers, status says running',
+      { reachable: true, stopExitCode: 0, statusExitCode: 0 },
+      false,
+    ],
+    [
+      'method none, host answers, status says stopped',
+      { method: 'none', canTakeOut: false, takenOut: undefined, reachable: true, statusExitCode: 3 },
+      true,
+    ],
+  ])('%s', (_name, facts, fenced) => {
+    expect(fenceVerdict({ ...base, ...facts }).fenced).toBe(fenced);
+  });
+});
+
+function profileWith(traffic: unknown, status?: string[]) {
+  const text = JSON.parse(readFileSync(`${repoRoot}profiles/demo-web.json`, 'utf8'));
+  text.traffic = traffic;
+  if (status) text.deploy.status = status;
+  else delete text.deploy.status;
+  return parseProfileText('demo-web', JSON.stringify(text)).profile;
+}
+
+/** A fence context whose failed host answers (exit codes by command) or does not. */
+function fenceContext(profile: ReturnType<typeof profileWith>, answers: boolean) {
+  const ran: string[] = [];
+  const ctx = {
+    profile,
+    failed: { name: 'h1', address: '127.0.0.1', labels: {}, apps: [] },
+    target: { name: 'h2', address: '127.0.0.1', labels: {}, apps: [] },
+    signal: new AbortController().signal,
+    env: {},
+    hooks: [],
+    journal: { options: { force_no_fence: false } },
+    backend: {},
+    ssh: {
+      async exec(_host: unknown, argv: string[]) {
+        if (!answers) throw new SshError('refused', 'h1', 'ssh: connect to host h1: Connection refused');
+        ran.push(argv.join(' '));
+        // A deploy.status of `false`: the application is not running.
+        return { exitCode: argv.includes('false') ? 3 : 0, stdout: '', stderr: '' };
+      },
+    },
+    log: () => {},
+    now: () => new Date('2026-11-27T00:00:00Z'),
+    checkpoint: async () => {},
+  } as unknown as StepContext;
+  return { ctx, ran };
+}
+
+describe('fence verify after a crash', () => {
+  test('(a) traffic method none, host silent: not fenced, so the fence runs again (and refuses)', async () => {
+    const { ctx } = fenceContext(profileWith({ method: 'none' }), false);
+    expect(await fenceStep.verify!(ctx)).toBe(false);
+    await expect(fenceStep.run(ctx)).rejects.toMatchObject({ code: 'E_STEP_FAILED' });
+  });
+
+  test('(b) host answers, no deploy.status: verify cannot prove the stop, so the fence runs again and stops it', async () => {
+    const { ctx, ran } = fenceContext(profileWith({ method: 'none' }), true);
+    expect(await fenceStep.verify!(ctx)).toBe(false);
+    const outputs = (await fenceStep.run(ctx)) as { evidence: { fenced: boolean; stopExitCode: number } };
+    expect(outputs.evidence).toMatchObject({ fenced: true, stopExitCode: 0, reachable: true });
+    expect(ran.some((c) => c.includes('stop'))).toBe(true);
+  });
+
+  test('verify returns the evidence when the facts prove the fence', async () => {
+    const { ctx } = fenceContext(profileWith({ method: 'none' }, ['false']), true);
+    expect(await fenceStep.verify!(ctx)).toMatchObject({ fenced: true, evidence: { fenced: true } });
+  });
+});
