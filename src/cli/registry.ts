@@ -29,7 +29,11 @@ export const commands: CommandSpec[] = [
     args: [idArg],
     options: [{ flags: '--version <n>', description: 'an earlier version from the history', integer: true }],
     examples: [
-      ['persona profile show demo-web', 'the profile text with its version'],
+      ['persona profile show demo-web', 'the profile text on stdout, its version on stderr'],
+      [
+        'persona profile show demo-web > demo-web.json',
+        'a file to edit and write back with profile set --expect-version',
+      ],
       ['persona profile show demo-web --json', 'the normalised profile as JSON (defaults filled in)'],
       ['persona profile show demo-web --version 2', 'version 2 from the history'],
     ],

@@ -39,6 +39,23 @@ describe('profile list / show', () => {
     expect(JSON.parse(r.stdout).profile.deploy.files).toEqual([]);
   });
 
+  test('show > file feeds set --file with --expect-version: the version note goes to stderr', async () => {
+    const { env, store } = setup();
+    const shown = await runInProcess(['profile', 'show', 'demo-web'], { env });
+    expect(shown.code).toBe(0);
+    expect(shown.stderr).toMatch(/^# demo-web version 1 in file:/m);
+    expect(JSON.parse(shown.stdout).id).toBe('demo-web');
+    const file = join(tempDir(), 'demo-web.json');
+    writeFileSync(file, shown.stdout.replace('"required_cores": 1', '"required_cores": 2'));
+    const set = await runInProcess(['profile', 'set', 'demo-web', '--file', file, '--expect-version', '1'], {
+      env,
+    });
+    expect(set.stderr).toBe('');
+    expect(set.code).toBe(0);
+    expect(set.stdout).toContain('wrote demo-web version 2');
+    expect(readFileSync(join(store, 'demo-web.json'), 'utf8')).toContain('"required_cores": 2');
+  });
+
   test('an unknown id exits 4 and says how to find the right one', async () => {
     const { env } = setup();
     const r = await runInProcess(['profile', 'show', 'nope'], { env });
