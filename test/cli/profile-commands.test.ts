@@ -158,6 +158,33 @@ describe('profile set / history / diff', () => {
     expect(readFileSync(join(store, 'orders-db.json'), 'utf8')).toBe(text);
   });
 
+  test('a UTF-8 byte order mark is accepted from a file, stdin and validate, and never stored', async () => {
+    const { env, store } = setup();
+    const text = readFileSync(join(store, 'orders-db.json'), 'utf8');
+    const file = join(tempDir(), 'orders-db.json');
+    const six = text.replace('"required_cores": 4', '"required_cores": 6');
+    writeFileSync(file, `\ufeff${six}`);
+    const fromFile = await runInProcess(['profile', 'set', 'orders-db', '--file', file], { env });
+    expect(fromFile.stderr).toBe('');
+    expect(readFileSync(join(store, 'orders-db.json'), 'utf8')).toBe(six);
+    const fromStdin = await runInProcess(['profile', 'set', 'orders-db', '--file', '-'], {
+      env,
+      stdin: `\ufeff${text}`,
+    });
+    expect(fromStdin.code).toBe(0);
+    expect(readFileSync(join(store, 'orders-db.json'), 'utf8')).toBe(text);
+    const validate = await runInProcess(['profile', 'validate', file]);
+    expect(validate.code).toBe(0);
+  });
+
+  test('a byte order mark does not shift the column of a syntax error', async () => {
+    const file = join(tempDir(), 'bad.json');
+    writeFileSync(file, '\ufeff{"id":}');
+    const r = await runInProcess(['profile', 'validate', file]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain('1:7: invalid JSON');
+  });
+
   test('bad flags are usage errors (exit 2)', async () => {
     const { env } = setup();
     expect((await runInProcess(['profile', 'show', 'demo-web', '--version', 'x'], { env })).code).toBe(2);
@@ -221,6 +248,19 @@ describe('profile edit', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/wrote demo-web version 2 \(was 1\)/);
     expect(readFileSync(join(store, 'demo-web.json'), 'utf8')).toContain('"required_cores": 2');
+  });
+
+  test('an editor that adds a byte order mark: the edit is written without it', async () => {
+    const { env, store } = setup();
+    const ed = editor(
+      tempDir(),
+      `{ printf '\\357\\273\\277'; sed 's/"required_cores": 1/"required_cores": 2/' "$1"; } > "$1.new" && mv "$1.new" "$1"`,
+    );
+    const r = await runInProcess(['profile', 'edit', 'demo-web'], { env: { ...env, EDITOR: ed } });
+    expect(r.code).toBe(0);
+    const stored = readFileSync(join(store, 'demo-web.json'), 'utf8');
+    expect(stored).toContain('"required_cores": 2');
+    expect(stored.startsWith('{')).toBe(true);
   });
 
   test('VISUAL wins over EDITOR; an unchanged file writes nothing', async () => {

@@ -11,6 +11,7 @@ import { formatProblems, isPersonaError, PersonaError, ValidationError } from '.
 import { parseProfileText } from '../../profile/validate.js';
 import type { StoredProfile } from '../../stores/profile-store.js';
 import { unifiedDiff } from '../../ui/diff.js';
+import { stripBom } from '../../util/text.js';
 import type { CommandRun } from '../spec.js';
 
 export const run: CommandRun = async (ctx, { args, opts }) => {
@@ -23,7 +24,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     await writeFile(file, base.text, { mode: 0o600 });
     for (;;) {
       await ctx.editFile(file);
-      const text = await readFile(file, 'utf8');
+      const text = stripBom(await readFile(file, 'utf8'));
       if (text.trim() === '') {
         throw new PersonaError(
           'E_ABORTED',
