@@ -42,9 +42,21 @@ export const commands: CommandSpec[] = [
   {
     path: ['profile', 'validate'],
     summary: 'check profile files; all problems at once, each with its JSON path',
-    args: [{ name: 'files', description: 'profile files (JSON)', required: true, variadic: true }],
+    args: [
+      {
+        name: 'files',
+        description:
+          'profile files (JSON), or directories: the *.json files directly in them, not subdirectories',
+        required: true,
+        variadic: true,
+      },
+    ],
     examples: [
-      ['persona profile validate profiles/*.json', 'check every example profile'],
+      [
+        'persona profile validate profiles',
+        'check every profile in a directory (profiles/schema/ is not read)',
+      ],
+      ['persona profile validate profiles/*.json', 'the same, by file name'],
       ['persona profile validate new.json --json', 'problems as JSON, for editors and CI'],
     ],
     load: () => import('./commands/profile-validate.js'),

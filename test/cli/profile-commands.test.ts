@@ -355,6 +355,34 @@ describe('profile validate / new', () => {
     ]);
   });
 
+  test('validate DIR checks the *.json files in it, in name order, not schema/ below it', async () => {
+    const r = await runInProcess(['profile', 'validate', 'profiles', '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).files.map((f: { file: string }) => f.file)).toEqual([
+      'profiles/billing-api.json',
+      'profiles/demo-web.json',
+      'profiles/orders-db.json',
+    ]);
+  });
+
+  test('validate DIR exits 2 when one profile in it is invalid', async () => {
+    const { store } = setup();
+    writeFileSync(join(store, 'a-broken.json'), '{"id": "a-broken"}');
+    writeFileSync(join(store, 'notes.txt'), 'not a profile');
+    const r = await runInProcess(['profile', 'validate', store]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/^✖ \S+a-broken\.json: \d+ problems/);
+    expect(r.stdout).toContain('3 valid, 1 invalid');
+    expect(r.stdout).not.toContain('notes.txt');
+  });
+
+  test('validate DIR with no profiles in it is a usage error (exit 2) that says so', async () => {
+    const dir = tempDir();
+    const r = await runInProcess(['profile', 'validate', dir, 'profiles/demo-web.json']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${dir}: no profiles (*.json files) in this directory`);
+  });
+
   test('validate names a missing file', async () => {
     const r = await runInProcess(['profile', 'validate', 'nope.json']);
     expect(r.code).toBe(2);
