@@ -297,6 +297,31 @@ describe('profile edit', () => {
     expect(readFileSync(join(store, 'demo-web.json'), 'utf8')).toBe(before);
   });
 
+  test.each([
+    ['a validation problem', `s/"required_ram_gb": 1/"required_ram_gb": "8GB"/`, 'must be an integer >= 1'],
+    ['a JSON syntax error', `s/"required_ram_gb": 1,/"required_ram_gb": ,/`, 'invalid JSON'],
+  ])('an invalid edit without a terminal prints its message once: %s', async (_, sed, message) => {
+    const { env } = setup();
+    const ed = editor(tempDir(), `sed -i '${sed}' "$1"`);
+    const r = await runInProcess(['profile', 'edit', 'demo-web'], { env: { ...env, EDITOR: ed } });
+    expect(r.code).toBe(2);
+    expect(r.stderr.split(message)).toHaveLength(2);
+  });
+
+  test('interactive: an invalid edit shows its problems once, and abort keeps the edit (exit 3)', async () => {
+    const { env } = setup();
+    const ed = editor(tempDir(), `sed -i 's/"required_ram_gb": 1/"required_ram_gb": "8GB"/' "$1"`);
+    const prompter = new ScriptedPrompter([{ match: /not valid\. What now/, answer: 'abort' }]);
+    const r = await runInProcess(['profile', 'edit', 'demo-web'], {
+      env: { ...env, EDITOR: ed },
+      tty: true,
+      prompter,
+    });
+    expect(r.code).toBe(3);
+    expect(r.stderr.split('/required_ram_gb: must be an integer >= 1')).toHaveLength(2);
+    expect(r.stderr).toMatch(/Your edit is saved in \S+/);
+  });
+
   test('interactive: an invalid edit offers re-edit; the second try is written', async () => {
     const { env, store } = setup();
     const dir = tempDir();

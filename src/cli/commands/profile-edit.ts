@@ -87,16 +87,19 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
   }
 };
 
-/** True when valid. Otherwise shows every problem, then asks to re-edit (false) or gives up with an error. */
+/**
+ * True when valid. Otherwise gives up with the error (which lists every problem) when nobody can be asked, or
+ * shows the problems and asks to re-edit (false). Shown once either way: the error is printed by main.
+ */
 async function isValidOrReedit(ctx: Context, id: string, text: string): Promise<boolean> {
   try {
     parseProfileText(`${id} (your edit)`, text, id);
     return true;
   } catch (error) {
     if (!isPersonaError(error)) throw error;
+    if (!ctx.mode.interactive) throw await keepEdit(ctx, id, text, error);
     const problems = error instanceof ValidationError ? formatProblems(error.problems) : error.message;
     ctx.reporter.warn(`your edit of "${id}" has problems:\n${problems}`);
-    if (!ctx.mode.interactive) throw await keepEdit(ctx, id, text, error);
     const next = await ctx.prompter.select(
       'The profile is not valid. What now?',
       [
