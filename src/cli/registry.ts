@@ -209,7 +209,12 @@ export const commands: CommandSpec[] = [
       'Finds what ran on HOST, ranks the other hosts for each application, shows the plan, and with confirmation fences HOST, configures the new host, migrates the data, validates, switches traffic, monitors and records. Every run is journalled and can be resumed.',
     args: [{ name: 'host', description: 'the failed host (inventory name or address)' }],
     options: [
-      { flags: '--app <id>', description: 'only this application; repeatable', repeatable: true },
+      {
+        flags: '--app <id>',
+        description:
+          'only this application; repeatable. One nothing records yet is recorded on HOST, after confirmation',
+        repeatable: true,
+      },
       { flags: '--target <host>', description: 'use this host (still checked against the requirements)' },
       {
         flags: '--dry-run',
@@ -234,6 +239,10 @@ export const commands: CommandSpec[] = [
       ['persona recover web-2 --dry-run', 'what would happen, without changing anything'],
       ['persona recover web-2 --yes --json', 'for CI: NDJSON events, then a result line'],
       ['persona recover web-2 --app api --target web-7', 'one application, onto a chosen host'],
+      [
+        'persona recover web-2 --app api --yes',
+        'api, recorded on web-2 first if nothing records where it runs',
+      ],
       ['persona recover --resume 20261127T031500Z-api-3f2a1c', 'go on after a crash or Ctrl-C'],
     ],
     load: () => import('./commands/recover.js'),
