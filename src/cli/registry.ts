@@ -29,7 +29,11 @@ export const commands: CommandSpec[] = [
     args: [idArg],
     options: [{ flags: '--version <n>', description: 'an earlier version from the history', integer: true }],
     examples: [
-      ['persona profile show demo-web', 'the profile text with its version'],
+      ['persona profile show demo-web', 'the profile text on stdout, its version on stderr'],
+      [
+        'persona profile show demo-web > demo-web.json',
+        'a file to edit and write back with profile set --expect-version',
+      ],
       ['persona profile show demo-web --json', 'the normalised profile as JSON (defaults filled in)'],
       ['persona profile show demo-web --version 2', 'version 2 from the history'],
     ],
@@ -38,9 +42,21 @@ export const commands: CommandSpec[] = [
   {
     path: ['profile', 'validate'],
     summary: 'check profile files; all problems at once, each with its JSON path',
-    args: [{ name: 'files', description: 'profile files (JSON)', required: true, variadic: true }],
+    args: [
+      {
+        name: 'files',
+        description:
+          'profile files (JSON), or directories: the *.json files directly in them, not subdirectories',
+        required: true,
+        variadic: true,
+      },
+    ],
     examples: [
-      ['persona profile validate profiles/*.json', 'check every example profile'],
+      [
+        'persona profile validate profiles',
+        'check every profile in a directory (profiles/schema/ is not read)',
+      ],
+      ['persona profile validate profiles/*.json', 'the same, by file name'],
       ['persona profile validate new.json --json', 'problems as JSON, for editors and CI'],
     ],
     load: () => import('./commands/profile-validate.js'),
@@ -205,7 +221,12 @@ export const commands: CommandSpec[] = [
       'Finds what ran on HOST, ranks the other hosts for each application, shows the plan, and with confirmation fences HOST, configures the new host, migrates the data, validates, switches traffic, monitors and records. Every run is journalled and can be resumed.',
     args: [{ name: 'host', description: 'the failed host (inventory name or address)' }],
     options: [
-      { flags: '--app <id>', description: 'only this application; repeatable', repeatable: true },
+      {
+        flags: '--app <id>',
+        description:
+          'only this application; repeatable. One nothing records yet is recorded on HOST, after confirmation',
+        repeatable: true,
+      },
       { flags: '--target <host>', description: 'use this host (still checked against the requirements)' },
       {
         flags: '--dry-run',
@@ -230,6 +251,10 @@ export const commands: CommandSpec[] = [
       ['persona recover web-2 --dry-run', 'what would happen, without changing anything'],
       ['persona recover web-2 --yes --json', 'for CI: NDJSON events, then a result line'],
       ['persona recover web-2 --app api --target web-7', 'one application, onto a chosen host'],
+      [
+        'persona recover web-2 --app api --yes',
+        'api, recorded on web-2 first if nothing records where it runs',
+      ],
       ['persona recover --resume 20261127T031500Z-api-3f2a1c', 'go on after a crash or Ctrl-C'],
     ],
     load: () => import('./commands/recover.js'),

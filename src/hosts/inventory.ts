@@ -10,6 +10,7 @@ import { PersonaError, type Problem, ValidationError } from '../errors.js';
 import { parseJsonText } from '../profile/json-text.js';
 import { applicationId, integer, label, labelValue, unixName } from '../profile/rules.js';
 import { issuesToProblems } from '../profile/validate.js';
+import { stripBom } from '../util/text.js';
 import {
   type InventoryWarning,
   looksSecret,
@@ -189,7 +190,8 @@ export async function loadInventory(path: string): Promise<Inventory> {
   return parseInventoryText(path, text);
 }
 
-export async function parseInventoryText(path: string, text: string): Promise<Inventory> {
+export async function parseInventoryText(path: string, input: string): Promise<Inventory> {
+  const text = stripBom(input);
   const baseDir = dirname(path);
   const trimmed = text.trimStart();
   if (trimmed.startsWith('{')) {

@@ -3,6 +3,7 @@
  * and column. V8's messages do not always carry a position, so on failure a small scanner finds it.
  */
 import { PersonaError } from '../errors.js';
+import { stripBom } from '../util/text.js';
 
 export interface JsonLimits {
   maxBytes: number;
@@ -67,7 +68,12 @@ function checkLimits(source: string, text: string, limits: JsonLimits): void {
   }
 }
 
-export function parseJsonText(source: string, text: string, limits: JsonLimits = defaultJsonLimits): unknown {
+export function parseJsonText(
+  source: string,
+  input: string,
+  limits: JsonLimits = defaultJsonLimits,
+): unknown {
+  const text = stripBom(input);
   checkLimits(source, text, limits);
   try {
     return JSON.parse(text);

@@ -17,10 +17,14 @@ export function number(min: number, max: number) {
   return z.number({ error: rule }).min(min, { error: rule }).max(max, { error: rule });
 }
 
+/**
+ * A string rule. The length bound is stated here, once, as its own clause: rule texts do not repeat it, and it
+ * is not a second parenthetical after one the rule text may end with.
+ */
 function pattern(re: RegExp, rule: string, maxLength = 255) {
   return z
     .string({ error: rule })
-    .max(maxLength, { error: `${rule} (at most ${maxLength} characters)` })
+    .max(maxLength, { error: `${rule}, and at most ${maxLength} characters` })
     .regex(re, { error: rule });
 }
 
@@ -28,7 +32,7 @@ function pattern(re: RegExp, rule: string, maxLength = 255) {
 export const idPattern = /^[a-z0-9](?:[a-z0-9._-]{0,62})$/;
 export const applicationId = pattern(
   idPattern,
-  'must be an id: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit, at most 63 characters',
+  'must be an id: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit',
   63,
 ).refine((s) => !s.includes('..'), { error: 'must not contain ".."' });
 
@@ -42,7 +46,7 @@ export const packageSpec = pattern(
 
 export const unixName = pattern(
   /^[a-z_][a-z0-9_-]{0,31}$/,
-  'must be a user or group name: lowercase letters, digits, "_" or "-", starting with a letter or "_", at most 32 characters',
+  'must be a user or group name: lowercase letters, digits, "_" or "-", starting with a letter or "_"',
   32,
 );
 

@@ -13,13 +13,13 @@ import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory
 import { notProbed } from '../hosts/probe.js';
 import type { Profile } from '../profile/schema.js';
 import { runbook } from '../steps/index.js';
-import { assignmentKey } from '../steps/record.js';
 import type { LockHandle } from '../stores/kv.js';
 import { describeHolder } from '../stores/kv-lock.js';
 import type { ProfileStore } from '../stores/profile-store.js';
 import { sha256 } from '../util/hash.js';
 import { Engine, type SimulatedStep } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
+import { declareApps, selectApps, whereAppsRun } from './recover-apps.js';
 import { registerSecrets, type SecretUse, secretUses } from './secrets.js';
 import { type RunPieces, stepContext } from './step-context.js';
 import type { Journal, StepRecord } from './types.js';
@@ -55,28 +55,6 @@ function lockTtlMs(env: NodeJS.ProcessEnv): number {
 }
 
 export const lockName = (app: string) => `app-${app}`;
-
-/** Which applications run on a host: the store's record first (it moves with every recovery), else the inventory. */
-export async function appsOn(
-  host: InventoryHost,
-  inventory: Inventory,
-  store: ProfileStore,
-): Promise<string[]> {
-  const assigned = new Map<string, string>();
-  for (const h of inventory.hosts) for (const app of h.apps) assigned.set(app, h.name);
-  for (const entry of await store.backend.list('assignments/')) {
-    try {
-      const a = JSON.parse(entry.value) as { app: string; host: string };
-      assigned.set(a.app, a.host);
-    } catch {
-      // An unreadable record is ignored here; `record` refuses to overwrite it blindly.
-    }
-  }
-  return [...assigned.entries()]
-    .filter(([, h]) => h === host.name)
-    .map(([app]) => app)
-    .sort();
-}
 
 function resumeCommand(ctx: Context, runId: string): string {
   const g = ctx.globals;
@@ -296,25 +274,12 @@ async function runEngine(
 export async function recoverHost(ctx: Context, req: RecoverRequest): Promise<RunSummary[]> {
   const [inventory, store] = await Promise.all([ctx.inventory(), ctx.store()]);
   const failed = findHost(inventory, req.failedHost);
-  const running = await appsOn(failed, inventory, store);
-  const apps = req.apps.length > 0 ? req.apps : running;
-  for (const app of req.apps) {
-    if (!running.includes(app)) {
-      throw new PersonaError(
-        'E_NOT_FOUND',
-        `${app} is not recorded on ${failed.name} (it runs: ${running.join(', ') || 'nothing'})`,
-        {
-          hint: `Check with \`persona hosts probe ${failed.name}\`; the record lives in ${store.describe} (${assignmentKey(app)}) and the inventory.`,
-        },
-      );
-    }
-  }
-  if (apps.length === 0) {
-    throw new PersonaError(
-      'E_NOT_FOUND',
-      `no application is recorded on ${failed.name} (inventory ${inventory.source}, store ${store.describe})`,
-    );
-  }
+  const { apps, undeclared } = selectApps(failed.name, req.apps, await whereAppsRun(inventory, store), {
+    inventory: inventory.source,
+    store: store.describe,
+    exampleApp: (await store.backend.list('profiles/'))[0]?.key.slice('profiles/'.length) ?? 'APP',
+  });
+  await declareApps(ctx, store, failed.name, undeclared, req.dryRun);
   ctx.reporter.info(`${failed.name} ran: ${apps.join(', ')}`);
   const results: RunSummary[] = [];
   for (const app of apps) results.push(await recoverApp(ctx, req, app, failed, inventory, store));

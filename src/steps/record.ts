@@ -15,6 +15,8 @@ export interface Assignment {
   run_id?: string;
   at: string;
   profile_version?: number;
+  /** Who declared it (recover --app, confirmed), when no recovery has recorded it yet. */
+  declared_by?: string;
 }
 
 export const assignmentKey = (app: string) => `assignments/${app}`;
@@ -26,6 +28,29 @@ export async function readAssignment(
   const entry = await backend.get(assignmentKey(app));
   if (!entry) return undefined;
   return { ...(JSON.parse(entry.value) as Assignment), token: entry.token };
+}
+
+/**
+ * Records where an application runs when nothing recorded it before (recover --app, after confirmation). Only
+ * creates: an assignment written meanwhile by someone else wins, and this says so.
+ */
+export async function declareAssignment(
+  backend: KvBackend,
+  assignment: Assignment & { declared_by: string },
+): Promise<void> {
+  const key = assignmentKey(assignment.app);
+  const txn = await backend.txn({
+    checks: [{ key, token: null }],
+    puts: [{ key, value: JSON.stringify(assignment) }],
+  });
+  if (!txn.ok) {
+    const now = await readAssignment(backend, assignment.app);
+    throw new PersonaError(
+      'E_CONFLICT',
+      `${assignment.app} was recorded on ${now?.host ?? 'another host'} meanwhile; not recorded on ${assignment.host}`,
+      { hint: `Look at \`persona runs list\`, then run \`persona recover\` again.` },
+    );
+  }
 }
 
 function outcome(ctx: StepContext) {
@@ -58,7 +83,7 @@ export const recordStep: Step = {
   async simulate(ctx) {
     const current = await readAssignment(ctx.backend, ctx.profile.id);
     return [
-      `would record ${ctx.profile.id} on ${ctx.target.name} (now: ${current?.host ?? `${ctx.failed.name}, from the inventory`})`,
+      `would record ${ctx.profile.id} on ${ctx.target.name} (now: ${current?.host ?? `${ctx.failed.name}, not yet recorded in the store`})`,
     ];
   },
   async verify(ctx) {

@@ -39,6 +39,23 @@ describe('profile list / show', () => {
     expect(JSON.parse(r.stdout).profile.deploy.files).toEqual([]);
   });
 
+  test('show > file feeds set --file with --expect-version: the version note goes to stderr', async () => {
+    const { env, store } = setup();
+    const shown = await runInProcess(['profile', 'show', 'demo-web'], { env });
+    expect(shown.code).toBe(0);
+    expect(shown.stderr).toMatch(/^# demo-web version 1 in file:/m);
+    expect(JSON.parse(shown.stdout).id).toBe('demo-web');
+    const file = join(tempDir(), 'demo-web.json');
+    writeFileSync(file, shown.stdout.replace('"required_cores": 1', '"required_cores": 2'));
+    const set = await runInProcess(['profile', 'set', 'demo-web', '--file', file, '--expect-version', '1'], {
+      env,
+    });
+    expect(set.stderr).toBe('');
+    expect(set.code).toBe(0);
+    expect(set.stdout).toContain('wrote demo-web version 2');
+    expect(readFileSync(join(store, 'demo-web.json'), 'utf8')).toContain('"required_cores": 2');
+  });
+
   test('an unknown id exits 4 and says how to find the right one', async () => {
     const { env } = setup();
     const r = await runInProcess(['profile', 'show', 'nope'], { env });
@@ -141,6 +158,33 @@ describe('profile set / history / diff', () => {
     expect(readFileSync(join(store, 'orders-db.json'), 'utf8')).toBe(text);
   });
 
+  test('a UTF-8 byte order mark is accepted from a file, stdin and validate, and never stored', async () => {
+    const { env, store } = setup();
+    const text = readFileSync(join(store, 'orders-db.json'), 'utf8');
+    const file = join(tempDir(), 'orders-db.json');
+    const six = text.replace('"required_cores": 4', '"required_cores": 6');
+    writeFileSync(file, `\ufeff${six}`);
+    const fromFile = await runInProcess(['profile', 'set', 'orders-db', '--file', file], { env });
+    expect(fromFile.stderr).toBe('');
+    expect(readFileSync(join(store, 'orders-db.json'), 'utf8')).toBe(six);
+    const fromStdin = await runInProcess(['profile', 'set', 'orders-db', '--file', '-'], {
+      env,
+      stdin: `\ufeff${text}`,
+    });
+    expect(fromStdin.code).toBe(0);
+    expect(readFileSync(join(store, 'orders-db.json'), 'utf8')).toBe(text);
+    const validate = await runInProcess(['profile', 'validate', file]);
+    expect(validate.code).toBe(0);
+  });
+
+  test('a byte order mark does not shift the column of a syntax error', async () => {
+    const file = join(tempDir(), 'bad.json');
+    writeFileSync(file, '\ufeff{"id":}');
+    const r = await runInProcess(['profile', 'validate', file]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toContain('1:7: invalid JSON');
+  });
+
   test('bad flags are usage errors (exit 2)', async () => {
     const { env } = setup();
     expect((await runInProcess(['profile', 'show', 'demo-web', '--version', 'x'], { env })).code).toBe(2);
@@ -206,6 +250,19 @@ describe('profile edit', () => {
     expect(readFileSync(join(store, 'demo-web.json'), 'utf8')).toContain('"required_cores": 2');
   });
 
+  test('an editor that adds a byte order mark: the edit is written without it', async () => {
+    const { env, store } = setup();
+    const ed = editor(
+      tempDir(),
+      `{ printf '\\357\\273\\277'; sed 's/"required_cores": 1/"required_cores": 2/' "$1"; } > "$1.new" && mv "$1.new" "$1"`,
+    );
+    const r = await runInProcess(['profile', 'edit', 'demo-web'], { env: { ...env, EDITOR: ed } });
+    expect(r.code).toBe(0);
+    const stored = readFileSync(join(store, 'demo-web.json'), 'utf8');
+    expect(stored).toContain('"required_cores": 2');
+    expect(stored.startsWith('{')).toBe(true);
+  });
+
   test('VISUAL wins over EDITOR; an unchanged file writes nothing', async () => {
     const { env } = setup();
     const dir = tempDir();
@@ -238,6 +295,31 @@ describe('profile edit', () => {
     expect(saved?.startsWith(join(state, 'edits'))).toBe(true);
     expect(readFileSync(saved!, 'utf8')).toContain('"8GB"');
     expect(readFileSync(join(store, 'demo-web.json'), 'utf8')).toBe(before);
+  });
+
+  test.each([
+    ['a validation problem', `s/"required_ram_gb": 1/"required_ram_gb": "8GB"/`, 'must be an integer >= 1'],
+    ['a JSON syntax error', `s/"required_ram_gb": 1,/"required_ram_gb": ,/`, 'invalid JSON'],
+  ])('an invalid edit without a terminal prints its message once: %s', async (_, sed, message) => {
+    const { env } = setup();
+    const ed = editor(tempDir(), `sed -i '${sed}' "$1"`);
+    const r = await runInProcess(['profile', 'edit', 'demo-web'], { env: { ...env, EDITOR: ed } });
+    expect(r.code).toBe(2);
+    expect(r.stderr.split(message)).toHaveLength(2);
+  });
+
+  test('interactive: an invalid edit shows its problems once, and abort keeps the edit (exit 3)', async () => {
+    const { env } = setup();
+    const ed = editor(tempDir(), `sed -i 's/"required_ram_gb": 1/"required_ram_gb": "8GB"/' "$1"`);
+    const prompter = new ScriptedPrompter([{ match: /not valid\. What now/, answer: 'abort' }]);
+    const r = await runInProcess(['profile', 'edit', 'demo-web'], {
+      env: { ...env, EDITOR: ed },
+      tty: true,
+      prompter,
+    });
+    expect(r.code).toBe(3);
+    expect(r.stderr.split('/required_ram_gb: must be an integer >= 1')).toHaveLength(2);
+    expect(r.stderr).toMatch(/Your edit is saved in \S+/);
   });
 
   test('interactive: an invalid edit offers re-edit; the second try is written', async () => {
@@ -296,6 +378,34 @@ describe('profile validate / new', () => {
     expect(data.files[1].problems).toEqual([
       { path: '/requried_ram_gb', message: 'unknown field (did you mean "required_ram_gb"?)' },
     ]);
+  });
+
+  test('validate DIR checks the *.json files in it, in name order, not schema/ below it', async () => {
+    const r = await runInProcess(['profile', 'validate', 'profiles', '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).files.map((f: { file: string }) => f.file)).toEqual([
+      'profiles/billing-api.json',
+      'profiles/demo-web.json',
+      'profiles/orders-db.json',
+    ]);
+  });
+
+  test('validate DIR exits 2 when one profile in it is invalid', async () => {
+    const { store } = setup();
+    writeFileSync(join(store, 'a-broken.json'), '{"id": "a-broken"}');
+    writeFileSync(join(store, 'notes.txt'), 'not a profile');
+    const r = await runInProcess(['profile', 'validate', store]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/^✖ \S+a-broken\.json: \d+ problems/);
+    expect(r.stdout).toContain('3 valid, 1 invalid');
+    expect(r.stdout).not.toContain('notes.txt');
+  });
+
+  test('validate DIR with no profiles in it is a usage error (exit 2) that says so', async () => {
+    const dir = tempDir();
+    const r = await runInProcess(['profile', 'validate', dir, 'profiles/demo-web.json']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${dir}: no profiles (*.json files) in this directory`);
   });
 
   test('validate names a missing file', async () => {

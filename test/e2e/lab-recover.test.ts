@@ -1,7 +1,7 @@
 /**
  * `persona recover` end to end in the lab: the built CLI, real hosts over SSH, real HAProxy, real rsync.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { fail, httpGet, type LabState, releaseLab, sshExec } from '../lab/lab.js';
@@ -16,6 +16,7 @@ import {
   persona,
   personaChild,
   runIdIn,
+  scratchDir,
   workspace,
 } from './lab-helpers.js';
 
@@ -96,6 +97,42 @@ describe('recover (built CLI, lab)', () => {
     expect(await haproxyServers(lab)).toEqual(before);
     expect(await hostHasPackage('lab-2', 'nftables')).toBe(false);
     expect(existsSync(join(ws.state, 'runs'))).toBe(false);
+  });
+
+  test('--app on a host nothing records it on: refused without --yes; with --yes recorded, then recovered', async () => {
+    const lab = await freshLab();
+    // The same lab, but an inventory that names no application anywhere.
+    const inventory = join(scratchDir('persona-e2e-inventory-'), 'inventory.json');
+    const inv = JSON.parse(readFileSync(lab.inventory, 'utf8')) as { hosts: Array<{ apps: string[] }> };
+    for (const h of inv.hosts) h.apps = [];
+    writeFileSync(inventory, JSON.stringify(inv));
+    const ws = workspace(lab, { PERSONA_INVENTORY: inventory });
+    const assignment = join(ws.store, '.persona', 'data', 'assignments', 'demo-web');
+    await fail('lab-1', 'app');
+
+    const none = await persona(['recover', 'lab-1'], ws);
+    expect(none.code, none.stderr).toBe(4);
+    expect(none.stderr).toContain('no application is recorded on lab-1');
+    expect(none.stderr).toMatch(/"apps": \[".+"\] on lab-1/);
+    expect(none.stderr).toMatch(/persona recover lab-1 --app \S+/);
+
+    const refused = await persona(['recover', 'lab-1', '--app', 'demo-web'], ws);
+    expect(refused.code, refused.stderr).toBe(3);
+    expect(refused.stderr).toContain('Record demo-web as running on lab-1?');
+    expect(refused.stderr).toContain('--yes');
+    expect(existsSync(assignment)).toBe(false);
+
+    const dry = await persona(['recover', 'lab-1', '--app', 'demo-web', '--dry-run'], ws);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stderr).toContain('dry run: would record demo-web as running on lab-1');
+    expect(existsSync(assignment)).toBe(false);
+
+    const r = await persona(['recover', 'lab-1', '--app', 'demo-web', '--yes'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/Record demo-web as running on lab-1\? yes \(--yes\)/);
+    expect(r.stderr).toContain('recorded demo-web as running on lab-1');
+    expect(r.stdout).toMatch(/demo-web: lab-1 → lab-2, run \S+: succeeded/);
+    await expectRecoveredOnto(lab, ws, 'lab-2');
   });
 
   test('--dry-run probes and plans for real, lists each step, and changes nothing', async () => {

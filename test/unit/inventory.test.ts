@@ -38,6 +38,19 @@ describe('inventory', () => {
     expect(inv.hosts[0]).toMatchObject({ name: 'web-1', address: '192.168.1.5', apps: ['api'] });
   });
 
+  test.each([
+    ['inv.json', '{"hosts": [{"name": "web-1", "apps": ["api"]}]}'],
+    ['inv.yaml', 'hosts:\n  - name: web-1\n    apps: [api]\n'],
+    ['hosts.ini', '[web]\nweb-1 persona_apps=api\n'],
+  ])('%s with a UTF-8 byte order mark is read like one without', async (name, text) => {
+    const inv = await parseInventoryText(name, `\ufeff${text}`);
+    expect(inv.hosts[0]).toMatchObject({ name: 'web-1', apps: ['api'] });
+  });
+
+  test('a syntax error in a JSON inventory with a byte order mark names the right column', async () => {
+    await expect(parseInventoryText('inv.json', '\ufeff{"hosts": }')).rejects.toThrow('inv.json:1:11:');
+  });
+
   test('hostile names, addresses and users are refused with their paths', async () => {
     const text = JSON.stringify({
       hosts: [

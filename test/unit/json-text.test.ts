@@ -34,6 +34,13 @@ describe('JSON text', () => {
     expect(parseJsonText('s.json', JSON.stringify({ a: '['.repeat(1000) }))).toEqual({ a: '['.repeat(1000) });
   });
 
+  test('a UTF-8 byte order mark is accepted, and positions still count from the first visible character', () => {
+    expect(parseJsonText('bom.json', '\ufeff{"a": 1}')).toEqual({ a: 1 });
+    expect(() => parseJsonText('bom.json', '\ufeff{"a":}')).toThrow('bom.json:1:6: invalid JSON');
+    expect(() => parseJsonText('bom.json', '\ufeff{\n  "a": 1,\n}')).toThrow('bom.json:3:1: invalid JSON');
+    expect(() => parseJsonText('bom.json', `\ufeff${'['.repeat(70)}`)).toThrow('bom.json:1:65: nested');
+  });
+
   test('positions count lines and columns from 1', () => {
     expect(positionAt('ab\ncd', 4)).toEqual({ line: 2, column: 2 });
   });

@@ -1,11 +1,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
+import * as z from 'zod';
 import { ValidationError } from '../../src/errors.js';
 import { profileJsonSchemaText } from '../../src/profile/json-schema.js';
-import { cidrOk } from '../../src/profile/rules.js';
+import * as rules from '../../src/profile/rules.js';
+
 import { skeletonProfile } from '../../src/profile/skeleton.js';
-import { parseProfileText, validateProfileValue } from '../../src/profile/validate.js';
+import { issuesToProblems, parseProfileText, validateProfileValue } from '../../src/profile/validate.js';
 import { repoRoot } from '../helpers/cli.js';
+import { formattingSlips } from '../helpers/message-slips.js';
 
 const examples = readdirSync(`${repoRoot}profiles`).filter((f) => f.endsWith('.json'));
 const demo = JSON.parse(readFileSync(`${repoRoot}profiles/demo-web.json`, 'utf8'));
@@ -102,7 +105,7 @@ describe('rules: values that reach a shell or a path', () => {
     ['10.0.0.0/-1', false],
     ['::1::/64', false],
   ])('cidr %s -> %s', (text, ok) => {
-    expect(cidrOk(text)).toBe(ok);
+    expect(rules.cidrOk(text)).toBe(ok);
   });
 
   test('secret references are accepted in their three forms', () => {
@@ -143,6 +146,19 @@ describe('messages', () => {
   test('long offending values are cut short', () => {
     const [problem] = problemsOf(withField(['software_stack'], ['x'.repeat(500)]));
     expect(problem!.message.length).toBeLessThan(250);
+  });
+
+  const ruleSchemas = Object.entries(rules as Record<string, unknown>).filter(
+    (entry): entry is [string, z.ZodType] => entry[1] instanceof z.ZodType,
+  );
+  test.each(ruleSchemas)('%s: no message has a formatting slip, too long values included', (_, schema) => {
+    const offending = ['x'.repeat(20_000), 'X'.repeat(300), 'a b', '', '../x', 42, -1, 1.5, null, [1]];
+    for (const value of offending) {
+      const result = schema.safeParse(value, { reportInput: true });
+      if (result.success) continue;
+      for (const p of issuesToProblems(result.error.issues, value, schema))
+        expect(formattingSlips(p.message), p.message).toEqual([]);
+    }
   });
 
   test('an id that differs from the one being written is named', () => {

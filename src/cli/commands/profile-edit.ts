@@ -11,6 +11,7 @@ import { formatProblems, isPersonaError, PersonaError, ValidationError } from '.
 import { parseProfileText } from '../../profile/validate.js';
 import type { StoredProfile } from '../../stores/profile-store.js';
 import { unifiedDiff } from '../../ui/diff.js';
+import { stripBom } from '../../util/text.js';
 import type { CommandRun } from '../spec.js';
 
 export const run: CommandRun = async (ctx, { args, opts }) => {
@@ -23,7 +24,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     await writeFile(file, base.text, { mode: 0o600 });
     for (;;) {
       await ctx.editFile(file);
-      const text = await readFile(file, 'utf8');
+      const text = stripBom(await readFile(file, 'utf8'));
       if (text.trim() === '') {
         throw new PersonaError(
           'E_ABORTED',
@@ -86,16 +87,19 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
   }
 };
 
-/** True when valid. Otherwise shows every problem, then asks to re-edit (false) or gives up with an error. */
+/**
+ * True when valid. Otherwise gives up with the error (which lists every problem) when nobody can be asked, or
+ * shows the problems and asks to re-edit (false). Shown once either way: the error is printed by main.
+ */
 async function isValidOrReedit(ctx: Context, id: string, text: string): Promise<boolean> {
   try {
     parseProfileText(`${id} (your edit)`, text, id);
     return true;
   } catch (error) {
     if (!isPersonaError(error)) throw error;
+    if (!ctx.mode.interactive) throw await keepEdit(ctx, id, text, error);
     const problems = error instanceof ValidationError ? formatProblems(error.problems) : error.message;
     ctx.reporter.warn(`your edit of "${id}" has problems:\n${problems}`);
-    if (!ctx.mode.interactive) throw await keepEdit(ctx, id, text, error);
     const next = await ctx.prompter.select(
       'The profile is not valid. What now?',
       [

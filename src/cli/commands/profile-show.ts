@@ -25,8 +25,9 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
   const { profile } = parseProfileText(`${store.describe} profile "${id}" (version ${version})`, text, id);
   return {
     data: { id, version, store: store.describe, profile },
+    // Only the document goes to stdout, so `show ID > f.json` feeds `set --file f.json`; the version is a note.
     human: (out) => {
-      out.line(out.c.dim(`# ${id} version ${version} in ${store.describe}`));
+      ctx.reporter.info(`# ${id} version ${version} in ${store.describe}`);
       out.line(text.trimEnd());
     },
   };

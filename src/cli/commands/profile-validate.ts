@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import { ExitCode, isPersonaError, type Problem, ValidationError } from '../../errors.js';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { ExitCode, isPersonaError, PersonaError, type Problem, ValidationError } from '../../errors.js';
 import { parseProfileText } from '../../profile/validate.js';
 import type { CommandRun } from '../spec.js';
 
@@ -12,7 +12,8 @@ interface FileReport {
 }
 
 export const run: CommandRun = async (ctx, { args }) => {
-  const files = args.files as string[];
+  const files: string[] = [];
+  for (const arg of args.files as string[]) files.push(...(await profileFiles(arg, ctx.cwd)));
   const reports: FileReport[] = [];
   for (const file of files) {
     reports.push(await check(file, resolve(ctx.cwd, file)));
@@ -35,6 +36,26 @@ export const run: CommandRun = async (ctx, { args }) => {
     },
   };
 };
+
+/**
+ * A directory stands for the *.json files directly in it, in name order. Not recursive: profiles/schema/ holds
+ * the JSON Schema, which is not a profile. Anything else is taken as a file (a missing one is reported as such).
+ */
+async function profileFiles(arg: string, cwd: string): Promise<string[]> {
+  const path = resolve(cwd, arg);
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isDirectory()) return [arg];
+  const names = (await readdir(path, { withFileTypes: true }))
+    .filter((e) => (e.isFile() || e.isSymbolicLink()) && e.name.endsWith('.json'))
+    .map((e) => e.name)
+    .sort();
+  if (names.length === 0) {
+    throw new PersonaError('E_USAGE', `${arg}: no profiles (*.json files) in this directory`, {
+      hint: 'validate DIR reads the *.json files directly in DIR, not its subdirectories; name files or another directory.',
+    });
+  }
+  return names.map((name) => join(arg, name));
+}
 
 async function check(file: string, path: string): Promise<FileReport> {
   let text: string;
