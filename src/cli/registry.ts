@@ -223,6 +223,18 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/recover.js'),
   },
   {
+    path: ['config'],
+    summary:
+      'show every setting: its effective value and where it came from (flag, env, config file, default)',
+    description:
+      'Settings come from, in order: flags, environment variables, the config file (./persona.yaml, else $XDG_CONFIG_HOME/persona/config.yaml, else ~/.config/persona/config.yaml), defaults.',
+    examples: [
+      ['persona config', 'a table of key, value and source'],
+      ['persona config --json', 'the same as one JSON object'],
+    ],
+    load: () => import('./commands/config.js'),
+  },
+  {
     path: ['runs', 'list'],
     summary: 'list recovery runs, newest first (from every machine when the store is shared)',
     examples: [['persona runs list', 'runs with their status and next step']],
