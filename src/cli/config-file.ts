@@ -1,9 +1,8 @@
 /**
  * Reading persona's config file strictly: unknown keys (with a "did you mean"), wrong types and secrets are
  * errors naming the file, the line and the key (exit 2). Relative paths in the file are relative to the file's
- * directory, so the file means the same thing whatever the working directory.
+ * directory, so the file means the same thing whatever the working directory. Loaded only when a file exists.
  */
-import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument } from 'yaml';
 import { PersonaError } from '../errors.js';
@@ -103,23 +102,4 @@ export function parseConfigText(path: string, text: string, env: NodeJS.ProcessE
     values[key as SettingKey] = value;
   }
   return { path, values };
-}
-
-/** Reads the first candidate that exists; undefined when none does. */
-export async function readConfigFile(
-  candidates: readonly string[],
-  env: NodeJS.ProcessEnv,
-): Promise<ConfigFile | undefined> {
-  for (const path of candidates) {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') continue;
-      throw bad(path, `cannot read the config file (${code})`);
-    }
-    return parseConfigText(path, text, env);
-  }
-  return undefined;
 }

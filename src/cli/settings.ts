@@ -3,6 +3,7 @@
  * the config file (./persona.yaml, else $XDG_CONFIG_HOME/persona/config.yaml, else ~/.config/persona/config.yaml),
  * the default; and each remembers where it came from, so `persona config` and `persona doctor` can say so.
  */
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { GlobalOptions } from '../context.js';
@@ -218,7 +219,26 @@ export async function loadSettings(
   cwd: string,
 ): Promise<ResolvedSettings> {
   const candidates = configCandidates(env, cwd);
-  const { readConfigFile } = await import('./config-file.js');
   const file = await readConfigFile(candidates, env);
   return { values: resolveSettings(flags, env, cwd, file), file: file?.path, candidates };
+}
+
+/** Reads the first candidate that exists; undefined when none does. The YAML parser loads only then. */
+async function readConfigFile(
+  candidates: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<ConfigFile | undefined> {
+  for (const path of candidates) {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue;
+      throw new PersonaError('E_USAGE', `${path}: cannot read the config file (${code})`);
+    }
+    const { parseConfigText } = await import('./config-file.js');
+    return parseConfigText(path, text, env);
+  }
+  return undefined;
 }
