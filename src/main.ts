@@ -141,9 +141,13 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
         }
         const path = resolve(cwd, named);
         if (values.inventory.source.from === 'default' && !existsSync(path)) {
-          throw new PersonaError('E_USAGE', 'no inventory: pass --inventory FILE or set PERSONA_INVENTORY', {
-            hint: 'An inventory lists hosts as JSON/YAML ({"hosts": [{"name", "address", ...}]}) or is an Ansible inventory.',
-          });
+          throw new PersonaError(
+            'E_USAGE',
+            'no inventory: pass --inventory FILE, set PERSONA_INVENTORY or add inventory: to persona.yaml',
+            {
+              hint: 'An inventory lists hosts as JSON/YAML ({"hosts": [{"name", "address", ...}]}) or is an Ansible inventory.',
+            },
+          );
         }
         return await loadInventory(path);
       });
