@@ -2,9 +2,9 @@
  * The context every command receives: the side effects of the world behind small interfaces. main.ts builds the
  * real one; tests build their own with fakes that assert.
  */
-import { homedir, hostname, userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
+import { hostname, userInfo } from 'node:os';
 import type { Mode, Streams } from './cli/mode.js';
+import type { ResolvedSettings } from './cli/settings.js';
 import type { Inventory } from './hosts/inventory.js';
 import type { SshTransport } from './hosts/ssh.js';
 import type { ProfileStore } from './stores/profile-store.js';
@@ -34,7 +34,10 @@ export interface Context {
   readonly cwd: string;
   readonly streams: Streams;
   readonly mode: Mode;
+  /** The flags as given on the command line. */
   readonly globals: GlobalOptions;
+  /** Every global setting's effective value and where it came from (flag, environment, config file, default). */
+  readonly settings: ResolvedSettings;
   readonly reporter: Reporter;
   readonly prompter: Prompter;
   readonly redactor: Redactor;
@@ -44,22 +47,14 @@ export interface Context {
   readonly stateDir: string;
   readonly signal: AbortSignal;
   now(): Date;
-  /** The profile store named by --store / PERSONA_STORE (default file:./profiles), opened on first use. */
+  /** The profile store named by the store setting (default file:./profiles), opened on first use. */
   store(): Promise<ProfileStore>;
   /** Opens $VISUAL / $EDITOR on a file and waits for it to exit. */
   editFile(path: string): Promise<void>;
-  /** The inventory named by --inventory / PERSONA_INVENTORY (default ./inventory.json), loaded on first use. */
+  /** The inventory named by the inventory setting (default ./inventory.json), loaded on first use. */
   inventory(): Promise<Inventory>;
   /** The SSH transport (one per run: its master connections are closed when the command ends). */
   ssh(): Promise<SshTransport>;
-}
-
-/** Run journals and saved edits: PERSONA_STATE_DIR, else $XDG_STATE_HOME/persona, else ~/.local/state/persona. */
-export function resolveStateDir(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
-  if (flag) return resolve(cwd, flag);
-  if (env.PERSONA_STATE_DIR) return resolve(cwd, env.PERSONA_STATE_DIR);
-  const base = env.XDG_STATE_HOME ? resolve(cwd, env.XDG_STATE_HOME) : join(homedir(), '.local', 'state');
-  return join(base, 'persona');
 }
 
 export function resolveAuthor(env: NodeJS.ProcessEnv): string {

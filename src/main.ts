@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import { resolveMode, type Streams } from './cli/mode.js';
 import { buildProgram, type Invocation } from './cli/program.js';
-import { type Context, type GlobalOptions, resolveAuthor, resolveStateDir } from './context.js';
+import { describeSource, loadSettings, type ResolvedSettings } from './cli/settings.js';
+import { type Context, type GlobalOptions, resolveAuthor } from './context.js';
 import { ExitCode, isPersonaError, PersonaError } from './errors.js';
 import type { Inventory } from './hosts/inventory.js';
 import type { SshTransport } from './hosts/ssh.js';
@@ -89,6 +90,13 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
     controller.abort(new PersonaError('E_INTERRUPTED', `interrupted by ${signal}`));
     if (interrupts > 1) reporter.warn('interrupted again: finishing the journal write, then stopping');
   };
+  let settings: ResolvedSettings;
+  try {
+    settings = await loadSettings(globals, env, cwd);
+  } catch (error) {
+    return reportError(error, { streams, mode, redactor, reporter, globals }, invocation);
+  }
+  const { values } = settings;
   world.signals?.on('SIGINT', onSignal);
   world.signals?.on('SIGTERM', onSignal);
 
@@ -102,21 +110,20 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
     streams,
     mode,
     globals,
+    settings,
     reporter,
     prompter,
     redactor,
     out: humanOut(streams.stdout, mode.colorOut, redactor),
     author: resolveAuthor(env),
-    stateDir: resolveStateDir(globals.stateDir, env, cwd),
+    stateDir: values.state_dir.value,
     signal: controller.signal,
     now: () => new Date(),
     async store() {
       if (!store) {
-        const { openBackend, DEFAULT_STORE } = await import('./stores/open.js');
+        const { openBackend } = await import('./stores/open.js');
         const { ProfileStore } = await import('./stores/profile-store.js');
-        store = new ProfileStore(
-          await openBackend(globals.store ?? env.PERSONA_STORE ?? DEFAULT_STORE, env, cwd),
-        );
+        store = new ProfileStore(await openBackend(values.store.value, env, cwd));
       }
       return store;
     },
@@ -128,16 +135,20 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
       inventory ??= import('./hosts/inventory.js').then(async ({ loadInventory }) => {
         const { existsSync } = await import('node:fs');
         const { resolve } = await import('node:path');
-        const named = globals.inventory ?? env.PERSONA_INVENTORY;
-        if (named?.startsWith('consul:')) {
+        const named = values.inventory.value;
+        if (named.startsWith('consul:')) {
           const { loadConsulInventory } = await import('./hosts/consul-inventory.js');
           return await loadConsulInventory(named, env, cwd);
         }
-        const path = named ? resolve(cwd, named) : resolve(cwd, 'inventory.json');
-        if (!named && !existsSync(path)) {
-          throw new PersonaError('E_USAGE', 'no inventory: pass --inventory FILE or set PERSONA_INVENTORY', {
-            hint: 'An inventory lists hosts as JSON/YAML ({"hosts": [{"name", "address", ...}]}) or is an Ansible inventory.',
-          });
+        const path = resolve(cwd, named);
+        if (values.inventory.source.from === 'default' && !existsSync(path)) {
+          throw new PersonaError(
+            'E_USAGE',
+            'no inventory: pass --inventory FILE, set PERSONA_INVENTORY or add inventory: to persona.yaml',
+            {
+              hint: 'An inventory lists hosts as JSON/YAML ({"hosts": [{"name", "address", ...}]}) or is an Ansible inventory.',
+            },
+          );
         }
         return await loadInventory(path);
       });
@@ -146,20 +157,15 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
     async ssh() {
       if (!ssh) {
         const { SshTransport } = await import('./hosts/ssh.js');
-        const inv =
-          globals.sshConfig || env.PERSONA_SSH_CONFIG
-            ? undefined
-            : await ctx.inventory().catch(() => undefined);
-        const named = globals.sshConfig ?? env.PERSONA_SSH_CONFIG ?? inv?.sshConfig;
-        const from = globals.sshConfig
-          ? '--ssh-config'
-          : env.PERSONA_SSH_CONFIG
-            ? 'PERSONA_SSH_CONFIG'
-            : `the inventory ${inv?.source}`;
+        const inv = values.ssh_config.value ? undefined : await ctx.inventory().catch(() => undefined);
+        const named = values.ssh_config.value ?? inv?.sshConfig;
+        const from = values.ssh_config.value
+          ? describeSource(values.ssh_config.source)
+          : `the inventory ${inv?.source}`;
         const configFile = named ? await requireSshConfig(named, from, cwd) : undefined;
         ssh = new SshTransport({
           ...(configFile ? { configFile } : {}),
-          connectTimeoutSec: globals.connectTimeout ?? 5,
+          connectTimeoutSec: values.connect_timeout.value,
           hostKeyChecking: globals.acceptNewHostKeys ? 'accept-new' : 'yes',
           ...(env.XDG_RUNTIME_DIR ? { runtimeDir: env.XDG_RUNTIME_DIR } : {}),
         });
@@ -207,7 +213,11 @@ async function requireSshConfig(file: string, from: string, cwd: string): Promis
   }
 }
 
-function reportError(error: unknown, ctx: Context, invocation: Invocation): number {
+function reportError(
+  error: unknown,
+  ctx: Pick<Context, 'streams' | 'mode' | 'redactor' | 'reporter' | 'globals'>,
+  invocation: Invocation,
+): number {
   const { streams, mode, redactor } = ctx;
   const c = (ctx.reporter as { c?: import('chalk').ChalkInstance }).c;
   const red = (s: string) => (c ? c.red(s) : s);

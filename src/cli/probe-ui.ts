@@ -16,7 +16,7 @@ export async function probeWithProgress(
   let failed = 0;
   const results = await probeHosts(ssh, hosts, {
     ...options,
-    ...(ctx.globals.concurrency ? { concurrency: ctx.globals.concurrency } : {}),
+    ...(ctx.settings.values.concurrency.value ? { concurrency: ctx.settings.values.concurrency.value } : {}),
     signal: ctx.signal,
     onResult: (r) => {
       done++;

@@ -63,10 +63,16 @@ export function buildProgram(
       '--ssh-config <file>',
       "ssh -F file (env PERSONA_SSH_CONFIG; default: the inventory's, else ~/.ssh/config)",
     )
+    // No commander defaults for settings: a default would hide whether the flag was given (settings.ts decides).
     .addOption(
-      new Option('--connect-timeout <seconds>', 'SSH connect timeout').argParser(parseCount).default(5),
+      new Option(
+        '--connect-timeout <seconds>',
+        'SSH connect timeout (env PERSONA_CONNECT_TIMEOUT; default 5)',
+      ).argParser(parseCount),
     )
-    .addOption(new Option('--concurrency <n>', 'hosts probed at once').argParser(parseCount))
+    .addOption(
+      new Option('--concurrency <n>', 'hosts probed at once (env PERSONA_CONCURRENCY)').argParser(parseCount),
+    )
     .option(
       '--accept-new-host-keys',
       'trust the host key of a host seen for the first time (changed keys are still refused)',

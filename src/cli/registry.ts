@@ -260,6 +260,26 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/recover.js'),
   },
   {
+    path: ['config'],
+    summary:
+      'show every setting, its value and where it came from: flag, env, config file (./persona.yaml, else ~/.config/persona/config.yaml), default',
+    examples: [
+      ['persona config', 'a table of key, value and source'],
+      ['persona config --json', 'the same as one JSON object'],
+    ],
+    load: () => import('./commands/config.js'),
+  },
+  {
+    path: ['doctor'],
+    summary:
+      'check this machine is ready (OpenSSH, rsync, ssh config, store, inventory, state dir, known_hosts): one line each with the fix; exit 4 on a fail; never connects to inventory hosts',
+    examples: [
+      ['persona doctor', 'before the first recovery on a workstation'],
+      ['persona doctor --json', 'in CI: every check as JSON; exit 4 on any fail'],
+    ],
+    load: () => import('./commands/doctor.js'),
+  },
+  {
     path: ['runs', 'list'],
     summary: 'list recovery runs, newest first (from every machine when the store is shared)',
     examples: [['persona runs list', 'runs with their status and next step']],

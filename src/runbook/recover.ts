@@ -48,11 +48,8 @@ export interface RunSummary {
   journal?: string;
 }
 
-/** How long an application's lock outlives a crashed holder; PERSONA_LOCK_TTL (seconds) changes it. */
-function lockTtlMs(env: NodeJS.ProcessEnv): number {
-  const seconds = Number(env.PERSONA_LOCK_TTL ?? 30);
-  return Number.isFinite(seconds) && seconds >= 1 ? seconds * 1000 : 30_000;
-}
+/** How long an application's lock outlives a crashed holder: the lock_ttl setting (PERSONA_LOCK_TTL, seconds). */
+const lockTtlMs = (ctx: Context) => ctx.settings.values.lock_ttl.value * 1000;
 
 export const lockName = (app: string) => `app-${app}`;
 
@@ -83,7 +80,7 @@ async function takeLock(
   resuming = false,
 ): Promise<LockHandle> {
   const store = await ctx.store();
-  const ttlMs = lockTtlMs(ctx.env);
+  const ttlMs = lockTtlMs(ctx);
   const deadline = Date.now() + ttlMs * 2 + 20_000;
   const info = { holder: ctx.author, host: hostname(), pid: process.pid, run_id: runId, purpose };
   for (let waited = false; ; ) {

@@ -1,0 +1,244 @@
+/**
+ * The one resolver of persona's global settings. Each value comes from, in this order: a flag, the environment,
+ * the config file (./persona.yaml, else $XDG_CONFIG_HOME/persona/config.yaml, else ~/.config/persona/config.yaml),
+ * the default; and each remembers where it came from, so `persona config` and `persona doctor` can say so.
+ */
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { GlobalOptions } from '../context.js';
+import { PersonaError } from '../errors.js';
+import { DEFAULT_STORE } from '../stores/open.js';
+
+export type SettingSource =
+  | { from: 'flag'; name: string }
+  | { from: 'env'; name: string }
+  | { from: 'file'; path: string; line: number }
+  | { from: 'default' };
+
+export interface Setting<T> {
+  value: T;
+  source: SettingSource;
+}
+
+export interface Settings {
+  /** A store URL; a relative file store from a flag, env or default is relative to the working directory. */
+  store: Setting<string>;
+  /** A file path (relative to the working directory) or consul://… */
+  inventory: Setting<string>;
+  /** undefined: the inventory's ssh_config, else ssh's own default (~/.ssh/config). */
+  ssh_config: Setting<string | undefined>;
+  /** Absolute. */
+  state_dir: Setting<string>;
+  /** Seconds. */
+  connect_timeout: Setting<number>;
+  /** undefined: the probe's CPU-aware default. */
+  concurrency: Setting<number | undefined>;
+  /** Seconds a dead holder's lock lingers. */
+  lock_ttl: Setting<number>;
+}
+
+export type SettingKey = keyof Settings;
+
+type Kind = 'store' | 'inventory' | 'path' | 'count';
+
+export interface SettingDef {
+  key: SettingKey;
+  kind: Kind;
+  /** The commander option (camelCase) and how it is spelled on the command line. */
+  flag?: { option: keyof GlobalOptions; name: string };
+  env: string;
+  min?: number;
+  max?: number;
+  describe: string;
+}
+
+export const settingDefs: readonly SettingDef[] = [
+  {
+    key: 'store',
+    kind: 'store',
+    flag: { option: 'store', name: '--store' },
+    env: 'PERSONA_STORE',
+    describe: 'profile store URL',
+  },
+  {
+    key: 'inventory',
+    kind: 'inventory',
+    flag: { option: 'inventory', name: '--inventory' },
+    env: 'PERSONA_INVENTORY',
+    describe: 'inventory file or consul://HOST:PORT',
+  },
+  {
+    key: 'ssh_config',
+    kind: 'path',
+    flag: { option: 'sshConfig', name: '--ssh-config' },
+    env: 'PERSONA_SSH_CONFIG',
+    describe: 'ssh -F file',
+  },
+  {
+    key: 'state_dir',
+    kind: 'path',
+    flag: { option: 'stateDir', name: '--state-dir' },
+    env: 'PERSONA_STATE_DIR',
+    describe: 'run journals and saved edits',
+  },
+  {
+    key: 'connect_timeout',
+    kind: 'count',
+    flag: { option: 'connectTimeout', name: '--connect-timeout' },
+    env: 'PERSONA_CONNECT_TIMEOUT',
+    min: 1,
+    max: 600,
+    describe: 'SSH connect timeout, seconds',
+  },
+  {
+    key: 'concurrency',
+    kind: 'count',
+    flag: { option: 'concurrency', name: '--concurrency' },
+    env: 'PERSONA_CONCURRENCY',
+    min: 1,
+    max: 10_000,
+    describe: 'hosts probed at once',
+  },
+  {
+    key: 'lock_ttl',
+    kind: 'count',
+    env: 'PERSONA_LOCK_TTL',
+    min: 1,
+    max: 86_400,
+    describe: "seconds a dead holder's lock lingers",
+  },
+];
+
+export const DEFAULT_INVENTORY = './inventory.json';
+export const DEFAULT_CONNECT_TIMEOUT_S = 5;
+export const DEFAULT_LOCK_TTL_S = 30;
+
+/** A value read from the config file, already checked and with relative paths made absolute. */
+export interface FileValue {
+  value: string | number;
+  line: number;
+}
+
+export interface ConfigFile {
+  path: string;
+  values: Partial<Record<SettingKey, FileValue>>;
+}
+
+/** Where persona looks for its config file, in order; the first that exists is read. */
+export function configCandidates(env: NodeJS.ProcessEnv, cwd: string): string[] {
+  const xdg = env.XDG_CONFIG_HOME?.startsWith('/') ? env.XDG_CONFIG_HOME : undefined;
+  const base = xdg ?? join(env.HOME || homedir(), '.config');
+  return [resolve(cwd, 'persona.yaml'), join(base, 'persona', 'config.yaml')];
+}
+
+export function describeSource(source: SettingSource): string {
+  if (source.from === 'flag' || source.from === 'env') return `${source.from} ${source.name}`;
+  if (source.from === 'file') return `file ${source.path}:${source.line}`;
+  return 'default';
+}
+
+function checkCount(def: SettingDef, n: number, name: string, text: string): number {
+  if (!(Number.isInteger(n) && n >= (def.min ?? 0) && n <= (def.max ?? Number.MAX_SAFE_INTEGER))) {
+    throw new PersonaError(
+      'E_USAGE',
+      `${name} ${JSON.stringify(text)}: must be a whole number from ${def.min} to ${def.max}`,
+    );
+  }
+  return n;
+}
+
+const parseEnvCount = (def: SettingDef, text: string) =>
+  checkCount(def, /^\s*\d{1,9}\s*$/.test(text) ? Number(text) : Number.NaN, def.env, text);
+
+function defaultStateDir(env: NodeJS.ProcessEnv, cwd: string): string {
+  const base = env.XDG_STATE_HOME ? resolve(cwd, env.XDG_STATE_HOME) : join(homedir(), '.local', 'state');
+  return join(base, 'persona');
+}
+
+/** Pure: flags, environment and an already-read config file in, every effective value with its source out. */
+export function resolveSettings(
+  flags: GlobalOptions,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  file: ConfigFile | undefined,
+): Settings {
+  const pick = (def: SettingDef, fallback: string | number | undefined): Setting<unknown> => {
+    const flagged = def.flag ? flags[def.flag.option] : undefined;
+    if (flagged !== undefined && flagged !== '') {
+      const name = def.flag!.name;
+      const value =
+        def.kind === 'count'
+          ? checkCount(def, Number(flagged), name, String(flagged))
+          : def.kind === 'path'
+            ? resolve(cwd, String(flagged))
+            : flagged;
+      return { value, source: { from: 'flag', name } };
+    }
+    const fromEnv = env[def.env];
+    if (fromEnv !== undefined && fromEnv !== '') {
+      const value =
+        def.kind === 'count'
+          ? parseEnvCount(def, fromEnv)
+          : def.kind === 'path'
+            ? resolve(cwd, fromEnv)
+            : fromEnv;
+      return { value, source: { from: 'env', name: def.env } };
+    }
+    const inFile = file?.values[def.key];
+    if (inFile) return { value: inFile.value, source: { from: 'file', path: file!.path, line: inFile.line } };
+    return { value: fallback, source: { from: 'default' } };
+  };
+  const defaults: Record<SettingKey, string | number | undefined> = {
+    store: DEFAULT_STORE,
+    inventory: DEFAULT_INVENTORY,
+    ssh_config: undefined,
+    state_dir: defaultStateDir(env, cwd),
+    connect_timeout: DEFAULT_CONNECT_TIMEOUT_S,
+    concurrency: undefined,
+    lock_ttl: DEFAULT_LOCK_TTL_S,
+  };
+  const out: Partial<Record<SettingKey, Setting<unknown>>> = {};
+  for (const def of settingDefs) out[def.key] = pick(def, defaults[def.key]);
+  return out as Settings;
+}
+
+/** The effective settings, and which config file (if any) they were read from. */
+export interface ResolvedSettings {
+  values: Settings;
+  /** The config file that was read; undefined when none of the candidates exists. */
+  file: string | undefined;
+  /** Where persona looked, in order. */
+  candidates: string[];
+}
+
+/** Finds, reads and checks the config file (exit 2 on any problem), then resolves every setting. */
+export async function loadSettings(
+  flags: GlobalOptions,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<ResolvedSettings> {
+  const candidates = configCandidates(env, cwd);
+  const file = await readConfigFile(candidates, env);
+  return { values: resolveSettings(flags, env, cwd, file), file: file?.path, candidates };
+}
+
+/** Reads the first candidate that exists; undefined when none does. The YAML parser loads only then. */
+async function readConfigFile(
+  candidates: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<ConfigFile | undefined> {
+  for (const path of candidates) {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue;
+      throw new PersonaError('E_USAGE', `${path}: cannot read the config file (${code})`);
+    }
+    const { parseConfigText } = await import('./config-file.js');
+    return parseConfigText(path, text, env);
+  }
+  return undefined;
+}
