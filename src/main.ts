@@ -13,6 +13,7 @@ import { ExitCode, isPersonaError, PersonaError } from './errors.js';
 import type { Inventory } from './hosts/inventory.js';
 import type { SshTransport } from './hosts/ssh.js';
 import type { ProfileStore } from './stores/profile-store.js';
+import { errorResultLine, resultErrorOf, resultLine } from './ui/json-result.js';
 import { humanOut } from './ui/output.js';
 import { NonInteractivePrompter, type Prompter, TerminalPrompter } from './ui/prompter.js';
 import { Redactor } from './ui/redact.js';
@@ -58,12 +59,23 @@ export async function main(argv: string[], world: World): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.ok;
+      // Commander has said what is wrong on stderr; --json still ends with its one result line.
+      if (wantsJson(argv)) {
+        const message = error.message.replace(/^error: /, '');
+        streams.stdout.write(`${errorResultLine({ code: 'E_USAGE', message }, ExitCode.usage)}\n`);
+      }
       return ExitCode.usage;
     }
     throw error;
   }
   if (!invocation) return ExitCode.ok;
   return await run(invocation, world, argv);
+}
+
+/** --json among the options (not after `--`), for errors found before the flags are parsed. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
 }
 
 async function run(invocation: Invocation, world: World, argv: string[]): Promise<number> {
@@ -73,9 +85,11 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   const redactor = new Redactor();
   // Store credentials never reach output, whatever error text a server sends back.
   for (const name of ['CONSUL_HTTP_TOKEN', 'PERSONA_STORE_TOKEN']) if (env[name]) redactor.add(env[name]!);
-  const reporter: Reporter = mode.json
-    ? new JsonReporter(streams, redactor)
-    : await HumanReporter.create(streams, mode, redactor);
+  // --json: a command that streams puts its events on stdout; any other prints only its result line there.
+  const reporter: Reporter =
+    mode.json && invocation.spec.streams
+      ? new JsonReporter(streams, redactor)
+      : await HumanReporter.create(streams, mode, redactor);
   const prompter =
     world.prompter?.(reporter) ??
     (mode.interactive
@@ -164,12 +178,12 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   try {
     const module = await invocation.spec.load();
     const result = await module.run(ctx, invocation.input);
-    // --json: one line, so a streamed run stays NDJSON (events, then the result).
-    if (mode.json) streams.stdout.write(`${redactor.redact(JSON.stringify(result.data))}\n`);
+    const exitCode = result.exitCode ?? ExitCode.ok;
+    if (mode.json) streams.stdout.write(`${redactor.redact(resultLine(result.data, exitCode))}\n`);
     else if (!result.human)
       streams.stdout.write(`${redactor.redact(JSON.stringify(result.data, null, 2))}\n`);
     else result.human(ctx.out);
-    return result.exitCode ?? ExitCode.ok;
+    return exitCode;
   } catch (error) {
     return reportError(error, ctx, invocation);
   } finally {
@@ -187,7 +201,8 @@ function reportError(error: unknown, ctx: Context, invocation: Invocation): numb
   if (isPersonaError(error)) {
     streams.stderr.write(redactor.redact(`${red('error:')} ${error.message}\n`));
     if (error.hint) streams.stderr.write(redactor.redact(`hint: ${error.hint}\n`));
-    if (mode.json) streams.stdout.write(`${redactor.redact(JSON.stringify({ error: error.toJSON() }))}\n`);
+    if (mode.json)
+      streams.stdout.write(`${redactor.redact(errorResultLine(resultErrorOf(error), error.exitCode))}\n`);
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
@@ -200,7 +215,7 @@ function reportError(error: unknown, ctx: Context, invocation: Invocation): numb
     streams.stderr.write(`${redactor.redact(error.stack)}\n`);
   if (mode.json) {
     streams.stdout.write(
-      `${redactor.redact(JSON.stringify({ error: { code: 'E_INTERNAL', message, exit_code: ExitCode.internal } }))}\n`,
+      `${redactor.redact(errorResultLine({ code: 'E_INTERNAL', message }, ExitCode.internal))}\n`,
     );
   }
   return ExitCode.internal;

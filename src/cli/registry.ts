@@ -220,6 +220,7 @@ export const commands: CommandSpec[] = [
       ['persona recover web-2 --app api --target web-7', 'one application, onto a chosen host'],
       ['persona recover --resume 20261127T031500Z-api-3f2a1c', 'go on after a crash or Ctrl-C'],
     ],
+    streams: true,
     load: () => import('./commands/recover.js'),
   },
   {
@@ -240,6 +241,7 @@ export const commands: CommandSpec[] = [
     summary: 'go on with a run from its journal (same as recover --resume)',
     args: [{ name: 'run', description: 'run id', required: true }],
     examples: [['persona runs resume 20261127T031500Z-api-3f2a1c --yes', 'non-interactively']],
+    streams: true,
     load: () => import('./commands/runs-resume.js'),
   },
 ];

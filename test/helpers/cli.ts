@@ -88,3 +88,11 @@ export async function runBin(argv: string[], options: Options = {}): Promise<Cli
   } as Options);
   return { code: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
 }
+
+/** The lines of a --json stdout, parsed. */
+export function jsonLines(stdout: string): Array<Record<string, unknown>> {
+  return stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}

@@ -10,7 +10,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
   if (resume) {
     if (host) throw new PersonaError('E_USAGE', 'give either a host or --resume RUN, not both');
     const summary = await resumeRun(ctx, resume);
-    return { data: { type: 'result', runs: [summary] }, human: (out) => renderSummary(out, summary) };
+    return { data: { runs: [summary] }, human: (out) => renderSummary(out, summary) };
   }
   if (!host) throw new PersonaError('E_USAGE', 'recover needs the failed host (or --resume RUN)');
   const runs = await recoverHost(ctx, {
@@ -25,7 +25,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     commandLine: ['persona', ...ctx.argv],
   });
   return {
-    data: { type: 'result', runs },
+    data: { runs },
     human: (out) => {
       for (const s of runs) renderSummary(out, s);
     },
