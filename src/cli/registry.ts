@@ -140,6 +140,8 @@ export const commands: CommandSpec[] = [
   {
     path: ['hosts', 'probe'],
     summary: 'probe hosts over SSH: cores, memory, storage, packages, OS, load',
+    description:
+      'Probes hosts over SSH: cores, memory, storage, packages, OS, load. A host that does not answer is a result with its reason (exit 0 while any host answers); exit 4 when none does.',
     args: [{ name: 'hosts', description: 'host names from the inventory (default: all)', variadic: true }],
     options: [
       { flags: '--path <dir>', description: 'the data path whose free storage is measured', default: '/' },
