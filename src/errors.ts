@@ -35,7 +35,7 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
     'precondition failed, nothing changed (not found, version conflict, lock held, no suitable host, store unreachable)',
   ],
   [ExitCode.stepFailed, 'a runbook step failed; the run is saved and resumable'],
-  [ExitCode.interrupted, 'interrupted; the run is saved and resumable'],
+  [ExitCode.interrupted, 'interrupted (Ctrl-C, SIGTERM); the run is saved and resumable'],
 ];
 
 export type ErrorCode =

@@ -104,6 +104,7 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   };
   world.signals?.on('SIGINT', onSignal);
   world.signals?.on('SIGTERM', onSignal);
+  const { signal } = controller;
 
   let store: ProfileStore | undefined;
   let inventory: Promise<Inventory> | undefined;
@@ -121,7 +122,7 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
     out: humanOut(streams.stdout, mode.colorOut, redactor),
     author: resolveAuthor(env),
     stateDir: resolveStateDir(globals.stateDir, env, cwd),
-    signal: controller.signal,
+    signal,
     now: () => new Date(),
     async store() {
       if (!store) {
@@ -178,6 +179,8 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   try {
     const module = await invocation.spec.load();
     const result = await module.run(ctx, invocation.input);
+    // A command that finished after Ctrl-C still ends as interrupted.
+    signal.throwIfAborted();
     const exitCode = result.exitCode ?? ExitCode.ok;
     if (mode.json) streams.stdout.write(`${redactor.redact(resultLine(result.data, exitCode))}\n`);
     else if (!result.human)
@@ -185,13 +188,25 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
     else result.human(ctx.out);
     return exitCode;
   } catch (error) {
-    return reportError(error, ctx, invocation);
+    return reportError(stoppedBy(signal, error), ctx, invocation);
   } finally {
     world.signals?.off('SIGINT', onSignal);
     world.signals?.off('SIGTERM', onSignal);
     await store?.backend.close().catch(() => {});
     await ssh?.close().catch(() => {});
   }
+}
+
+/**
+ * Once the run was stopped (Ctrl-C, SIGTERM), that is what it ended with, whatever error the stopping caused on
+ * its way out (a cancelled probe, a lock wait given up): Ctrl-C always exits 130.
+ */
+function stoppedBy(signal: AbortSignal, error: unknown): unknown {
+  if (!signal.aborted) return error;
+  if (isPersonaError(error) && error.code === 'E_INTERRUPTED') return error;
+  return isPersonaError(signal.reason)
+    ? signal.reason
+    : new PersonaError('E_INTERRUPTED', 'interrupted', { cause: signal.reason });
 }
 
 function reportError(error: unknown, ctx: Context, invocation: Invocation): number {

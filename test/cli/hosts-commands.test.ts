@@ -1,7 +1,8 @@
 /**
  * hosts probe, hosts rank and recover in-process, with a fake `ssh` on PATH (test/helpers/fake-ssh.ts): exit codes
- * when no host answers, and the --json shape of a streaming command.
+ * when no host answers, Ctrl-C in the middle of a probe, and the --json shape of a streaming command.
  */
+import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { type CliResult, jsonLines, runInProcess } from '../helpers/cli.js';
 import { type FakeSsh, fakeSsh } from '../helpers/fake-ssh.js';
@@ -19,6 +20,20 @@ afterEach(() => {
 });
 
 const env = () => ({ PERSONA_STORE: `file:${copyOfProfiles()}`, PERSONA_STATE_DIR: tempDir() });
+
+async function untilStarted(host: string): Promise<void> {
+  for (let i = 0; i < 500 && !fake.started().includes(host); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(fake.started()).toContain(host);
+}
+
+/** Runs the command, presses Ctrl-C once the probe of slow-1 is under way. */
+async function interrupted(argv: string[], extraEnv: Record<string, string>): Promise<CliResult> {
+  const signals = new EventEmitter();
+  const running = runInProcess(argv, { env: extraEnv, signals });
+  await untilStarted('slow-1');
+  signals.emit('SIGINT', 'SIGINT');
+  return await running;
+}
 
 function lastLine(r: CliResult): Record<string, unknown> {
   return jsonLines(r.stdout).at(-1)!;
@@ -56,6 +71,42 @@ describe('hosts probe: exit codes', () => {
       exit_code: 0,
       hosts: [{ ok: true }, { ok: false, failure: { kind: 'refused' } }],
     });
+  });
+});
+
+describe('Ctrl-C always exits 130', () => {
+  test('hosts probe: E_INTERRUPTED, not a result with cancelled hosts', async () => {
+    const inventory = fake.inventory(['ok-1', 'slow-1']);
+    const r = await interrupted(['hosts', 'probe', '--json', '--inventory', inventory], env());
+    expect(r.code, r.stderr).toBe(130);
+    expect(jsonLines(r.stdout)).toEqual([
+      {
+        type: 'result',
+        ok: false,
+        exit_code: 130,
+        error: { code: 'E_INTERRUPTED', message: 'interrupted by SIGINT' },
+      },
+    ]);
+    expect(r.stdout).not.toContain('cancelled');
+  });
+
+  test('hosts rank: E_INTERRUPTED, not "no host can take"', async () => {
+    const inventory = fake.inventory(['slow-1', 'refused-1']);
+    const r = await interrupted(
+      ['hosts', 'rank', '--profile', 'demo-web', '--json', '--inventory', inventory],
+      env(),
+    );
+    expect(r.code, r.stderr).toBe(130);
+    expect(lastLine(r)).toMatchObject({ type: 'result', exit_code: 130, error: { code: 'E_INTERRUPTED' } });
+    expect(r.stderr).not.toContain('no host can take');
+  });
+
+  test('recover: E_INTERRUPTED, not E_NO_CANDIDATE', async () => {
+    const inventory = fake.inventory([{ name: 'down-1', apps: ['demo-web'] }, 'slow-1']);
+    const r = await interrupted(['recover', 'down-1', '--yes', '--json', '--inventory', inventory], env());
+    expect(r.code, r.stderr).toBe(130);
+    expect(lastLine(r)).toMatchObject({ type: 'result', exit_code: 130, error: { code: 'E_INTERRUPTED' } });
+    expect(r.stderr).not.toContain('no host can take');
   });
 });
 

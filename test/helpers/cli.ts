@@ -2,6 +2,7 @@
  * Running persona in tests: in-process through main() with fake streams and a scripted prompter, or as the built
  * executable (end-to-end).
  */
+import type { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { execa, type Options } from 'execa';
@@ -59,6 +60,8 @@ export interface InProcessOptions {
   stdin?: string;
   prompter?: Prompter;
   tty?: boolean;
+  /** Where the test delivers SIGINT/SIGTERM (an EventEmitter). */
+  signals?: EventEmitter;
 }
 
 export async function runInProcess(argv: string[], options: InProcessOptions = {}): Promise<CliResult> {
@@ -73,6 +76,7 @@ export async function runInProcess(argv: string[], options: InProcessOptions = {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...options.env },
     cwd: options.cwd ?? repoRoot,
     ...(options.prompter ? { prompter: () => options.prompter! } : {}),
+    ...(options.signals ? { signals: options.signals as unknown as Pick<NodeJS.Process, 'on' | 'off'> } : {}),
   });
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
