@@ -13,6 +13,7 @@ import { ExitCode, isPersonaError, PersonaError } from './errors.js';
 import type { Inventory } from './hosts/inventory.js';
 import type { SshTransport } from './hosts/ssh.js';
 import type { ProfileStore } from './stores/profile-store.js';
+import { isQuietOutputClose, watchOutput } from './ui/closed-output.js';
 import { errorResultLine, resultErrorOf, resultLine } from './ui/json-result.js';
 import { humanOut } from './ui/output.js';
 import { NonInteractivePrompter, type Prompter, TerminalPrompter } from './ui/prompter.js';
@@ -41,6 +42,16 @@ function packageVersion(): string {
 }
 
 export async function main(argv: string[], world: World): Promise<number> {
+  const output = watchOutput(world.streams.stdout);
+  const code = await dispatch(argv, world, output.signal);
+  await output.settle();
+  if (!output.signal.aborted) return code;
+  const closed = output.signal.reason as PersonaError;
+  if (!isQuietOutputClose(closed)) world.streams.stderr.write(`error: ${closed.message}\n`);
+  return closed.exitCode;
+}
+
+async function dispatch(argv: string[], world: World, outputClosed: AbortSignal): Promise<number> {
   const { streams } = world;
   if (argv.length === 1 && argv[0] === '--version') {
     streams.stdout.write(`${packageVersion()}\n`);
@@ -69,7 +80,7 @@ export async function main(argv: string[], world: World): Promise<number> {
     throw error;
   }
   if (!invocation) return ExitCode.ok;
-  return await run(invocation, world, argv);
+  return await run(invocation, world, argv, outputClosed);
 }
 
 /** --json among the options (not after `--`), for errors found before the flags are parsed. */
@@ -78,7 +89,12 @@ function wantsJson(argv: string[]): boolean {
   return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
 }
 
-async function run(invocation: Invocation, world: World, argv: string[]): Promise<number> {
+async function run(
+  invocation: Invocation,
+  world: World,
+  argv: string[],
+  outputClosed: AbortSignal,
+): Promise<number> {
   const { streams, env, cwd } = world;
   const globals = invocation.globals as GlobalOptions;
   const mode = resolveMode(globals, env, streams);
@@ -104,7 +120,7 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   };
   world.signals?.on('SIGINT', onSignal);
   world.signals?.on('SIGTERM', onSignal);
-  const { signal } = controller;
+  const signal = AbortSignal.any([controller.signal, outputClosed]);
 
   let store: ProfileStore | undefined;
   let inventory: Promise<Inventory> | undefined;
@@ -179,7 +195,7 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   try {
     const module = await invocation.spec.load();
     const result = await module.run(ctx, invocation.input);
-    // A command that finished after Ctrl-C still ends as interrupted.
+    // A command that finished after Ctrl-C (or with its reader gone) still ends as stopped.
     signal.throwIfAborted();
     const exitCode = result.exitCode ?? ExitCode.ok;
     if (mode.json) streams.stdout.write(`${redactor.redact(resultLine(result.data, exitCode))}\n`);
@@ -198,12 +214,13 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
 }
 
 /**
- * Once the run was stopped (Ctrl-C, SIGTERM), that is what it ended with, whatever error the stopping caused on
- * its way out (a cancelled probe, a lock wait given up): Ctrl-C always exits 130.
+ * Once the run was stopped (Ctrl-C, SIGTERM, stdout closed), that is what it ended with, whatever error the
+ * stopping caused on its way out (a cancelled probe, a lock wait given up): Ctrl-C always exits 130.
  */
 function stoppedBy(signal: AbortSignal, error: unknown): unknown {
   if (!signal.aborted) return error;
-  if (isPersonaError(error) && error.code === 'E_INTERRUPTED') return error;
+  if (isPersonaError(error) && (error.code === 'E_INTERRUPTED' || error.code === 'E_OUTPUT_CLOSED'))
+    return error;
   return isPersonaError(signal.reason)
     ? signal.reason
     : new PersonaError('E_INTERRUPTED', 'interrupted', { cause: signal.reason });
@@ -214,6 +231,8 @@ function reportError(error: unknown, ctx: Context, invocation: Invocation): numb
   const c = (ctx.reporter as { c?: import('chalk').ChalkInstance }).c;
   const red = (s: string) => (c ? c.red(s) : s);
   if (isPersonaError(error)) {
+    // main() says what it has to about a closed stdout; nobody reads a result line.
+    if (error.code === 'E_OUTPUT_CLOSED') return error.exitCode;
     streams.stderr.write(redactor.redact(`${red('error:')} ${error.message}\n`));
     if (error.hint) streams.stderr.write(redactor.redact(`hint: ${error.hint}\n`));
     if (mode.json)

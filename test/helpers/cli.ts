@@ -62,6 +62,8 @@ export interface InProcessOptions {
   tty?: boolean;
   /** Where the test delivers SIGINT/SIGTERM (an EventEmitter). */
   signals?: EventEmitter;
+  /** Instead of a sink that keeps the text. */
+  stdout?: NodeJS.WritableStream;
 }
 
 export async function runInProcess(argv: string[], options: InProcessOptions = {}): Promise<CliResult> {
@@ -72,7 +74,7 @@ export async function runInProcess(argv: string[], options: InProcessOptions = {
   stderr.isTTY = options.tty ?? false;
   stdin.end(options.stdin ?? '');
   const code = await main(argv, {
-    streams: { stdin, stdout, stderr },
+    streams: { stdin, stdout: options.stdout ?? stdout, stderr },
     env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...options.env },
     cwd: options.cwd ?? repoRoot,
     ...(options.prompter ? { prompter: () => options.prompter! } : {}),
