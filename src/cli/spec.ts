@@ -40,6 +40,13 @@ export interface CommandInput {
 
 export type CommandRun = (ctx: Context, input: CommandInput) => Promise<CommandResult>;
 
+/**
+ * Which global flags matter to a command, shown in its --help with their defaults: `store` (--store), `hosts`
+ * (--inventory and the SSH flags), `confirm` (--yes), `state` (--state-dir). --json, --no-color and --verbose
+ * matter to every command.
+ */
+export type GlobalUse = 'store' | 'hosts' | 'confirm' | 'state';
+
 export interface CommandSpec {
   path: string[];
   summary: string;
@@ -47,6 +54,7 @@ export interface CommandSpec {
   args?: ArgSpec[];
   options?: OptionSpec[];
   examples: Array<[command: string, what: string]>;
+  globals?: GlobalUse[];
   /** Under --json, reports its progress as NDJSON events on stdout before the result line (long runs). */
   streams?: true;
   load: () => Promise<{ run: CommandRun }>;
