@@ -37,6 +37,6 @@ describe('--help of a command', () => {
   });
 
   test.each(commands.map((c) => [c.path.join(' '), c] as const))('%s shows --json', async (_, spec) => {
-    expect(await help(spec.path)).toContain('--json');
+    expect(await help(spec.path)).toContain('--json machine output on stdout');
   });
 });
