@@ -18,6 +18,8 @@ export const ExitCode = {
   stepFailed: 5,
   /** Interrupted (Ctrl-C / SIGTERM); the run is saved and can be resumed. */
   interrupted: 130,
+  /** stdout was closed before persona finished writing (`| head`): 128 + SIGPIPE, as git and coreutils end. */
+  outputClosed: 141,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -38,7 +40,11 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
     ExitCode.stepFailed,
     'a runbook step failed, or its journal could not be saved after a step started; resumable',
   ],
-  [ExitCode.interrupted, 'interrupted; the run is saved and resumable'],
+  [ExitCode.interrupted, 'interrupted (Ctrl-C, SIGTERM); the run is saved and resumable'],
+  [
+    ExitCode.outputClosed,
+    'stdout closed early (e.g. piped into head); stopped quietly, as git does (128 + SIGPIPE)',
+  ],
 ];
 
 export type ErrorCode =
@@ -61,6 +67,7 @@ export type ErrorCode =
   | 'E_SSH'
   | 'E_STEP_FAILED'
   | 'E_INTERRUPTED'
+  | 'E_OUTPUT_CLOSED'
   | 'E_EDITOR'
   | 'E_SECRET'
   | 'E_STATE'
@@ -87,6 +94,7 @@ const exitFor: Record<ErrorCode, ExitCodeValue> = {
   E_SSH: ExitCode.precondition,
   E_STEP_FAILED: ExitCode.stepFailed,
   E_INTERRUPTED: ExitCode.interrupted,
+  E_OUTPUT_CLOSED: ExitCode.outputClosed,
   E_EDITOR: ExitCode.usage,
   E_SECRET: ExitCode.precondition,
   E_STATE: ExitCode.usage,

@@ -14,6 +14,8 @@ import { ExitCode, isPersonaError, PersonaError } from './errors.js';
 import type { Inventory } from './hosts/inventory.js';
 import type { SshTransport } from './hosts/ssh.js';
 import type { ProfileStore } from './stores/profile-store.js';
+import { isQuietOutputClose, watchOutput } from './ui/closed-output.js';
+import { errorResultLine, resultErrorOf, resultLine } from './ui/json-result.js';
 import { humanOut } from './ui/output.js';
 import { NonInteractivePrompter, type Prompter, TerminalPrompter } from './ui/prompter.js';
 import { Redactor } from './ui/redact.js';
@@ -42,6 +44,16 @@ function packageVersion(): string {
 }
 
 export async function main(argv: string[], world: World): Promise<number> {
+  const output = watchOutput(world.streams.stdout);
+  const code = await dispatch(argv, world, output.signal);
+  await output.settle();
+  if (!output.signal.aborted) return code;
+  const closed = output.signal.reason as PersonaError;
+  if (!isQuietOutputClose(closed)) world.streams.stderr.write(`error: ${closed.message}\n`);
+  return closed.exitCode;
+}
+
+async function dispatch(argv: string[], world: World, outputClosed: AbortSignal): Promise<number> {
   const { streams } = world;
   if (argv.length === 1 && argv[0] === '--version') {
     streams.stdout.write(`${packageVersion()}\n`);
@@ -60,24 +72,42 @@ export async function main(argv: string[], world: World): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return ExitCode.ok;
+      // Commander has said what is wrong on stderr; --json still ends with its one result line.
+      if (wantsJson(argv)) {
+        const message = error.message.replace(/^error: /, '');
+        streams.stdout.write(`${errorResultLine({ code: 'E_USAGE', message }, ExitCode.usage)}\n`);
+      }
       return ExitCode.usage;
     }
     throw error;
   }
   if (!invocation) return ExitCode.ok;
-  return await run(invocation, world, argv);
+  return await run(invocation, world, argv, outputClosed);
 }
 
-async function run(invocation: Invocation, world: World, argv: string[]): Promise<number> {
+/** --json among the options (not after `--`), for errors found before the flags are parsed. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+async function run(
+  invocation: Invocation,
+  world: World,
+  argv: string[],
+  outputClosed: AbortSignal,
+): Promise<number> {
   const { streams, env, cwd } = world;
   const globals = invocation.globals as GlobalOptions;
   const mode = resolveMode(globals, env, streams);
   const redactor = new Redactor();
   // Store credentials never reach output, whatever error text a server sends back.
   for (const name of ['CONSUL_HTTP_TOKEN', 'PERSONA_STORE_TOKEN']) if (env[name]) redactor.add(env[name]!);
-  const reporter: Reporter = mode.json
-    ? new JsonReporter(streams, redactor)
-    : await HumanReporter.create(streams, mode, redactor);
+  // --json: a command that streams puts its events on stdout; any other prints only its result line there.
+  const reporter: Reporter =
+    mode.json && invocation.spec.streams
+      ? new JsonReporter(streams, redactor)
+      : await HumanReporter.create(streams, mode, redactor);
   const prompter =
     world.prompter?.(reporter) ??
     (mode.interactive
@@ -99,6 +129,7 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   const { values } = settings;
   world.signals?.on('SIGINT', onSignal);
   world.signals?.on('SIGTERM', onSignal);
+  const signal = AbortSignal.any([controller.signal, outputClosed]);
 
   let store: ProfileStore | undefined;
   let inventory: Promise<Inventory> | undefined;
@@ -117,7 +148,7 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
     out: humanOut(streams.stdout, mode.colorOut, redactor),
     author: resolveAuthor(env),
     stateDir: values.state_dir.value,
-    signal: controller.signal,
+    signal,
     now: () => new Date(),
     async store() {
       if (!store) {
@@ -177,13 +208,16 @@ async function run(invocation: Invocation, world: World, argv: string[]): Promis
   try {
     const module = await invocation.spec.load();
     const result = await module.run(ctx, invocation.input);
-    // --json: one line, so a streamed run stays NDJSON (events, then the result).
-    if (mode.json) streams.stdout.write(`${JSON.stringify(redactor.deep(result.data))}\n`);
+    // A command that finished after Ctrl-C (or with its reader gone) still ends as stopped.
+    signal.throwIfAborted();
+    const exitCode = result.exitCode ?? ExitCode.ok;
+    // Values are redacted before encoding, so a secret's JSON-escaped form cannot slip through.
+    if (mode.json) streams.stdout.write(`${resultLine(redactor.deep(result.data), exitCode)}\n`);
     else if (!result.human) streams.stdout.write(`${JSON.stringify(redactor.deep(result.data), null, 2)}\n`);
     else result.human(ctx.out);
-    return result.exitCode ?? ExitCode.ok;
+    return exitCode;
   } catch (error) {
-    return reportError(error, ctx, invocation);
+    return reportError(stoppedBy(signal, error), ctx, invocation);
   } finally {
     world.signals?.off('SIGINT', onSignal);
     world.signals?.off('SIGTERM', onSignal);
@@ -213,6 +247,19 @@ async function requireSshConfig(file: string, from: string, cwd: string): Promis
   }
 }
 
+/**
+ * Once the run was stopped (Ctrl-C, SIGTERM, stdout closed), that is what it ended with, whatever error the
+ * stopping caused on its way out (a cancelled probe, a lock wait given up): Ctrl-C always exits 130.
+ */
+function stoppedBy(signal: AbortSignal, error: unknown): unknown {
+  if (!signal.aborted) return error;
+  if (isPersonaError(error) && (error.code === 'E_INTERRUPTED' || error.code === 'E_OUTPUT_CLOSED'))
+    return error;
+  return isPersonaError(signal.reason)
+    ? signal.reason
+    : new PersonaError('E_INTERRUPTED', 'interrupted', { cause: signal.reason });
+}
+
 function reportError(
   error: unknown,
   ctx: Pick<Context, 'streams' | 'mode' | 'redactor' | 'reporter' | 'globals'>,
@@ -223,9 +270,12 @@ function reportError(
   const red = (s: string) => (c ? c.red(s) : s);
   // Messages may quote remote stderr or a server's answer: no terminal control reaches stderr through them.
   if (isPersonaError(error)) {
+    // main() says what it has to about a closed stdout; nobody reads a result line.
+    if (error.code === 'E_OUTPUT_CLOSED') return error.exitCode;
     streams.stderr.write(redactor.redact(`${red('error:')} ${stripTerminalControls(error.message)}\n`));
     if (error.hint) streams.stderr.write(redactor.redact(`hint: ${stripTerminalControls(error.hint)}\n`));
-    if (mode.json) streams.stdout.write(`${JSON.stringify(redactor.deep({ error: error.toJSON() }))}\n`);
+    if (mode.json)
+      streams.stdout.write(`${errorResultLine(redactor.deep(resultErrorOf(error)), error.exitCode)}\n`);
     return error.exitCode;
   }
   const message = stripTerminalControls(error instanceof Error ? error.message : String(error));
@@ -238,7 +288,7 @@ function reportError(
     streams.stderr.write(`${redactor.redact(error.stack)}\n`);
   if (mode.json) {
     streams.stdout.write(
-      `${JSON.stringify(redactor.deep({ error: { code: 'E_INTERNAL', message, exit_code: ExitCode.internal } }))}\n`,
+      `${errorResultLine(redactor.deep({ code: 'E_INTERNAL', message }), ExitCode.internal)}\n`,
     );
   }
   return ExitCode.internal;

@@ -14,7 +14,7 @@ export async function probeWithProgress(
   const task = ctx.reporter.task(`probing ${hosts.length} host${hosts.length === 1 ? '' : 's'} over SSH`);
   let done = 0;
   let failed = 0;
-  const results = await probeHosts(ssh, hosts, {
+  const probing = probeHosts(ssh, hosts, {
     ...options,
     ...(ctx.settings.values.concurrency.value ? { concurrency: ctx.settings.values.concurrency.value } : {}),
     signal: ctx.signal,
@@ -29,6 +29,10 @@ export async function probeWithProgress(
           : { host: r.host.name, ok: false, failure: r.failure },
       );
     },
+  });
+  const results = await probing.catch((error: unknown) => {
+    task.fail(`probe stopped after ${done} of ${hosts.length} host${hosts.length === 1 ? '' : 's'}`);
+    throw error;
   });
   const text = `probed ${hosts.length} host${hosts.length === 1 ? '' : 's'}: ${hosts.length - failed} answered${failed ? `, ${failed} failed` : ''}`;
   if (failed > 0) task.warn(text);

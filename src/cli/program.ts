@@ -1,10 +1,10 @@
 /**
  * Builds the commander program from the command declarations. Actions load their module only when they run.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Help, InvalidArgumentError, Option } from 'commander';
 import { exitCodeTable } from '../errors.js';
 import { commands, groups } from './registry.js';
-import type { CommandInput, CommandSpec } from './spec.js';
+import type { CommandInput, CommandSpec, GlobalUse } from './spec.js';
 
 export interface Invocation {
   spec: CommandSpec;
@@ -28,6 +28,15 @@ function examplesHelp(spec: Pick<CommandSpec, 'examples'>): string {
   return `\nExamples:\n${spec.examples.map(([cmd, what]) => `  $ ${cmd.padEnd(width)}  # ${what}`).join('\n')}\n`;
 }
 
+/** The global options (by commander's attribute name) each kind of use brings into a command's --help. */
+const globalsFor: Record<GlobalUse | 'always', string[]> = {
+  always: ['json', 'color', 'verbose'],
+  store: ['store'],
+  hosts: ['inventory', 'sshConfig', 'connectTimeout', 'concurrency', 'acceptNewHostKeys'],
+  confirm: ['yes'],
+  state: ['stateDir'],
+};
+
 export interface ProgramOutput {
   writeOut(text: string): void;
   writeErr(text: string): void;
@@ -39,9 +48,20 @@ export function buildProgram(
   output: ProgramOutput,
   onInvoke: (invocation: Invocation) => void,
 ): Command {
+  // A command's --help lists the global flags that matter to it, with their defaults.
+  const shownGlobals = new WeakMap<Command, Set<string>>();
   const program = new Command('persona')
     .exitOverride()
     .configureOutput(output)
+    .configureHelp({
+      showGlobalOptions: true,
+      visibleGlobalOptions(this: Help, cmd: Command) {
+        const shown = shownGlobals.get(cmd);
+        return Help.prototype.visibleGlobalOptions
+          .call(this, cmd)
+          .filter((o) => shown?.has(o.attributeName()) ?? false);
+      },
+    })
     .description(
       "Runbook-driven host recovery: find where a failed host's applications should go, explain why, and move them.",
     )
@@ -51,10 +71,16 @@ export function buildProgram(
       '--store <url>',
       'profile store: file:DIR, consul://HOST:PORT/PREFIX, etcd://HOST:PORT/PREFIX (env PERSONA_STORE; default file:./profiles)',
     )
-    .option('--json', 'machine output on stdout (NDJSON events for long runs); nothing interactive')
+    .option(
+      '--json',
+      'machine output on stdout: one {"type":"result",…} line, after NDJSON events for long runs; nothing interactive',
+    )
     .option('-y, --yes', 'answer yes to confirmations (said on stderr each time)')
     .option('--no-color', 'no colours (also NO_COLOR)')
-    .option('--state-dir <dir>', 'run journals and saved edits (env PERSONA_STATE_DIR)')
+    .option(
+      '--state-dir <dir>',
+      'run journals and saved edits (env PERSONA_STATE_DIR; default $XDG_STATE_HOME/persona, else ~/.local/state/persona)',
+    )
     .option(
       '--inventory <file>',
       "hosts: JSON, YAML, an Ansible inventory, or consul://HOST:PORT for Consul's catalog (env PERSONA_INVENTORY; default ./inventory.json)",
@@ -71,7 +97,10 @@ export function buildProgram(
       ).argParser(parseCount),
     )
     .addOption(
-      new Option('--concurrency <n>', 'hosts probed at once (env PERSONA_CONCURRENCY)').argParser(parseCount),
+      new Option(
+        '--concurrency <n>',
+        'hosts probed at once (env PERSONA_CONCURRENCY; default: 16 per core, at least 16)',
+      ).argParser(parseCount),
     )
     .option(
       '--accept-new-host-keys',
@@ -115,6 +144,10 @@ export function buildProgram(
       if (opt.default !== undefined) option.default(opt.default);
       cmd.addOption(option);
     }
+    shownGlobals.set(
+      cmd,
+      new Set(['always' as const, ...(spec.globals ?? [])].flatMap((g) => globalsFor[g])),
+    );
     cmd.addHelpText('after', `${examplesHelp(spec)}${exitCodesHelp()}`);
     cmd.action((...params: unknown[]) => {
       const command = params[params.length - 1] as Command;

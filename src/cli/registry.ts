@@ -15,6 +15,7 @@ const idArg = { name: 'id', description: 'application id', required: true };
 export const commands: CommandSpec[] = [
   {
     path: ['profile', 'list'],
+    globals: ['store'],
     summary: 'list the profiles in the store',
     examples: [
       ['persona profile list', 'a table of ids, versions and requirements'],
@@ -25,6 +26,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['profile', 'show'],
+    globals: ['store'],
     summary: 'show one profile',
     args: [idArg],
     options: [{ flags: '--version <n>', description: 'an earlier version from the history', integer: true }],
@@ -63,6 +65,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['profile', 'edit'],
+    globals: ['store', 'state'],
     summary: 'edit a profile in $VISUAL/$EDITOR; validated, and never overwrites a concurrent change',
     args: [idArg],
     options: [
@@ -76,6 +79,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['profile', 'set'],
+    globals: ['store'],
     summary: 'write a profile from a file (the non-interactive edit)',
     args: [idArg],
     options: [
@@ -99,6 +103,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['profile', 'diff'],
+    globals: ['store'],
     summary: 'show what changed between a stored version and the current one (or a file)',
     args: [idArg],
     options: [
@@ -114,6 +119,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['profile', 'history'],
+    globals: ['store'],
     summary: 'list the versions of a profile: who changed it, when and why',
     args: [idArg],
     examples: [['persona profile history demo-web', 'newest first']],
@@ -132,6 +138,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['profile', 'delete'],
+    globals: ['store', 'confirm'],
     summary: 'delete a profile (its history is kept)',
     args: [idArg],
     options: [
@@ -146,6 +153,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['locks', 'list'],
+    globals: ['store'],
     summary: 'list the locks held in the store: holder, host, pid, run and since when',
     examples: [
       ['persona locks list', 'a table of held locks'],
@@ -167,7 +175,10 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['hosts', 'probe'],
+    globals: ['hosts', 'store'],
     summary: 'probe hosts over SSH: cores, memory, storage, packages, OS, load',
+    description:
+      'Probes hosts over SSH: cores, memory, storage, packages, OS, load. A host that does not answer is a result with its reason (exit 0 while any host answers); exit 4 when none does.',
     args: [{ name: 'hosts', description: 'host names from the inventory (default: all)', variadic: true }],
     options: [
       { flags: '--path <dir>', description: 'the data path whose free storage is measured', default: '/' },
@@ -193,6 +204,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['hosts', 'rank'],
+    globals: ['hosts', 'store'],
     summary: 'rank hosts for a profile: every rejection with its reason, every score with its breakdown',
     options: [
       { flags: '--profile <id>', description: 'the application to place (required)' },
@@ -216,6 +228,7 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['recover'],
+    globals: ['store', 'hosts', 'confirm', 'state'],
     summary: 'recover the applications of a failed host onto the best other host',
     description:
       'Finds what ran on HOST, ranks the other hosts for each application, shows the plan, and with confirmation fences HOST, configures the new host, migrates the data, validates, switches traffic, monitors and records. Every run is journalled and can be resumed.',
@@ -257,6 +270,7 @@ export const commands: CommandSpec[] = [
       ],
       ['persona recover --resume 20261127T031500Z-api-3f2a1c', 'go on after a crash or Ctrl-C'],
     ],
+    streams: true,
     load: () => import('./commands/recover.js'),
   },
   {
@@ -281,12 +295,14 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['runs', 'list'],
+    globals: ['state', 'store'],
     summary: 'list recovery runs, newest first (from every machine when the store is shared)',
     examples: [['persona runs list', 'runs with their status and next step']],
     load: () => import('./commands/runs-list.js'),
   },
   {
     path: ['runs', 'show'],
+    globals: ['state', 'store'],
     summary: "show one run's journal: steps, attempts, timings, evidence",
     args: [{ name: 'run', description: 'run id', required: true }],
     examples: [['persona runs show 20261127T031500Z-api-3f2a1c --json', 'the whole journal']],
@@ -294,9 +310,11 @@ export const commands: CommandSpec[] = [
   },
   {
     path: ['runs', 'resume'],
+    globals: ['store', 'hosts', 'confirm', 'state'],
     summary: 'go on with a run from its journal (same as recover --resume)',
     args: [{ name: 'run', description: 'run id', required: true }],
     examples: [['persona runs resume 20261127T031500Z-api-3f2a1c --yes', 'non-interactively']],
+    streams: true,
     load: () => import('./commands/runs-resume.js'),
   },
 ];

@@ -3,7 +3,7 @@
  * is a result with its reason, never a failure of the whole probe.
  */
 import { availableParallelism } from 'node:os';
-import { isPersonaError } from '../errors.js';
+import { isPersonaError, PersonaError } from '../errors.js';
 import { mapPool } from '../util/pool.js';
 import type { InventoryHost } from './inventory.js';
 import { type HostFacts, ProbeParseError, parseProbeOutput } from './parse-probe.js';
@@ -96,14 +96,26 @@ export function notProbed(host: InventoryHost): ProbeResult {
   return { host, ok: false, failure: { kind: 'skipped', message: 'not probed' }, durationMs: 0 };
 }
 
+/**
+ * Probes every host. Interrupted (options.signal), it throws the interruption once the probes under way have
+ * stopped: hosts cut short did not fail, so they are never reported as results (nor ranked as unreachable).
+ */
 export async function probeHosts(
   ssh: SshTransport,
   hosts: readonly InventoryHost[],
   options: ProbeOptions = {},
 ): Promise<ProbeResult[]> {
-  return mapPool(hosts, options.concurrency ?? DEFAULT_PROBE_CONCURRENCY, async (host) => {
+  const { signal } = options;
+  const results = await mapPool(hosts, options.concurrency ?? DEFAULT_PROBE_CONCURRENCY, async (host) => {
+    if (signal?.aborted) return fail(host, Date.now(), 'cancelled', `${host.name}: not probed (interrupted)`);
     const result = await probeHost(ssh, host, options);
-    options.onResult?.(result);
+    if (!signal?.aborted) options.onResult?.(result);
     return result;
   });
+  if (signal?.aborted) {
+    throw isPersonaError(signal.reason)
+      ? signal.reason
+      : new PersonaError('E_INTERRUPTED', 'the probe was interrupted', { cause: signal.reason });
+  }
+  return results;
 }

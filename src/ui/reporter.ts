@@ -119,7 +119,10 @@ class SpinnerTask implements Task {
   }
 }
 
-/** --json: events as NDJSON on stdout; human logs go to stderr. */
+/**
+ * --json for a command that streams (recover, runs resume): events as NDJSON on stdout, each with its `type`, before
+ * the result line main() writes; human logs go to stderr. Other commands keep the human reporter on stderr.
+ */
 export class JsonReporter implements Reporter {
   constructor(
     private readonly streams: Streams,

@@ -6,6 +6,7 @@
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { jsonLines } from '../helpers/cli.js';
 import { fail, heal, type LabState, releaseLab, sshExec } from '../lab/lab.js';
 import { freshLab, persona, scratchDir, type Workspace, workspace } from './lab-helpers.js';
 
@@ -25,8 +26,11 @@ async function rank(
   env: Record<string, string> = {},
 ): Promise<{ code: number; hosts: Ranked[]; stderr: string }> {
   const r = await persona(['hosts', 'rank', '--json', ...args], ws, env);
-  const last = r.stdout.trim().split('\n').at(-1) ?? '{}';
-  return { code: r.code, hosts: (JSON.parse(last) as { hosts?: Ranked[] }).hosts ?? [], stderr: r.stderr };
+  // --json of a command that does not stream: one line, the result (its exit code inside).
+  const lines = jsonLines(r.stdout);
+  expect(lines, r.stdout).toHaveLength(1);
+  expect(lines[0]).toMatchObject({ type: 'result', exit_code: r.code });
+  return { code: r.code, hosts: (lines[0] as { hosts?: Ranked[] }).hosts ?? [], stderr: r.stderr };
 }
 
 beforeAll(async () => {
@@ -150,8 +154,9 @@ describe('hosts rank (built CLI, lab)', () => {
     try {
       const r = await persona(['hosts', 'probe', '--json'], ws);
       expect(r.code).toBe(0);
-      const data = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
-      const results = Object.fromEntries(data.hosts.map((h: { host: { name: string } }) => [h.host.name, h]));
+      const [data] = jsonLines(r.stdout) as Array<{ type: string; hosts: Array<{ host: { name: string } }> }>;
+      expect(data).toMatchObject({ type: 'result', ok: true, exit_code: 0 });
+      const results = Object.fromEntries(data!.hosts.map((h) => [h.host.name, h]));
       expect(results['lab-4']).toMatchObject({ ok: false, failure: { kind: 'refused' } });
       expect(results['lab-1']).toMatchObject({
         ok: true,

@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { jsonLines } from '../helpers/cli.js';
 import { fail, httpGet, type LabState, releaseLab, sshExec } from '../lab/lab.js';
 import {
   demoSecret,
@@ -22,13 +23,6 @@ import {
 
 afterAll(() => releaseLab());
 
-function ndjson(stdout: string): Array<Record<string, unknown>> {
-  return stdout
-    .trim()
-    .split('\n')
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
 describe('recover (built CLI, lab)', () => {
   test('application died, host reachable: data from lab-1, traffic to lab-2, lab-1 fenced, assignment moved', async () => {
     const lab = await freshLab();
@@ -36,10 +30,15 @@ describe('recover (built CLI, lab)', () => {
     await fail('lab-1', 'app');
     const r = await persona(['recover', 'lab-1', '--yes', '--json'], ws);
     expect(r.code, r.stderr).toBe(0);
-    const events = ndjson(r.stdout);
+    // NDJSON: events that each carry a type, then exactly one result line.
+    const events = jsonLines(r.stdout);
     const result = events.at(-1)!;
+    for (const e of events) expect(typeof e.type).toBe('string');
+    expect(events.filter((e) => e.type === 'result')).toHaveLength(1);
     expect(result).toMatchObject({
       type: 'result',
+      ok: true,
+      exit_code: 0,
       runs: [{ app: 'demo-web', status: 'succeeded', target_host: 'lab-2' }],
     });
     expect(events.some((e) => e.type === 'ranking')).toBe(true);

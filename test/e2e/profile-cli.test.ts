@@ -42,12 +42,17 @@ describe('persona profile (built CLI)', () => {
     }
   });
 
-  test('--json errors are JSON on stdout with a stable code; the message goes to stderr', async () => {
+  test('--json errors are the result line on stdout with a stable code; the message goes to stderr', async () => {
     const r = await runBin(['profile', 'show', 'missing', '--json'], {
       env: { PERSONA_STORE: `file:${copyOfProfiles()}` },
     });
     expect(r.code).toBe(4);
-    expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: 'E_NOT_FOUND', exit_code: 4 } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      type: 'result',
+      ok: false,
+      exit_code: 4,
+      error: { code: 'E_NOT_FOUND' },
+    });
     expect(r.stderr).toContain('profile "missing" not found');
   });
 

@@ -2,6 +2,7 @@
  * Running persona in tests: in-process through main() with fake streams and a scripted prompter, or as the built
  * executable (end-to-end).
  */
+import type { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { execa, type Options } from 'execa';
@@ -59,6 +60,10 @@ export interface InProcessOptions {
   stdin?: string;
   prompter?: Prompter;
   tty?: boolean;
+  /** Where the test delivers SIGINT/SIGTERM (an EventEmitter). */
+  signals?: EventEmitter;
+  /** Instead of a sink that keeps the text. */
+  stdout?: NodeJS.WritableStream;
 }
 
 export async function runInProcess(argv: string[], options: InProcessOptions = {}): Promise<CliResult> {
@@ -69,10 +74,11 @@ export async function runInProcess(argv: string[], options: InProcessOptions = {
   stderr.isTTY = options.tty ?? false;
   stdin.end(options.stdin ?? '');
   const code = await main(argv, {
-    streams: { stdin, stdout, stderr },
+    streams: { stdin, stdout: options.stdout ?? stdout, stderr },
     env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...options.env },
     cwd: options.cwd ?? repoRoot,
     ...(options.prompter ? { prompter: () => options.prompter! } : {}),
+    ...(options.signals ? { signals: options.signals as unknown as Pick<NodeJS.Process, 'on' | 'off'> } : {}),
   });
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
@@ -87,4 +93,12 @@ export async function runBin(argv: string[], options: Options = {}): Promise<Cli
     ...options,
   } as Options);
   return { code: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+}
+
+/** The lines of a --json stdout, parsed. */
+export function jsonLines(stdout: string): Array<Record<string, unknown>> {
+  return stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }

@@ -27,7 +27,8 @@ export const run: CommandRun = async (ctx) => {
   );
   const width = Math.max(...report.checks.map((c) => c.id.length));
   return {
-    data: report,
+    // `ok` is the --json envelope's own key (true exactly when no check failed).
+    data: { checks: report.checks, summary: report.summary },
     exitCode: report.ok ? ExitCode.ok : ExitCode.precondition,
     human: (out) => {
       const paint = { ok: out.c.green, warn: out.c.yellow, fail: out.c.red, skip: out.c.dim };

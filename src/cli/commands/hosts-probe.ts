@@ -1,4 +1,5 @@
 import { gib } from '../../broker/broker.js';
+import { ExitCode } from '../../errors.js';
 import { findHost } from '../../hosts/inventory.js';
 import { probeWithProgress } from '../probe-ui.js';
 import type { CommandRun } from '../spec.js';
@@ -18,6 +19,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
   validateDataPath(dataPath);
   validatePackages(packages);
   const results = await probeWithProgress(ctx, hosts, { dataPath, packages });
+  const answered = results.filter((r) => r.ok).length;
   return {
     data: { inventory: inventory.source, data_path: dataPath, hosts: results },
     human: (out) => {
@@ -66,7 +68,11 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
               ],
         ),
       );
+      if (answered === 0 && results.length > 0)
+        out.line(`${out.c.red('✖')} no host answered; the reasons are above`);
     },
+    // Some hosts failing is an answer (each with its reason); none answering leaves nothing to go on.
+    ...(answered === 0 && results.length > 0 ? { exitCode: ExitCode.precondition } : {}),
   };
 };
 

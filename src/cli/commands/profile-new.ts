@@ -24,7 +24,8 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     }
   }
   return {
-    data: skeleton,
+    // Nested as in `profile show --json`: the result line's own keys never mix into a profile.
+    data: { id, profile: skeleton, ...(output ? { file: output } : {}) },
     human: (out) => {
       if (output)
         out.line(

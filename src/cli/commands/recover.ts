@@ -26,7 +26,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
       stepByStep: opts.step === true,
       forceNoFence: opts.forceNoFence === true,
     });
-    return { data: { type: 'result', runs: [summary] }, human: (out) => renderSummary(out, summary) };
+    return { data: { runs: [summary] }, human: (out) => renderSummary(out, summary) };
   }
   if (!host) throw new PersonaError('E_USAGE', 'recover needs the failed host (or --resume RUN)');
   const runs = await recoverHost(ctx, {
@@ -41,7 +41,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     commandLine: ['persona', ...ctx.argv],
   });
   return {
-    data: { type: 'result', runs },
+    data: { runs },
     human: (out) => {
       for (const s of runs) renderSummary(out, s);
     },

@@ -4,5 +4,5 @@ import type { CommandRun } from '../spec.js';
 
 export const run: CommandRun = async (ctx, { args }) => {
   const summary = await resumeRun(ctx, String(args.run));
-  return { data: { type: 'result', runs: [summary] }, human: (out) => renderSummary(out, summary) };
+  return { data: { runs: [summary] }, human: (out) => renderSummary(out, summary) };
 };
