@@ -14,6 +14,7 @@ import { notProbed } from '../hosts/probe.js';
 import type { Profile } from '../profile/schema.js';
 import { runbook } from '../steps/index.js';
 import { assignmentKey } from '../steps/record.js';
+import { fencedBackend } from '../stores/fenced-backend.js';
 import type { LockHandle } from '../stores/kv.js';
 import { describeHolder } from '../stores/kv-lock.js';
 import type { ProfileStore } from '../stores/profile-store.js';
@@ -87,9 +88,11 @@ function resumeCommand(ctx: Context, runId: string): string {
   return ['persona recover --resume', runId, ...flags].join(' ');
 }
 
-async function journals(ctx: Context): Promise<JournalStore> {
+/** The run's journals; with the run's lock, their mirror writes carry its fence. */
+async function journals(ctx: Context, lock?: LockHandle): Promise<JournalStore> {
   const store = await ctx.store();
-  return new JournalStore(ctx.stateDir, store.backend.shared ? store.backend : undefined);
+  if (!store.backend.shared) return new JournalStore(ctx.stateDir);
+  return new JournalStore(ctx.stateDir, lock ? fencedBackend(store.backend, lock) : store.backend);
 }
 
 /**
@@ -231,6 +234,7 @@ function pieces(
   target: InventoryHost,
   store: ProfileStore,
   ssh: RunPieces['ssh'],
+  lock: LockHandle | undefined,
 ): RunPieces {
   return {
     journal,
@@ -239,7 +243,8 @@ function pieces(
     failed,
     target,
     ssh,
-    backend: store.backend,
+    // Every store write of the run (the record step's) carries the lock's fence.
+    backend: lock ? fencedBackend(store.backend, lock) : store.backend,
     reporter: ctx.reporter,
     redactor: ctx.redactor,
     stateDir: ctx.stateDir,
@@ -252,9 +257,9 @@ async function runEngine(
   ctx: Context,
   run: RunPieces,
   lock: LockHandle,
+  js: JournalStore,
   stepByStep = false,
 ): Promise<RunSummary> {
-  const js = await journals(ctx);
   const engine = new Engine(
     run.journal,
     runbook,
@@ -365,7 +370,7 @@ async function recoverApp(
       })),
       steps: freshRecords(),
     };
-    const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh);
+    const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh, lock);
     const plan = runbook.map((step, i) => ({
       kind: step.kind,
       mutates: step.mutates,
@@ -392,10 +397,10 @@ async function recoverApp(
       `Recover ${app} from ${failed.name} onto ${target.name}: run these ${plan.length} steps?`,
     );
     if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
-    const js = await journals(ctx);
+    const js = await journals(ctx, lock);
     await js.save(journal);
     ctx.reporter.event('run', { run_id: runId, journal: `${js.dir}/runs/${runId}.json` });
-    return await runEngine(ctx, run, lock!, req.stepByStep);
+    return await runEngine(ctx, run, lock!, js, req.stepByStep);
   } catch (error) {
     await lock?.release();
     throw error;
@@ -461,15 +466,17 @@ async function dryRun(ctx: Context, run: RunPieces): Promise<RunSummary> {
 
 /** Goes on with a run from its journal. */
 export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary> {
-  const js = await journals(ctx);
-  const journal = await js.load(runId);
-  if (journal.status === 'succeeded') {
+  const before = await (await journals(ctx)).load(runId);
+  if (before.status === 'succeeded') {
     ctx.reporter.info(`run ${runId} already succeeded; nothing to do`);
-    return summarize(journal);
+    return summarize(before);
   }
   const [inventory, store] = await Promise.all([ctx.inventory(), ctx.store()]);
-  const lock = await takeLock(ctx, journal.app, runId, `resume ${runId}`, true);
+  const lock = await takeLock(ctx, before.app, runId, `resume ${runId}`, true);
   try {
+    // Read again under the lock: the previous driver may have saved since; our saves must follow that copy.
+    const js = await journals(ctx, lock);
+    const journal = await js.load(runId);
     const { stored, profile } = await store.load(journal.app);
     if (stored.version !== journal.profile.version || sha256(stored.text) !== journal.profile.sha256) {
       ctx.reporter.warn(
@@ -508,7 +515,8 @@ export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary
       `resuming run ${runId} (${journal.app}: ${failed.name} → ${target.name}), last driven by pid ${previous.pid} on ${previous.host}; to do: ${pending.join(', ')}`,
     );
     const ssh = await ctx.ssh();
-    return await runEngine(ctx, pieces(ctx, journal, profile, inventory, failed, target, store, ssh), lock);
+    const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh, lock);
+    return await runEngine(ctx, run, lock, js);
   } catch (error) {
     await lock.release();
     throw error;

@@ -24,7 +24,14 @@ import {
   type LockOptions,
 } from './kv.js';
 import { lockHeldError } from './kv-lock.js';
-import { lockHandle, parseLockInfo, type Renewal, sameHolder, startRenewal } from './lock-renewal.js';
+import {
+  fenceLostError,
+  lockHandle,
+  parseLockInfo,
+  type Renewal,
+  sameHolder,
+  startRenewal,
+} from './lock-renewal.js';
 import type { ConsulTarget } from './store-url.js';
 
 const LOCK_DELAY_MAX_S = 15;
@@ -90,6 +97,16 @@ export class ConsulBackend implements KvBackend {
             ? { Verb: 'check-not-exists', Key: this.path(c.key) }
             : { Verb: 'check-index', Key: this.path(c.key), Index: Number(c.token) },
       ),
+      // The fence right after the checks: a write applies only while the lock's key is held by its session.
+      ...(txn.fence
+        ? [
+            {
+              Verb: 'check-session',
+              Key: this.path(`${LOCKS}${txn.fence.lock}`),
+              Session: txn.fence.token,
+            } as const,
+          ]
+        : []),
       ...(txn.puts ?? []).map((p): ConsulTxnOp => ({ Verb: 'set', Key: this.path(p.key), Value: p.value })),
       ...(txn.deletes ?? []).map((k): ConsulTxnOp => ({ Verb: 'delete', Key: this.path(k) })),
     ];
@@ -98,6 +115,10 @@ export class ConsulBackend implements KvBackend {
     const keys = [...new Set([...(txn.puts ?? []).map((p) => p.key), ...(txn.deletes ?? [])])];
     const outcome = await this.attempt(`write ${keys.join(', ') || 'nothing'}`, () => this.api.txn(ops));
     if (outcome.ok) return { ok: true };
+    const fenceAt = checks.length;
+    if (txn.fence && outcome.errors.some((e) => e.OpIndex === fenceAt)) {
+      throw fenceLostError(txn.fence, this.describe, 'its Consul session no longer holds the lock key');
+    }
     const failed = outcome.errors.filter((e) => e.OpIndex < checks.length).map((e) => checks[e.OpIndex]!.key);
     if (failed.length > 0) return { ok: false, failed };
     const what = outcome.errors.map((e) => e.What).join('; ');
@@ -152,7 +173,7 @@ export class ConsulBackend implements KvBackend {
       return undefined;
     });
     this.renewals.add(renewal);
-    return lockHandle(name, info, renewal, async () => {
+    return lockHandle(name, info, session, renewal, async () => {
       this.renewals.delete(renewal);
       const marker = JSON.stringify({ holder: info.holder, released_at: new Date().toISOString() });
       await this.api.release(key, session, marker).catch(() => false);

@@ -26,7 +26,7 @@ import {
   type LockInfo,
   type LockOptions,
 } from './kv.js';
-import { acquireKvLock, listKvLocks } from './kv-lock.js';
+import { acquireKvLock, checkKvFence, listKvLocks } from './kv-lock.js';
 
 const PROFILE_PREFIX = 'profiles/';
 const TXN_LOCK_STALE_MS = 30_000;
@@ -156,6 +156,7 @@ export class FileBackend implements KvBackend {
     }
     const release = await this.lockDirectory();
     try {
+      if (txn.fence) await checkKvFence(this, txn.fence);
       const failed: string[] = [];
       for (const check of txn.checks ?? []) {
         const current = await this.get(check.key);

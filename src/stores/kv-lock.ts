@@ -3,16 +3,20 @@
  * a lock whose expiry passed, or whose holder process is gone (same host), can be taken over, and the taker is
  * told whom it replaced. Used by the file store; Consul and etcd use their own sessions and leases.
  */
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { PersonaError } from '../errors.js';
 import { processAlive } from '../util/process.js';
-import type { HeldLock, KvBackend, KvEntry, LockHandle, LockInfo, LockOptions } from './kv.js';
+import type { HeldLock, KvBackend, KvEntry, KvFence, LockHandle, LockInfo, LockOptions } from './kv.js';
+import { fenceLostError } from './lock-renewal.js';
 
 export const LOCK_PREFIX = 'locks/';
 
 interface LockRecord {
   info: LockInfo;
   expires_at: string;
+  /** A nonce fixed when the lock is taken and kept by renewals: the fence token of this holding. */
+  fence?: string;
 }
 
 export function describeHolder(held: HeldLock): string {
@@ -62,7 +66,12 @@ export async function acquireKvLock(
   options: LockOptions,
 ): Promise<KvLock> {
   const key = `${LOCK_PREFIX}${name}`;
-  const record = (): LockRecord => ({ info, expires_at: new Date(Date.now() + options.ttlMs).toISOString() });
+  const fence = randomBytes(12).toString('hex');
+  const record = (): LockRecord => ({
+    info,
+    expires_at: new Date(Date.now() + options.ttlMs).toISOString(),
+    fence,
+  });
   const current = await backend.get(key);
   let check: string | null = null;
   if (current) {
@@ -116,6 +125,7 @@ export async function acquireKvLock(
     name,
     info,
     lost: controller.signal,
+    fence: { lock: name, token: fence },
     async release() {
       if (released) return;
       released = true;
@@ -134,4 +144,19 @@ export async function listKvLocks(backend: KvBackend): Promise<HeldLock[]> {
       ? [{ name: e.key.slice(LOCK_PREFIX.length), info: record.info, expires_at: record.expires_at }]
       : [];
   });
+}
+
+/**
+ * For a backend whose txn runs under its own exclusive lock (the file store): throws E_LOCK_LOST unless the
+ * fence's lock record still carries the fence's nonce. Call it in the same atomic step as the writes it guards.
+ */
+export async function checkKvFence(backend: KvBackend, fence: KvFence): Promise<void> {
+  const entry = await backend.get(`${LOCK_PREFIX}${fence.lock}`);
+  const record = entry && parse(entry);
+  if (record?.fence !== fence.token) {
+    const why = record
+      ? `${describeHolder({ name: fence.lock, info: record.info })} holds it now`
+      : 'it is gone';
+    throw fenceLostError(fence, backend.describe, why);
+  }
 }

@@ -19,8 +19,22 @@ export interface KvCheck {
   token: string | null;
 }
 
+/**
+ * A lock's identity, carried by the writes of whoever holds it: the write applies only if that same lock is still
+ * held by that same holder, checked by the store in the same atomic step (file: the lock record's fence nonce;
+ * Consul: `check-session`; etcd: the lock key's create_revision). A zombie holder's write fails with E_LOCK_LOST.
+ */
+export interface KvFence {
+  /** The lock's name, as given to acquireLock. */
+  lock: string;
+  /** Opaque; changes whenever the lock changes hands. */
+  token: string;
+}
+
 export interface KvTxn {
   checks?: KvCheck[];
+  /** When set, the txn applies only while this lock is held by its holder; else it throws E_LOCK_LOST. */
+  fence?: KvFence;
   puts?: Array<{ key: string; value: string }>;
   deletes?: string[];
 }
@@ -34,7 +48,7 @@ export interface KvBackend {
   readonly shared: boolean;
   get(key: string): Promise<KvEntry | undefined>;
   list(prefix: string): Promise<KvEntry[]>;
-  /** All checks pass and every write applies, or nothing changes. */
+  /** All checks pass and every write applies, or nothing changes. A failed `fence` throws E_LOCK_LOST. */
   txn(txn: KvTxn): Promise<KvTxnResult>;
   /**
    * Takes a named lock or throws PersonaError E_LOCK_HELD naming the holder; renews it while the process lives.
@@ -76,6 +90,8 @@ export interface LockHandle {
   readonly info: LockInfo;
   /** Aborted when the lock is lost (renewal failed, taken over, session invalidated). */
   readonly lost: AbortSignal;
+  /** Pass as `KvTxn.fence` so a write applies only while this lock is still this holder's. */
+  readonly fence: KvFence;
   /** Releases the lock; safe to call twice; never releases a lock someone else now holds. */
   release(): Promise<void>;
 }

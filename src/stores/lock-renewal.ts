@@ -6,7 +6,7 @@
  * handle's `lost` signal aborts with E_LOCK_LOST, and the run stops at its next step boundary.
  */
 import { PersonaError } from '../errors.js';
-import type { LockHandle, LockInfo } from './kv.js';
+import type { KvFence, LockHandle, LockInfo } from './kv.js';
 
 /** `undefined`: still held. A string: why it is gone. */
 export type RenewCheck = () => Promise<string | undefined>;
@@ -72,6 +72,7 @@ export function startRenewal(
 export function lockHandle(
   name: string,
   info: LockInfo,
+  fenceToken: string,
   renewal: Renewal,
   release: () => Promise<void>,
 ): LockHandle {
@@ -80,12 +81,25 @@ export function lockHandle(
     name,
     info,
     lost: renewal.lost,
+    fence: { lock: name, token: fenceToken },
     release() {
       renewal.stop();
       released ??= release();
       return released;
     },
   };
+}
+
+/** What a fenced write says when its lock is no longer its holder's: nothing was written. */
+export function fenceLostError(fence: KvFence, store: string, why: string): PersonaError {
+  return new PersonaError(
+    'E_LOCK_LOST',
+    `lost the lock on ${fence.lock} in ${store}: ${why}; nothing was written`,
+    {
+      hint: 'Another run may hold it now. Check with `persona locks list` before going on.',
+      details: { lock: fence.lock },
+    },
+  );
 }
 
 /** Reads a LockInfo written by persona; undefined for anything else (a release marker, foreign data). */

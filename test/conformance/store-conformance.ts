@@ -267,5 +267,53 @@ export function storeConformance(name: string, open: OpenBackend, options: Confo
       expect(takeovers.map(([previous]) => previous.info.holder)).toEqual(['ghost']);
       await lock.release();
     });
+
+    test('fencing: a holder whose lock was taken over can write nothing, and the new holder is untouched', async () => {
+      const namespace = newNamespace();
+      const kv = await fresh(namespace);
+      const holderA = await open(namespace);
+      const a = await holderA.acquireLock('app-fenced', lockInfo('alice', deadPid()), { ttlMs: ttl });
+      expect(a.fence.lock).toBe('app-fenced');
+      expect(await holderA.txn({ fence: a.fence, puts: [{ key: 'runs/fenced', value: 'A1' }] })).toEqual({
+        ok: true,
+      });
+      // A stops renewing (a SIGKILL, a suspend): its lease / session / record lapses, and B takes the lock over.
+      await holderA.close();
+      const deadline = Date.now() + ttl * 3 + grace + 5000;
+      let b: Awaited<ReturnType<KvBackend['acquireLock']>> | undefined;
+      while (!b) {
+        try {
+          b = await kv.acquireLock('app-fenced', lockInfo('bob'), { ttlMs: ttl });
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'E_LOCK_HELD' || Date.now() > deadline) throw error;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      expect(b.fence.token).not.toBe(a.fence.token);
+      expect(await kv.txn({ fence: b.fence, puts: [{ key: 'runs/fenced', value: 'B' }] })).toEqual({
+        ok: true,
+      });
+      // The zombie still has A's fence, and a perfectly fresh compare-and-set token: the fence alone refuses it.
+      const zombie = await fresh(namespace);
+      const current = (await zombie.get('runs/fenced'))!;
+      await expect(
+        zombie.txn({
+          fence: a.fence,
+          checks: [{ key: 'runs/fenced', token: current.token }],
+          puts: [
+            { key: 'runs/fenced', value: 'A2' },
+            { key: 'runs/zombie', value: 'A2' },
+          ],
+        }),
+      ).rejects.toMatchObject({ code: 'E_LOCK_LOST', message: expect.stringContaining('app-fenced') });
+      expect((await kv.get('runs/fenced'))?.value).toBe('B');
+      expect(await kv.get('runs/zombie')).toBeUndefined();
+      await b.release();
+      // Released: even the last holder's fence no longer writes.
+      await expect(
+        kv.txn({ fence: b.fence, puts: [{ key: 'runs/fenced', value: 'late' }] }),
+      ).rejects.toMatchObject({ code: 'E_LOCK_LOST' });
+      expect((await kv.get('runs/fenced'))?.value).toBe('B');
+    });
   });
 }
