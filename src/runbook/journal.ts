@@ -26,6 +26,8 @@ export class JournalStore {
     readonly dir: string,
     /** A shared store to mirror journals to; undefined for local-only runs. */
     private readonly mirror?: KvBackend,
+    /** Throws when the run's lock can no longer be trusted (LockHandle.assertHeld): then nothing is saved. */
+    private readonly assertHeld?: () => void,
   ) {}
 
   private path(runId: string): string {
@@ -49,6 +51,7 @@ export class JournalStore {
    * locally), then writes it locally, atomically, 0600. A fenced mirror refuses with E_LOCK_LOST.
    */
   async save(journal: Journal): Promise<void> {
+    this.assertHeld?.();
     const text = `${JSON.stringify(journal, null, 2)}\n`;
     if (this.mirror) await this.saveMirror(this.mirror, journal.run_id, text);
     await mkdir(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });

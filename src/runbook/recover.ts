@@ -91,8 +91,9 @@ function resumeCommand(ctx: Context, runId: string): string {
 /** The run's journals; with the run's lock, their mirror writes carry its fence. */
 async function journals(ctx: Context, lock?: LockHandle): Promise<JournalStore> {
   const store = await ctx.store();
-  if (!store.backend.shared) return new JournalStore(ctx.stateDir);
-  return new JournalStore(ctx.stateDir, lock ? fencedBackend(store.backend, lock) : store.backend);
+  const held = lock ? () => lock.assertHeld() : undefined;
+  if (!store.backend.shared) return new JournalStore(ctx.stateDir, undefined, held);
+  return new JournalStore(ctx.stateDir, lock ? fencedBackend(store.backend, lock) : store.backend, held);
 }
 
 /**

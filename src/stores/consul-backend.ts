@@ -32,6 +32,7 @@ import {
   sameHolder,
   startRenewal,
 } from './lock-renewal.js';
+import { LockValidity, systemClock } from './lock-validity.js';
 import type { ConsulTarget } from './store-url.js';
 
 const LOCK_DELAY_MAX_S = 15;
@@ -132,6 +133,8 @@ export class ConsulBackend implements KvBackend {
     const key = this.path(`${LOCKS}${name}`);
     const current = await this.attempt(`read lock ${name}`, () => this.api.get(key));
     if (current?.Session) throw this.heldError(name, current);
+    const clock = options.clock ?? systemClock;
+    const sent = { mono: clock.monotonicMs(), wall: clock.wallMs() };
     const { id, ttlS } = await this.createSession(name, options.ttlMs);
     const guard: ConsulTxnOp = current
       ? { Verb: 'check-index', Key: key, Index: current.ModifyIndex }
@@ -162,11 +165,18 @@ export class ConsulBackend implements KvBackend {
         "its holder's Consul session expired without releasing it",
       );
     }
-    return this.keep(name, info, key, id, ttlS);
+    // The session's TTL timer started when Consul created it, after `sent`.
+    return this.keep(name, info, key, id, new LockValidity(ttlS * 1000, clock, sent));
   }
 
-  private keep(name: string, info: LockInfo, key: string, session: string, ttlS: number): LockHandle {
-    const renewal = startRenewal(name, this.describe, (ttlS * 1000) / 2, ttlS * 1000, async () => {
+  private keep(
+    name: string,
+    info: LockInfo,
+    key: string,
+    session: string,
+    validity: LockValidity,
+  ): LockHandle {
+    const renewal = startRenewal(name, this.describe, validity.ttlMs / 2, validity, async () => {
       if (!(await this.api.renewSession(session))) return 'its Consul session ended (expired or destroyed)';
       const now = await this.api.get(key);
       if (now?.Session !== session) return 'the lock key is no longer held by this session';

@@ -31,6 +31,7 @@ import {
   sameHolder,
   startRenewal,
 } from './lock-renewal.js';
+import { LockValidity, systemClock } from './lock-validity.js';
 import type { EtcdTarget } from './store-url.js';
 
 /** etcd's default --max-request-bytes (1.5 MiB) and --max-txn-ops. */
@@ -146,6 +147,8 @@ export class EtcdBackend implements KvBackend {
   async acquireLock(name: string, info: LockInfo, options: LockOptions): Promise<LockHandle> {
     const key = this.path(`${LOCKS}${name}`);
     const last = this.path(`${LAST}${name}`);
+    const clock = options.clock ?? systemClock;
+    const sent = { mono: clock.monotonicMs(), wall: clock.wallMs() };
     const lease = await this.attempt(`grant a lease for lock ${name}`, () =>
       this.api.grant(Math.max(1, Math.ceil(options.ttlMs / 1000))),
     );
@@ -181,15 +184,18 @@ export class EtcdBackend implements KvBackend {
         'its lease expired without a release (its holder is gone)',
       );
     }
-    return this.keep(name, info, { key, last, lease: lease.id, ttlS: lease.ttlS, revision: taken.revision });
+    // The lease's timer started when etcd granted it, after `sent`.
+    const validity = new LockValidity(lease.ttlS * 1000, clock, sent);
+    return this.keep(name, info, validity, { key, last, lease: lease.id, revision: taken.revision });
   }
 
   private keep(
     name: string,
     info: LockInfo,
-    lock: { key: string; last: string; lease: string; ttlS: number; revision: string },
+    validity: LockValidity,
+    lock: { key: string; last: string; lease: string; revision: string },
   ): LockHandle {
-    const renewal = startRenewal(name, this.describe, (lock.ttlS * 1000) / 3, lock.ttlS * 1000, async () => {
+    const renewal = startRenewal(name, this.describe, validity.ttlMs / 3, validity, async () => {
       if ((await this.api.keepAlive(lock.lease)) <= 0) return 'its etcd lease expired';
       const [now] = await this.api.range(lock.key);
       if (!now || now.lease !== lock.lease) return 'the lock key is gone or belongs to another lease';

@@ -4,8 +4,8 @@
  */
 import type { KvBackend, KvTxn, KvTxnResult, LockHandle } from './kv.js';
 
-/** What a fenced backend needs of a lock: its fence, and (when it has one) a local check before each write. */
-export type FenceSource = Pick<LockHandle, 'fence'> & { assertHeld?: () => void };
+/** What a fenced backend needs of a lock: its fence, and the local check made before each write. */
+export type FenceSource = Pick<LockHandle, 'fence' | 'assertHeld'>;
 
 /**
  * The same backend (still `instanceof` its class, so Consul's catalog stays reachable) whose `txn` adds the
@@ -13,8 +13,9 @@ export type FenceSource = Pick<LockHandle, 'fence'> & { assertHeld?: () => void 
  */
 export function fencedBackend<T extends KvBackend>(backend: T, lock: FenceSource): T {
   const fenced = Object.create(backend) as T;
-  const txn = (t: KvTxn): Promise<KvTxnResult> => {
-    lock.assertHeld?.();
+  const txn = async (t: KvTxn): Promise<KvTxnResult> => {
+    // Refused here when the lock can no longer be trusted (renewals late, a suspend); by the store when taken over.
+    lock.assertHeld();
     return backend.txn(t.fence ? t : { ...t, fence: lock.fence });
   };
   Object.defineProperties(fenced, {

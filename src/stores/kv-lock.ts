@@ -8,7 +8,8 @@ import { hostname } from 'node:os';
 import { PersonaError } from '../errors.js';
 import { processAlive } from '../util/process.js';
 import type { HeldLock, KvBackend, KvEntry, KvFence, LockHandle, LockInfo, LockOptions } from './kv.js';
-import { fenceLostError } from './lock-renewal.js';
+import { fenceLostError, lockHandle, startRenewal } from './lock-renewal.js';
+import { LockValidity, systemClock } from './lock-validity.js';
 
 export const LOCK_PREFIX = 'locks/';
 
@@ -82,6 +83,8 @@ export async function acquireKvLock(
     if (held) options.onTakeover?.({ name, info: held.info, expires_at: held.expires_at }, reason);
     check = current.token;
   }
+  const clock = options.clock ?? systemClock;
+  const validity = new LockValidity(options.ttlMs, clock);
   const taken = await backend.txn({
     checks: [{ key, token: check }],
     puts: [{ key, value: JSON.stringify(record()) }],
@@ -97,43 +100,21 @@ export async function acquireKvLock(
     );
   }
   let token = (await backend.get(key))?.token ?? '';
-  const controller = new AbortController();
-  const renew = async () => {
-    const result = await backend
-      .txn({ checks: [{ key, token }], puts: [{ key, value: JSON.stringify(record()) }] })
-      .catch((error: unknown) => ({ ok: false as const, failed: [String(error)] }));
-    if (!result.ok) {
-      // A renewal that cannot reach the store is not yet a loss: the lock holds until it lapses.
-      const now = await backend.get(key).catch(() => undefined);
-      if (now && now.token === token) return;
-      stop();
-      controller.abort(
-        new PersonaError(
-          'E_LOCK_LOST',
-          `lost the lock on ${name} in ${backend.describe}: someone else holds it now`,
-        ),
-      );
-      return;
-    }
+  const interval = Math.max(200, Math.floor(options.ttlMs / 3));
+  // A renewal that cannot reach the store throws: not yet a loss, the lock holds until its validity runs out.
+  const renewal = startRenewal(name, backend.describe, interval, validity, async () => {
+    const result = await backend.txn({
+      checks: [{ key, token }],
+      puts: [{ key, value: JSON.stringify(record()) }],
+    });
+    if (!result.ok) return 'someone else holds it now';
     token = (await backend.get(key).catch(() => undefined))?.token ?? token;
-  };
-  const timer = setInterval(() => void renew(), Math.max(200, Math.floor(options.ttlMs / 3)));
-  timer.unref();
-  const stop = () => clearInterval(timer);
-  let released = false;
-  const handle: LockHandle = {
-    name,
-    info,
-    lost: controller.signal,
-    fence: { lock: name, token: fence },
-    async release() {
-      if (released) return;
-      released = true;
-      stop();
-      await backend.txn({ checks: [{ key, token }], deletes: [key] }).catch(() => undefined);
-    },
-  };
-  return { handle, abandon: stop };
+    return undefined;
+  });
+  const handle = lockHandle(name, info, fence, renewal, async () => {
+    await backend.txn({ checks: [{ key, token }], deletes: [key] }).catch(() => undefined);
+  });
+  return { handle, abandon: () => renewal.stop() };
 }
 
 export async function listKvLocks(backend: KvBackend): Promise<HeldLock[]> {

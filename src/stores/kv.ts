@@ -3,6 +3,7 @@
  * transactions with compare-and-set checks, prefix listing. ProfileStore, locks, assignments and journals are
  * built on it, so the three backends behave alike and one conformance suite covers them.
  */
+import type { LockClock } from './lock-validity.js';
 
 export interface KvEntry {
   key: string;
@@ -92,6 +93,14 @@ export interface LockHandle {
   readonly lost: AbortSignal;
   /** Pass as `KvTxn.fence` so a write applies only while this lock is still this holder's. */
   readonly fence: KvFence;
+  /**
+   * Whether the lock can still be trusted now: false once lost, and once the last renewal the store confirmed
+   * was *sent* longer ago than the TTL minus a margin (monotonic clock; the wall clock counts when it ran ahead,
+   * as after a suspend). Cheap: no store round trip.
+   */
+  lockValid(): boolean;
+  /** Throws E_LOCK_LOST (and aborts `lost`) unless lockValid(). Call it before every external action. */
+  assertHeld(): void;
   /** Releases the lock; safe to call twice; never releases a lock someone else now holds. */
   release(): Promise<void>;
 }
@@ -101,4 +110,6 @@ export interface LockOptions {
   ttlMs: number;
   /** Called when a lock whose holder is gone is taken over: the message names the old holder. */
   onTakeover?: (previous: HeldLock, reason: string) => void;
+  /** The clocks lockValid() reads; the system's by default. */
+  clock?: LockClock;
 }
