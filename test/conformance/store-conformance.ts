@@ -115,6 +115,63 @@ export function storeConformance(name: string, open: OpenBackend, options: Confo
       expect(await kv.get('assignments/y')).toBeUndefined();
     });
 
+    test("a transaction whose second check fails leaves the first check's key unchanged", async () => {
+      const kv = await fresh();
+      await kv.txn({
+        puts: [
+          { key: 'assignments/a', value: 'a1' },
+          { key: 'assignments/b', value: 'b1' },
+        ],
+      });
+      const a = (await kv.get('assignments/a'))!;
+      const result = await kv.txn({
+        checks: [
+          { key: 'assignments/a', token: a.token },
+          { key: 'assignments/b', token: null },
+        ],
+        puts: [
+          { key: 'assignments/a', value: 'a2' },
+          { key: 'assignments/b', value: 'b2' },
+        ],
+      });
+      expect(result).toEqual({ ok: false, failed: ['assignments/b'] });
+      expect((await kv.get('assignments/a'))?.value).toBe('a1');
+      expect((await kv.get('assignments/a'))?.token).toBe(a.token);
+      expect((await kv.get('assignments/b'))?.value).toBe('b1');
+    });
+
+    test('a transaction applies all its writes or none, even when a later write cannot be made', async () => {
+      const kv = await fresh();
+      await kv.txn({
+        puts: [
+          { key: 'runs/first', value: 'old' },
+          { key: 'runs/file', value: 'f' },
+        ],
+      });
+      const before = (await kv.get('runs/first'))!;
+      // Keys are flat in Consul and etcd; in a directory store runs/file/sub cannot sit under the file runs/file.
+      const outcome = await kv
+        .txn({
+          puts: [
+            { key: 'runs/first', value: 'new' },
+            { key: 'runs/file/sub', value: 's' },
+          ],
+        })
+        .catch((error: unknown) => error);
+      if ((outcome as { ok?: boolean }).ok === true) {
+        expect((await kv.get('runs/first'))?.value).toBe('new');
+        expect((await kv.get('runs/file/sub'))?.value).toBe('s');
+      } else {
+        expect(outcome).toMatchObject({ code: 'E_STORE' });
+        expect(await kv.get('runs/first')).toEqual(before);
+        expect(await kv.get('runs/file/sub')).toBeUndefined();
+        expect((await kv.get('runs/file'))?.value).toBe('f');
+        // And the store goes on working.
+        expect(await kv.txn({ puts: [{ key: 'runs/first', value: 'next' }] })).toEqual({ ok: true });
+        expect((await kv.get('runs/first'))?.version).toBeGreaterThan(before.version);
+      }
+    });
+
     test('list returns the keys under a prefix, sorted, with values', async () => {
       const kv = await fresh();
       await kv.txn({
