@@ -21,6 +21,7 @@ import type { ProfileStore } from '../stores/profile-store.js';
 import { sha256 } from '../util/hash.js';
 import { Engine } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
+import { journalRanking } from './journal-ranking.js';
 import { type RunPieces, stepContext } from './step-context.js';
 import type { Journal, StepRecord } from './types.js';
 
@@ -362,13 +363,7 @@ async function recoverApp(
       failed_host: hostRef(failed),
       target_host: hostRef(target),
       options: { force_no_fence: req.forceNoFence, strategy: req.strategy },
-      ranking: ranking.map((r) => ({
-        host: r.host,
-        verdict: r.verdict,
-        ...(r.rank ? { rank: r.rank } : {}),
-        ...(r.score ? { score: r.score.total } : {}),
-        reasons: r.reasons.map((x) => x.message),
-      })),
+      ...journalRanking(ranking, target.name),
       steps: freshRecords(),
     };
     const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh, lock);
