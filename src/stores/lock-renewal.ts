@@ -111,8 +111,17 @@ export function lockHandle(
     info,
     lost: renewal.lost,
     fence: { lock: name, token: fenceToken },
-    lockValid: () => renewal.problem() === undefined,
+    lockValid: () => released === undefined && renewal.problem() === undefined,
     assertHeld() {
+      if (released) {
+        throw new PersonaError(
+          'E_LOCK_LOST',
+          `the lock on ${name} was released: nothing more is done under it`,
+          {
+            details: { lock: name },
+          },
+        );
+      }
       if (renewal.problem() !== undefined) throw renewal.lost.reason;
     },
     release() {

@@ -119,4 +119,20 @@ describe('lock validity', () => {
       await kv.close();
     }
   });
+
+  test('a released lock is no longer valid', async () => {
+    const kv = await new FileBackend(tempDir()).open();
+    const info = {
+      holder: 'alice',
+      host: hostname(),
+      pid: process.pid,
+      started_at: new Date().toISOString(),
+    };
+    const lock = await kv.acquireLock('app-done', info, { ttlMs: 10_000 });
+    expect(lock.lockValid()).toBe(true);
+    await lock.release();
+    expect(lock.lockValid()).toBe(false);
+    expect(thrown(() => lock.assertHeld())).toMatchObject({ code: 'E_LOCK_LOST' });
+    await kv.close();
+  });
 });
