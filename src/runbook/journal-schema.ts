@@ -58,6 +58,7 @@ export const journalSchema = z.object({
   failed_host: hostRef,
   target_host: hostRef,
   options: z.object({ force_no_fence: z.boolean(), strategy: z.string() }),
+  /** The top candidates and the chosen target (see journal-ranking.ts); every host in older journals. */
   ranking: z.array(
     z.object({
       host: z.string(),
@@ -67,6 +68,18 @@ export const journalSchema = z.object({
       reasons: z.array(z.string()),
     }),
   ),
+  /**
+   * Since the ranking keeps only the top candidates and the target: how many hosts were ranked, and why the
+   * others were rejected (hosts per reason code). Absent in journals written before.
+   */
+  ranking_summary: z
+    .object({
+      candidates: z.number().int(),
+      eligible: z.number().int(),
+      rejected: z.number().int(),
+      rejected_by_reason: z.record(z.string(), z.number().int()),
+    })
+    .optional(),
   steps: z.array(stepRecordSchema),
 });
 

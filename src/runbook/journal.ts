@@ -29,6 +29,8 @@ export class JournalStore {
     private readonly mirror?: KvBackend,
     /** Every string of a journal passes through it before it is written, locally or to the store. */
     private readonly redactor?: Redactor,
+    /** Throws when the run's lock can no longer be trusted (LockHandle.assertHeld): then nothing is saved. */
+    private readonly assertHeld?: () => void,
   ) {}
 
   private path(runId: string): string {
@@ -40,10 +42,22 @@ export class JournalStore {
     return join(this.dir, 'runs', `${runId}.json`);
   }
 
-  /** Writes the journal locally (atomically, 0600) and mirrors it when the store is shared. */
+  /**
+   * The token of the mirrored copy as this store last wrote or read it, per run: the next save must replace
+   * exactly that copy. A fresh read just before writing would accept anyone's save in between (a zombie driver
+   * would overwrite the journal of the driver that took its run over).
+   */
+  private readonly mirrored = new Map<string, string | null>();
+
+  /**
+   * Mirrors the journal when the store is shared (first: a driver that lost its run writes nothing, not even
+   * locally), then writes it locally, atomically, 0600. A fenced mirror refuses with E_LOCK_LOST.
+   */
   async save(journal: Journal): Promise<void> {
+    this.assertHeld?.();
     const path = this.path(journal.run_id);
     const text = `${JSON.stringify(this.redactor ? this.redactor.deep(journal) : journal, null, 2)}\n`;
+    if (this.mirror) await this.saveMirror(this.mirror, journal.run_id, text);
     try {
       await mkdir(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });
       await chmod(this.dir, 0o700).catch(() => {});
@@ -60,18 +74,26 @@ export class JournalStore {
         },
       );
     }
-    if (this.mirror) {
-      const current = await this.mirror.get(runKey(journal.run_id));
-      const result = await this.mirror.txn({
-        checks: [{ key: runKey(journal.run_id), token: current?.token ?? null }],
-        puts: [{ key: runKey(journal.run_id), value: text }],
-      });
-      if (!result.ok)
-        throw new PersonaError(
-          'E_STATE',
-          `run ${journal.run_id}: the journal in ${this.mirror.describe} changed under us`,
-        );
+  }
+
+  private async saveMirror(mirror: KvBackend, runId: string, text: string): Promise<void> {
+    const key = runKey(runId);
+    const result = await mirror.txn({
+      checks: [{ key, token: this.mirrored.get(runId) ?? null }],
+      puts: [{ key, value: text }],
+    });
+    if (!result.ok) {
+      throw new PersonaError(
+        'E_STATE',
+        `run ${runId}: the journal in ${mirror.describe} changed under us: another driver saved it since this one last did; nothing was written`,
+        {
+          hint: `Another persona may be driving this run: check \`persona runs show ${runId}\` and \`persona locks list\`.`,
+        },
+      );
     }
+    const now = await mirror.get(key);
+    // Someone saved right after us: leave a token that matches nothing, so our next save is refused.
+    this.mirrored.set(runId, now?.value === text ? now.token : '');
   }
 
   /** The journal of a run: the local copy or the shared store's, whichever was written last. */
@@ -91,6 +113,7 @@ export class JournalStore {
       }
     }
     const entry = this.mirror ? await this.mirror.get(runKey(runId)) : undefined;
+    if (this.mirror) this.mirrored.set(runId, entry?.token ?? null);
     if (entry) found.push(parseJournal(`${this.mirror!.describe} ${runKey(runId)}`, entry.value));
     if (found.length === 0) {
       throw new PersonaError(

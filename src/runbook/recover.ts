@@ -13,12 +13,14 @@ import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory
 import { notProbed } from '../hosts/probe.js';
 import type { Profile } from '../profile/schema.js';
 import { runbook } from '../steps/index.js';
+import { fencedBackend } from '../stores/fenced-backend.js';
 import type { LockHandle } from '../stores/kv.js';
 import { describeHolder } from '../stores/kv-lock.js';
 import type { ProfileStore } from '../stores/profile-store.js';
 import { sha256 } from '../util/hash.js';
 import { Engine, type SimulatedStep } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
+import { journalRanking } from './journal-ranking.js';
 import { declareApps, selectApps, whereAppsRun } from './recover-apps.js';
 import { registerSecrets, type SecretUse, secretUses } from './secrets.js';
 import { type RunPieces, stepContext } from './step-context.js';
@@ -63,9 +65,16 @@ function resumeCommand(ctx: Context, runId: string): string {
   return ['persona recover --resume', runId, ...flags].join(' ');
 }
 
-async function journals(ctx: Context): Promise<JournalStore> {
+/** The run's journals; with the run's lock, their mirror writes carry its fence. */
+async function journals(ctx: Context, lock?: LockHandle): Promise<JournalStore> {
   const store = await ctx.store();
-  return new JournalStore(ctx.stateDir, store.backend.shared ? store.backend : undefined, ctx.redactor);
+  const held = lock ? () => lock.assertHeld() : undefined;
+  const mirror = !store.backend.shared
+    ? undefined
+    : lock
+      ? fencedBackend(store.backend, lock)
+      : store.backend;
+  return new JournalStore(ctx.stateDir, mirror, ctx.redactor, held);
 }
 
 /**
@@ -207,6 +216,7 @@ function pieces(
   target: InventoryHost,
   store: ProfileStore,
   ssh: RunPieces['ssh'],
+  lock: LockHandle | undefined,
 ): RunPieces {
   return {
     journal,
@@ -215,7 +225,8 @@ function pieces(
     failed,
     target,
     ssh,
-    backend: store.backend,
+    // Every store write of the run (the record step's) carries the lock's fence.
+    backend: lock ? fencedBackend(store.backend, lock) : store.backend,
     reporter: ctx.reporter,
     redactor: ctx.redactor,
     stateDir: ctx.stateDir,
@@ -236,9 +247,9 @@ async function runEngine(
   ctx: Context,
   run: RunPieces,
   lock: LockHandle | undefined,
+  js: JournalStore,
   how: EngineRun,
 ): Promise<RunSummary> {
-  const js = await journals(ctx);
   const engine = new Engine(
     run.journal,
     runbook,
@@ -331,16 +342,10 @@ async function recoverApp(
       failed_host: hostRef(failed),
       target_host: hostRef(target),
       options: { force_no_fence: req.forceNoFence, strategy: req.strategy },
-      ranking: ranking.map((r) => ({
-        host: r.host,
-        verdict: r.verdict,
-        ...(r.rank ? { rank: r.rank } : {}),
-        ...(r.score ? { score: r.score.total } : {}),
-        reasons: r.reasons.map((x) => x.message),
-      })),
+      ...journalRanking(ranking, target.name),
       steps: freshStepRecords(),
     };
-    const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh);
+    const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh, lock);
     const plan = runbook.map((step, i) => ({
       kind: step.kind,
       mutates: step.mutates,
@@ -357,7 +362,7 @@ async function recoverApp(
       ...extras,
     });
     if (!ctx.mode.json) printPlan(ctx, app, failed, target, stored.version, plan, extras);
-    if (req.dryRun) return await runEngine(ctx, run, undefined, { dryRun: true });
+    if (req.dryRun) return await runEngine(ctx, run, undefined, await journals(ctx), { dryRun: true });
     if (req.forceNoFence) {
       await confirmOrRefuse(
         ctx,
@@ -365,9 +370,9 @@ async function recoverApp(
       );
     }
     if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
-    const js = await journals(ctx);
+    const js = await journals(ctx, lock);
     ctx.reporter.event('run', { run_id: runId, journal: `${js.dir}/runs/${runId}.json` });
-    return await runEngine(ctx, run, lock, {
+    return await runEngine(ctx, run, lock, js, {
       stepByStep: req.stepByStep,
       confirm: `Recover ${app} from ${failed.name} onto ${target.name}: run these ${plan.length} steps?`,
     });
@@ -454,16 +459,18 @@ export async function resumeRun(
   runId: string,
   req: ResumeRequest = { dryRun: false, stepByStep: false, forceNoFence: false },
 ): Promise<RunSummary> {
-  const js = await journals(ctx);
-  const journal = await js.load(runId);
-  if (journal.status === 'succeeded') {
+  const before = await (await journals(ctx)).load(runId);
+  if (before.status === 'succeeded') {
     ctx.reporter.info(`run ${runId} already succeeded; nothing to do`);
-    return summarize(journal);
+    return summarize(before);
   }
   const [inventory, store] = await Promise.all([ctx.inventory(), ctx.store()]);
   // A dry run changes nothing, the lock included.
-  const lock = req.dryRun ? undefined : await takeLock(ctx, journal.app, runId, `resume ${runId}`, true);
+  const lock = req.dryRun ? undefined : await takeLock(ctx, before.app, runId, `resume ${runId}`, true);
   try {
+    // Read again under the lock: the previous driver may have saved since; our saves must follow that copy.
+    const js = await journals(ctx, lock);
+    const journal = await js.load(runId);
     const { stored, profile } = await store.load(journal.app);
     await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
     if (stored.version !== journal.profile.version || sha256(stored.text) !== journal.profile.sha256) {
@@ -503,8 +510,9 @@ export async function resumeRun(
     ctx.reporter.info(
       `resuming run ${runId} (${journal.app}: ${failed.name} → ${target.name}), last driven by pid ${previous.pid} on ${previous.host}; to do: ${pending.join(', ')}`,
     );
-    const run = pieces(ctx, journal, profile, inventory, failed, target, store, await ctx.ssh());
-    if (req.dryRun) return await runEngine(ctx, run, undefined, { dryRun: true });
+    const ssh = await ctx.ssh();
+    const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh, lock);
+    if (req.dryRun) return await runEngine(ctx, run, undefined, js, { dryRun: true });
     if (req.forceNoFence && !journal.options.force_no_fence) {
       await confirmOrRefuse(
         ctx,
@@ -513,7 +521,7 @@ export async function resumeRun(
       journal.options.force_no_fence = true;
     }
     if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
-    return await runEngine(ctx, run, lock, {
+    return await runEngine(ctx, run, lock, js, {
       stepByStep: req.stepByStep,
       confirm: `Resume run ${runId}: recover ${journal.app} from ${failed.name} onto ${target.name}, running ${pending.join(', ')}?`,
     });

@@ -35,6 +35,7 @@ export type ConsulTxnOp =
   | { Verb: 'lock'; Key: string; Value: string; Session: string }
   | { Verb: 'check-index'; Key: string; Index: number }
   | { Verb: 'check-not-exists'; Key: string }
+  | { Verb: 'check-session'; Key: string; Session: string }
   | { Verb: 'delete'; Key: string };
 
 export interface ConsulTxnError {

@@ -24,7 +24,15 @@ import {
   type LockOptions,
 } from './kv.js';
 import { lockHeldError } from './kv-lock.js';
-import { lockHandle, parseLockInfo, type Renewal, sameHolder, startRenewal } from './lock-renewal.js';
+import {
+  fenceLostError,
+  lockHandle,
+  parseLockInfo,
+  type Renewal,
+  sameHolder,
+  startRenewal,
+} from './lock-renewal.js';
+import { LockValidity, systemClock } from './lock-validity.js';
 import type { ConsulTarget } from './store-url.js';
 
 const LOCK_DELAY_MAX_S = 15;
@@ -90,6 +98,16 @@ export class ConsulBackend implements KvBackend {
             ? { Verb: 'check-not-exists', Key: this.path(c.key) }
             : { Verb: 'check-index', Key: this.path(c.key), Index: Number(c.token) },
       ),
+      // The fence right after the checks: a write applies only while the lock's key is held by its session.
+      ...(txn.fence
+        ? [
+            {
+              Verb: 'check-session',
+              Key: this.path(`${LOCKS}${txn.fence.lock}`),
+              Session: txn.fence.token,
+            } as const,
+          ]
+        : []),
       ...(txn.puts ?? []).map((p): ConsulTxnOp => ({ Verb: 'set', Key: this.path(p.key), Value: p.value })),
       ...(txn.deletes ?? []).map((k): ConsulTxnOp => ({ Verb: 'delete', Key: this.path(k) })),
     ];
@@ -98,6 +116,10 @@ export class ConsulBackend implements KvBackend {
     const keys = [...new Set([...(txn.puts ?? []).map((p) => p.key), ...(txn.deletes ?? [])])];
     const outcome = await this.attempt(`write ${keys.join(', ') || 'nothing'}`, () => this.api.txn(ops));
     if (outcome.ok) return { ok: true };
+    const fenceAt = checks.length;
+    if (txn.fence && outcome.errors.some((e) => e.OpIndex === fenceAt)) {
+      throw fenceLostError(txn.fence, this.describe, 'its Consul session no longer holds the lock key');
+    }
     const failed = outcome.errors.filter((e) => e.OpIndex < checks.length).map((e) => checks[e.OpIndex]!.key);
     if (failed.length > 0) return { ok: false, failed };
     const what = outcome.errors.map((e) => e.What).join('; ');
@@ -111,6 +133,8 @@ export class ConsulBackend implements KvBackend {
     const key = this.path(`${LOCKS}${name}`);
     const current = await this.attempt(`read lock ${name}`, () => this.api.get(key));
     if (current?.Session) throw this.heldError(name, current);
+    const clock = options.clock ?? systemClock;
+    const sent = { mono: clock.monotonicMs(), wall: clock.wallMs() };
     const { id, ttlS } = await this.createSession(name, options.ttlMs);
     const guard: ConsulTxnOp = current
       ? { Verb: 'check-index', Key: key, Index: current.ModifyIndex }
@@ -141,18 +165,25 @@ export class ConsulBackend implements KvBackend {
         "its holder's Consul session expired without releasing it",
       );
     }
-    return this.keep(name, info, key, id, ttlS);
+    // The session's TTL timer started when Consul created it, after `sent`.
+    return this.keep(name, info, key, id, new LockValidity(ttlS * 1000, clock, sent));
   }
 
-  private keep(name: string, info: LockInfo, key: string, session: string, ttlS: number): LockHandle {
-    const renewal = startRenewal(name, this.describe, (ttlS * 1000) / 2, ttlS * 1000, async () => {
+  private keep(
+    name: string,
+    info: LockInfo,
+    key: string,
+    session: string,
+    validity: LockValidity,
+  ): LockHandle {
+    const renewal = startRenewal(name, this.describe, validity.ttlMs / 2, validity, async () => {
       if (!(await this.api.renewSession(session))) return 'its Consul session ended (expired or destroyed)';
       const now = await this.api.get(key);
       if (now?.Session !== session) return 'the lock key is no longer held by this session';
       return undefined;
     });
     this.renewals.add(renewal);
-    return lockHandle(name, info, renewal, async () => {
+    return lockHandle(name, info, session, renewal, async () => {
       this.renewals.delete(renewal);
       const marker = JSON.stringify({ holder: info.holder, released_at: new Date().toISOString() });
       await this.api.release(key, session, marker).catch(() => false);

@@ -10,7 +10,7 @@
  * release() deletes both; the lease is kept alive every TTL/3.
  */
 import { PersonaError } from '../errors.js';
-import { EtcdApi, EtcdCallError, type EtcdKv, type EtcdOp } from './etcd-api.js';
+import { EtcdApi, EtcdCallError, type EtcdCompare, type EtcdKv, type EtcdOp } from './etcd-api.js';
 import {
   assertKey,
   type HeldLock,
@@ -23,7 +23,15 @@ import {
   type LockOptions,
 } from './kv.js';
 import { lockHeldError } from './kv-lock.js';
-import { lockHandle, parseLockInfo, type Renewal, sameHolder, startRenewal } from './lock-renewal.js';
+import {
+  fenceLostError,
+  lockHandle,
+  parseLockInfo,
+  type Renewal,
+  sameHolder,
+  startRenewal,
+} from './lock-renewal.js';
+import { LockValidity, systemClock } from './lock-validity.js';
 import type { EtcdTarget } from './store-url.js';
 
 /** etcd's default --max-request-bytes (1.5 MiB) and --max-txn-ops. */
@@ -88,19 +96,32 @@ export class EtcdBackend implements KvBackend {
       ...[...puts].map(([key, value]) => ({ request_put: { key: this.path(key), value } })),
       ...deletes.map((key) => ({ request_delete_range: { key: this.path(key) } })),
     ];
-    if (checks.length === 0 && success.length === 0) return { ok: true };
-    this.checkLimits(puts, checks.length + success.length);
-    const compare = checks.map((c) =>
+    if (checks.length === 0 && success.length === 0 && !txn.fence) return { ok: true };
+    const fence = txn.fence ? this.path(`${LOCKS}${txn.fence.lock}`) : undefined;
+    // A token that is not a revision can never be the lock key's create_revision.
+    if (txn.fence && !/^[1-9]\d*$/.test(txn.fence.token)) {
+      throw fenceLostError(txn.fence, this.describe, 'its fence token is not one of this store');
+    }
+    this.checkLimits(puts, checks.length + success.length + (fence ? 1 : 0));
+    const compare: EtcdCompare[] = checks.map((c) =>
       c.token === null
         ? { key: this.path(c.key), target: 'CREATE' as const, create_revision: '0' }
         : { key: this.path(c.key), target: 'MOD' as const, mod_revision: c.token },
     );
-    const failure = checks.map((c) => ({ request_range: { key: this.path(c.key) } }));
+    const failure: EtcdOp[] = checks.map((c) => ({ request_range: { key: this.path(c.key) } }));
+    if (fence && txn.fence) {
+      // The lock key as this holder created it: gone with its lease, or re-created by a new holder, it differs.
+      compare.push({ key: fence, target: 'CREATE', create_revision: txn.fence.token });
+      failure.push({ request_range: { key: fence } });
+    }
     const keys = [...puts.keys(), ...deletes];
     const result = await this.attempt(`write ${keys.join(', ') || 'nothing'}`, () =>
       this.api.txn(compare, success, failure),
     );
     if (result.succeeded) return { ok: true };
+    if (txn.fence && result.ranges[checks.length]?.[0]?.create_revision !== txn.fence.token) {
+      throw fenceLostError(txn.fence, this.describe, 'its lock key is gone or was taken by another holder');
+    }
     const failed = checks.filter((c, i) => (result.ranges[i]?.[0]?.mod_revision ?? null) !== c.token);
     return { ok: false, failed: (failed.length > 0 ? failed : checks).map((c) => c.key) };
   }
@@ -126,6 +147,8 @@ export class EtcdBackend implements KvBackend {
   async acquireLock(name: string, info: LockInfo, options: LockOptions): Promise<LockHandle> {
     const key = this.path(`${LOCKS}${name}`);
     const last = this.path(`${LAST}${name}`);
+    const clock = options.clock ?? systemClock;
+    const sent = { mono: clock.monotonicMs(), wall: clock.wallMs() };
     const lease = await this.attempt(`grant a lease for lock ${name}`, () =>
       this.api.grant(Math.max(1, Math.ceil(options.ttlMs / 1000))),
     );
@@ -161,22 +184,26 @@ export class EtcdBackend implements KvBackend {
         'its lease expired without a release (its holder is gone)',
       );
     }
-    return this.keep(name, info, { key, last, lease: lease.id, ttlS: lease.ttlS, revision: taken.revision });
+    // The lease's timer started when etcd granted it, after `sent`.
+    const validity = new LockValidity(lease.ttlS * 1000, clock, sent);
+    return this.keep(name, info, validity, { key, last, lease: lease.id, revision: taken.revision });
   }
 
   private keep(
     name: string,
     info: LockInfo,
-    lock: { key: string; last: string; lease: string; ttlS: number; revision: string },
+    validity: LockValidity,
+    lock: { key: string; last: string; lease: string; revision: string },
   ): LockHandle {
-    const renewal = startRenewal(name, this.describe, (lock.ttlS * 1000) / 3, lock.ttlS * 1000, async () => {
+    const renewal = startRenewal(name, this.describe, validity.ttlMs / 3, validity, async () => {
       if ((await this.api.keepAlive(lock.lease)) <= 0) return 'its etcd lease expired';
       const [now] = await this.api.range(lock.key);
       if (!now || now.lease !== lock.lease) return 'the lock key is gone or belongs to another lease';
       return undefined;
     });
     this.renewals.add(renewal);
-    return lockHandle(name, info, renewal, async () => {
+    // The txn that took the lock created its key: its revision is the key's create_revision, the fence token.
+    return lockHandle(name, info, lock.revision, renewal, async () => {
       this.renewals.delete(renewal);
       const mine = (key: string) => ({ key, target: 'MOD' as const, mod_revision: lock.revision });
       const del = (key: string) => ({ request_delete_range: { key } });

@@ -26,7 +26,7 @@ import {
   type LockInfo,
   type LockOptions,
 } from './kv.js';
-import { acquireKvLock, listKvLocks } from './kv-lock.js';
+import { acquireKvLock, checkKvFence, listKvLocks } from './kv-lock.js';
 
 const PROFILE_PREFIX = 'profiles/';
 const TXN_LOCK_STALE_MS = 30_000;
@@ -37,8 +37,21 @@ interface Meta {
   sha256: string;
 }
 
+/** What a transaction saved of one key before changing it: file texts, null when the file was absent. */
+interface SavedKey {
+  key: string;
+  content: string | null;
+  mode: number;
+  meta: string | null;
+}
+
 function isMissing(error: unknown): boolean {
   return (error as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+/** Absent, or cannot exist (a parent of the path is a file). */
+function isAbsent(error: unknown): boolean {
+  return isMissing(error) || (error as NodeJS.ErrnoException)?.code === 'ENOTDIR';
 }
 
 export class FileBackend implements KvBackend {
@@ -99,7 +112,7 @@ export class FileBackend implements KvBackend {
     try {
       value = await readFile(this.contentPath(key), 'utf8');
     } catch (error) {
-      if (isMissing(error)) return undefined;
+      if (isAbsent(error)) return undefined;
       throw this.storeError(`cannot read ${key}`, error);
     }
     const meta = await this.readMeta(key);
@@ -156,39 +169,120 @@ export class FileBackend implements KvBackend {
     }
     const release = await this.lockDirectory();
     try {
+      await this.rollBackUnfinished();
+      if (txn.fence) await checkKvFence(this, txn.fence);
       const failed: string[] = [];
       for (const check of txn.checks ?? []) {
         const current = await this.get(check.key);
         if ((current?.token ?? null) !== check.token) failed.push(check.key);
       }
       if (failed.length > 0) return { ok: false, failed };
-      // Content first, meta after: a crash in between leaves content whose version reads as the next one.
-      const metas: Array<[string, Meta]> = [];
-      for (const put of txn.puts ?? []) {
-        const before = await this.get(put.key);
-        const base = before ? before.version : (await this.readMeta(put.key)).version;
-        const path = this.contentPath(put.key);
-        await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-        const mode = put.key.startsWith(PROFILE_PREFIX) ? await existingMode(path, 0o644) : 0o600;
-        await writeFileAtomic(path, put.value, mode);
-        metas.push([put.key, { version: base + 1, sha256: sha256(put.value) }]);
-      }
-      for (const key of txn.deletes ?? []) {
-        const before = await this.get(key);
-        if (!before) continue;
-        await rm(this.contentPath(key), { force: true });
-        metas.push([key, { version: before.version, sha256: '' }]);
-      }
-      for (const [key, meta] of metas) {
-        await mkdir(dirname(this.metaPath(key)), { recursive: true, mode: 0o700 });
-        await writeFileAtomic(this.metaPath(key), `${JSON.stringify(meta)}\n`);
-      }
+      await this.applyAll(txn);
       return { ok: true };
     } catch (error) {
       throw this.storeError('transaction failed', error);
     } finally {
       await release();
     }
+  }
+
+  private walPath(): string {
+    return join(this.internal, 'txn.wal');
+  }
+
+  /**
+   * Applies every write or none: the files the txn touches are saved first, with their meta, in a write-ahead
+   * file (fsynced); a failed write (ENOSPC, a key that is a directory) restores them before the error is thrown,
+   * and a crash leaves the file for the next transaction to restore from.
+   */
+  private async applyAll(txn: KvTxn): Promise<void> {
+    const keys = [...new Set([...(txn.puts ?? []).map((p) => p.key), ...(txn.deletes ?? [])])];
+    if (keys.length === 0) return;
+    const undo = await Promise.all(keys.map((key) => this.saved(key)));
+    await writeFileAtomic(this.walPath(), `${JSON.stringify(undo)}\n`);
+    try {
+      await this.apply(txn);
+    } catch (error) {
+      await this.restore(undo);
+      throw error;
+    }
+    await rm(this.walPath(), { force: true });
+  }
+
+  // Content first, meta after: a crash in between leaves content whose version reads as the next one.
+  private async apply(txn: KvTxn): Promise<void> {
+    const metas: Array<[string, Meta]> = [];
+    for (const put of txn.puts ?? []) {
+      const before = await this.get(put.key);
+      const base = before ? before.version : (await this.readMeta(put.key)).version;
+      const path = this.contentPath(put.key);
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      const mode = put.key.startsWith(PROFILE_PREFIX) ? await existingMode(path, 0o644) : 0o600;
+      await writeFileAtomic(path, put.value, mode);
+      metas.push([put.key, { version: base + 1, sha256: sha256(put.value) }]);
+    }
+    for (const key of txn.deletes ?? []) {
+      const before = await this.get(key);
+      if (!before) continue;
+      await rm(this.contentPath(key), { force: true });
+      metas.push([key, { version: before.version, sha256: '' }]);
+    }
+    for (const [key, meta] of metas) {
+      await mkdir(dirname(this.metaPath(key)), { recursive: true, mode: 0o700 });
+      await writeFileAtomic(this.metaPath(key), `${JSON.stringify(meta)}\n`);
+    }
+  }
+
+  /** A key's content and meta files as they are now (null: absent), to put back if the txn fails. */
+  private async saved(key: string): Promise<SavedKey> {
+    const read = (path: string) =>
+      readFile(path, 'utf8').catch((error: unknown) => {
+        if (isAbsent(error)) return null;
+        throw error;
+      });
+    const path = this.contentPath(key);
+    return {
+      key,
+      content: await read(path),
+      mode: await existingMode(path, 0o600),
+      meta: await read(this.metaPath(key)),
+    };
+  }
+
+  private async restore(undo: SavedKey[]): Promise<void> {
+    const put = async (path: string, text: string | null, mode: number) => {
+      if (text === null) {
+        return await rm(path, { force: true }).catch((error: unknown) => {
+          if (!isAbsent(error)) throw error;
+        });
+      }
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      await writeFileAtomic(path, text, mode);
+    };
+    for (const saved of undo) {
+      await put(this.contentPath(saved.key), saved.content, saved.mode);
+      await put(this.metaPath(saved.key), saved.meta, 0o600);
+    }
+    await rm(this.walPath(), { force: true });
+  }
+
+  /** A transaction that crashed while applying left its write-ahead file: put back what it had started to change. */
+  private async rollBackUnfinished(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.walPath(), 'utf8');
+    } catch (error) {
+      if (isMissing(error)) return;
+      throw error;
+    }
+    let undo: SavedKey[];
+    try {
+      undo = JSON.parse(text) as SavedKey[];
+    } catch {
+      // Cut short while being written (it is written atomically, so only by hand): nothing was applied yet.
+      return await rm(this.walPath(), { force: true });
+    }
+    await this.restore(undo);
   }
 
   /** A short-lived exclusive lock on the whole directory, held only for the length of one transaction. */

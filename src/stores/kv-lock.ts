@@ -3,16 +3,21 @@
  * a lock whose expiry passed, or whose holder process is gone (same host), can be taken over, and the taker is
  * told whom it replaced. Used by the file store; Consul and etcd use their own sessions and leases.
  */
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { PersonaError } from '../errors.js';
 import { processAlive } from '../util/process.js';
-import type { HeldLock, KvBackend, KvEntry, LockHandle, LockInfo, LockOptions } from './kv.js';
+import type { HeldLock, KvBackend, KvEntry, KvFence, LockHandle, LockInfo, LockOptions } from './kv.js';
+import { fenceLostError, lockHandle, startRenewal } from './lock-renewal.js';
+import { LockValidity, systemClock } from './lock-validity.js';
 
 export const LOCK_PREFIX = 'locks/';
 
 interface LockRecord {
   info: LockInfo;
   expires_at: string;
+  /** A nonce fixed when the lock is taken and kept by renewals: the fence token of this holding. */
+  fence?: string;
 }
 
 export function describeHolder(held: HeldLock): string {
@@ -62,7 +67,12 @@ export async function acquireKvLock(
   options: LockOptions,
 ): Promise<KvLock> {
   const key = `${LOCK_PREFIX}${name}`;
-  const record = (): LockRecord => ({ info, expires_at: new Date(Date.now() + options.ttlMs).toISOString() });
+  const fence = randomBytes(12).toString('hex');
+  const record = (): LockRecord => ({
+    info,
+    expires_at: new Date(Date.now() + options.ttlMs).toISOString(),
+    fence,
+  });
   const current = await backend.get(key);
   let check: string | null = null;
   if (current) {
@@ -73,6 +83,8 @@ export async function acquireKvLock(
     if (held) options.onTakeover?.({ name, info: held.info, expires_at: held.expires_at }, reason);
     check = current.token;
   }
+  const clock = options.clock ?? systemClock;
+  const validity = new LockValidity(options.ttlMs, clock);
   const taken = await backend.txn({
     checks: [{ key, token: check }],
     puts: [{ key, value: JSON.stringify(record()) }],
@@ -88,42 +100,21 @@ export async function acquireKvLock(
     );
   }
   let token = (await backend.get(key))?.token ?? '';
-  const controller = new AbortController();
-  const renew = async () => {
-    const result = await backend
-      .txn({ checks: [{ key, token }], puts: [{ key, value: JSON.stringify(record()) }] })
-      .catch((error: unknown) => ({ ok: false as const, failed: [String(error)] }));
-    if (!result.ok) {
-      // A renewal that cannot reach the store is not yet a loss: the lock holds until it lapses.
-      const now = await backend.get(key).catch(() => undefined);
-      if (now && now.token === token) return;
-      stop();
-      controller.abort(
-        new PersonaError(
-          'E_LOCK_LOST',
-          `lost the lock on ${name} in ${backend.describe}: someone else holds it now`,
-        ),
-      );
-      return;
-    }
+  const interval = Math.max(200, Math.floor(options.ttlMs / 3));
+  // A renewal that cannot reach the store throws: not yet a loss, the lock holds until its validity runs out.
+  const renewal = startRenewal(name, backend.describe, interval, validity, async () => {
+    const result = await backend.txn({
+      checks: [{ key, token }],
+      puts: [{ key, value: JSON.stringify(record()) }],
+    });
+    if (!result.ok) return 'someone else holds it now';
     token = (await backend.get(key).catch(() => undefined))?.token ?? token;
-  };
-  const timer = setInterval(() => void renew(), Math.max(200, Math.floor(options.ttlMs / 3)));
-  timer.unref();
-  const stop = () => clearInterval(timer);
-  let released = false;
-  const handle: LockHandle = {
-    name,
-    info,
-    lost: controller.signal,
-    async release() {
-      if (released) return;
-      released = true;
-      stop();
-      await backend.txn({ checks: [{ key, token }], deletes: [key] }).catch(() => undefined);
-    },
-  };
-  return { handle, abandon: stop };
+    return undefined;
+  });
+  const handle = lockHandle(name, info, fence, renewal, async () => {
+    await backend.txn({ checks: [{ key, token }], deletes: [key] }).catch(() => undefined);
+  });
+  return { handle, abandon: () => renewal.stop() };
 }
 
 export async function listKvLocks(backend: KvBackend): Promise<HeldLock[]> {
@@ -134,4 +125,19 @@ export async function listKvLocks(backend: KvBackend): Promise<HeldLock[]> {
       ? [{ name: e.key.slice(LOCK_PREFIX.length), info: record.info, expires_at: record.expires_at }]
       : [];
   });
+}
+
+/**
+ * For a backend whose txn runs under its own exclusive lock (the file store): throws E_LOCK_LOST unless the
+ * fence's lock record still carries the fence's nonce. Call it in the same atomic step as the writes it guards.
+ */
+export async function checkKvFence(backend: KvBackend, fence: KvFence): Promise<void> {
+  const entry = await backend.get(`${LOCK_PREFIX}${fence.lock}`);
+  const record = entry && parse(entry);
+  if (record?.fence !== fence.token) {
+    const why = record
+      ? `${describeHolder({ name: fence.lock, info: record.info })} holds it now`
+      : 'it is gone';
+    throw fenceLostError(fence, backend.describe, why);
+  }
 }

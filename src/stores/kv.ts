@@ -3,6 +3,7 @@
  * transactions with compare-and-set checks, prefix listing. ProfileStore, locks, assignments and journals are
  * built on it, so the three backends behave alike and one conformance suite covers them.
  */
+import type { LockClock } from './lock-validity.js';
 
 export interface KvEntry {
   key: string;
@@ -19,8 +20,22 @@ export interface KvCheck {
   token: string | null;
 }
 
+/**
+ * A lock's identity, carried by the writes of whoever holds it: the write applies only if that same lock is still
+ * held by that same holder, checked by the store in the same atomic step (file: the lock record's fence nonce;
+ * Consul: `check-session`; etcd: the lock key's create_revision). A zombie holder's write fails with E_LOCK_LOST.
+ */
+export interface KvFence {
+  /** The lock's name, as given to acquireLock. */
+  lock: string;
+  /** Opaque; changes whenever the lock changes hands. */
+  token: string;
+}
+
 export interface KvTxn {
   checks?: KvCheck[];
+  /** When set, the txn applies only while this lock is held by its holder; else it throws E_LOCK_LOST. */
+  fence?: KvFence;
   puts?: Array<{ key: string; value: string }>;
   deletes?: string[];
 }
@@ -34,7 +49,7 @@ export interface KvBackend {
   readonly shared: boolean;
   get(key: string): Promise<KvEntry | undefined>;
   list(prefix: string): Promise<KvEntry[]>;
-  /** All checks pass and every write applies, or nothing changes. */
+  /** All checks pass and every write applies, or nothing changes. A failed `fence` throws E_LOCK_LOST. */
   txn(txn: KvTxn): Promise<KvTxnResult>;
   /**
    * Takes a named lock or throws PersonaError E_LOCK_HELD naming the holder; renews it while the process lives.
@@ -76,6 +91,16 @@ export interface LockHandle {
   readonly info: LockInfo;
   /** Aborted when the lock is lost (renewal failed, taken over, session invalidated). */
   readonly lost: AbortSignal;
+  /** Pass as `KvTxn.fence` so a write applies only while this lock is still this holder's. */
+  readonly fence: KvFence;
+  /**
+   * Whether the lock can still be trusted now: false once lost, and once the last renewal the store confirmed
+   * was *sent* longer ago than the TTL minus a margin (monotonic clock; the wall clock counts when it ran ahead,
+   * as after a suspend). Cheap: no store round trip.
+   */
+  lockValid(): boolean;
+  /** Throws E_LOCK_LOST (and aborts `lost`) unless lockValid(). Call it before every external action. */
+  assertHeld(): void;
   /** Releases the lock; safe to call twice; never releases a lock someone else now holds. */
   release(): Promise<void>;
 }
@@ -85,4 +110,6 @@ export interface LockOptions {
   ttlMs: number;
   /** Called when a lock whose holder is gone is taken over: the message names the old holder. */
   onTakeover?: (previous: HeldLock, reason: string) => void;
+  /** The clocks lockValid() reads; the system's by default. */
+  clock?: LockClock;
 }

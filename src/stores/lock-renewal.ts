@@ -6,49 +6,83 @@
  * handle's `lost` signal aborts with E_LOCK_LOST, and the run stops at its next step boundary.
  */
 import { PersonaError } from '../errors.js';
-import type { LockHandle, LockInfo } from './kv.js';
+import type { KvFence, LockHandle, LockInfo } from './kv.js';
+import type { LockValidity } from './lock-validity.js';
 
 /** `undefined`: still held. A string: why it is gone. */
 export type RenewCheck = () => Promise<string | undefined>;
 
 export interface Renewal {
   readonly lost: AbortSignal;
+  /** undefined while the lock can be trusted; else why not (and `lost` is aborted with it). */
+  problem(): string | undefined;
   /** Stops renewing; the lock is left to lapse (or to be released by the caller). */
   stop(): void;
 }
 
+function lostError(name: string, store: string, why: string): PersonaError {
+  return new PersonaError('E_LOCK_LOST', `lost the lock on ${name} in ${store}: ${why}`, {
+    hint: 'Another run may hold it now. Check with `persona locks list` before going on.',
+    details: { lock: name },
+  });
+}
+
+/**
+ * Renews every `intervalMs`. The lock is lost when a renewal says so, or when `validity` runs out: a timer fires
+ * at its deadline even while a renewal hangs (a store that answers only after its timeout would otherwise make
+ * the loss known that much later), and `problem()` checks the clocks on demand (timers stop during a suspend).
+ */
 export function startRenewal(
   name: string,
   store: string,
   intervalMs: number,
-  ttlMs: number,
+  validity: LockValidity,
   check: RenewCheck,
 ): Renewal {
   const controller = new AbortController();
-  let lastOk = Date.now();
   let timer: NodeJS.Timeout | undefined;
+  let deadline: NodeJS.Timeout | undefined;
   let stopped = false;
   const lose = (why: string) => {
+    if (controller.signal.aborted) return;
+    halt();
+    controller.abort(lostError(name, store, why));
+  };
+  const halt = () => {
     stopped = true;
-    controller.abort(
-      new PersonaError('E_LOCK_LOST', `lost the lock on ${name} in ${store}: ${why}`, {
-        hint: 'Another run may hold it now. Check with `persona locks list` before going on.',
-        details: { lock: name },
-      }),
+    clearTimeout(timer);
+    clearTimeout(deadline);
+  };
+  const problem = () => {
+    if (controller.signal.aborted) return (controller.signal.reason as Error).message;
+    const why = validity.problem();
+    if (why !== undefined) lose(why);
+    return why;
+  };
+  const armDeadline = () => {
+    clearTimeout(deadline);
+    deadline = setTimeout(
+      () => {
+        if (!stopped && problem() === undefined) armDeadline();
+      },
+      Math.max(1, validity.remainingMs()),
     );
+    deadline.unref();
   };
   const tick = async () => {
-    if (stopped) return;
+    if (stopped || problem() !== undefined) return;
+    const sent = validity.stamp();
     let gone: string | undefined;
     try {
       gone = await check();
-      if (gone === undefined) lastOk = Date.now();
-    } catch (error) {
-      const silentMs = Date.now() - lastOk;
-      if (silentMs >= ttlMs) {
-        const reason = error instanceof Error ? error.message : String(error);
-        gone = `could not renew it for ${Math.round(silentMs / 1000)} s, so it may have lapsed (${reason})`;
+      if (gone === undefined) {
+        validity.renewed(sent);
+        armDeadline();
       }
+    } catch (error) {
+      // Unreachable is not yet lost: the lock holds until its validity runs out (the deadline timer).
+      const why = validity.problem();
+      if (why !== undefined) gone = `${why} (${error instanceof Error ? error.message : String(error)})`;
     }
     if (stopped) return;
     if (gone !== undefined) lose(gone);
@@ -58,20 +92,16 @@ export function startRenewal(
     timer = setTimeout(() => void tick(), intervalMs);
     timer.unref();
   };
+  armDeadline();
   schedule();
-  return {
-    lost: controller.signal,
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
-    },
-  };
+  return { lost: controller.signal, problem, stop: halt };
 }
 
 /** A handle whose release stops renewing first and runs at most once. */
 export function lockHandle(
   name: string,
   info: LockInfo,
+  fenceToken: string,
   renewal: Renewal,
   release: () => Promise<void>,
 ): LockHandle {
@@ -80,12 +110,38 @@ export function lockHandle(
     name,
     info,
     lost: renewal.lost,
+    fence: { lock: name, token: fenceToken },
+    lockValid: () => released === undefined && renewal.problem() === undefined,
+    assertHeld() {
+      if (released) {
+        throw new PersonaError(
+          'E_LOCK_LOST',
+          `the lock on ${name} was released: nothing more is done under it`,
+          {
+            details: { lock: name },
+          },
+        );
+      }
+      if (renewal.problem() !== undefined) throw renewal.lost.reason;
+    },
     release() {
       renewal.stop();
       released ??= release();
       return released;
     },
   };
+}
+
+/** What a fenced write says when its lock is no longer its holder's: nothing was written. */
+export function fenceLostError(fence: KvFence, store: string, why: string): PersonaError {
+  return new PersonaError(
+    'E_LOCK_LOST',
+    `lost the lock on ${fence.lock} in ${store}: ${why}; nothing was written`,
+    {
+      hint: 'Another run may hold it now. Check with `persona locks list` before going on.',
+      details: { lock: fence.lock },
+    },
+  );
 }
 
 /** Reads a LockInfo written by persona; undefined for anything else (a release marker, foreign data). */

@@ -115,6 +115,63 @@ export function storeConformance(name: string, open: OpenBackend, options: Confo
       expect(await kv.get('assignments/y')).toBeUndefined();
     });
 
+    test("a transaction whose second check fails leaves the first check's key unchanged", async () => {
+      const kv = await fresh();
+      await kv.txn({
+        puts: [
+          { key: 'assignments/a', value: 'a1' },
+          { key: 'assignments/b', value: 'b1' },
+        ],
+      });
+      const a = (await kv.get('assignments/a'))!;
+      const result = await kv.txn({
+        checks: [
+          { key: 'assignments/a', token: a.token },
+          { key: 'assignments/b', token: null },
+        ],
+        puts: [
+          { key: 'assignments/a', value: 'a2' },
+          { key: 'assignments/b', value: 'b2' },
+        ],
+      });
+      expect(result).toEqual({ ok: false, failed: ['assignments/b'] });
+      expect((await kv.get('assignments/a'))?.value).toBe('a1');
+      expect((await kv.get('assignments/a'))?.token).toBe(a.token);
+      expect((await kv.get('assignments/b'))?.value).toBe('b1');
+    });
+
+    test('a transaction applies all its writes or none, even when a later write cannot be made', async () => {
+      const kv = await fresh();
+      await kv.txn({
+        puts: [
+          { key: 'runs/first', value: 'old' },
+          { key: 'runs/file', value: 'f' },
+        ],
+      });
+      const before = (await kv.get('runs/first'))!;
+      // Keys are flat in Consul and etcd; in a directory store runs/file/sub cannot sit under the file runs/file.
+      const outcome = await kv
+        .txn({
+          puts: [
+            { key: 'runs/first', value: 'new' },
+            { key: 'runs/file/sub', value: 's' },
+          ],
+        })
+        .catch((error: unknown) => error);
+      if ((outcome as { ok?: boolean }).ok === true) {
+        expect((await kv.get('runs/first'))?.value).toBe('new');
+        expect((await kv.get('runs/file/sub'))?.value).toBe('s');
+      } else {
+        expect(outcome).toMatchObject({ code: 'E_STORE' });
+        expect(await kv.get('runs/first')).toEqual(before);
+        expect(await kv.get('runs/file/sub')).toBeUndefined();
+        expect((await kv.get('runs/file'))?.value).toBe('f');
+        // And the store goes on working.
+        expect(await kv.txn({ puts: [{ key: 'runs/first', value: 'next' }] })).toEqual({ ok: true });
+        expect((await kv.get('runs/first'))?.version).toBeGreaterThan(before.version);
+      }
+    });
+
     test('list returns the keys under a prefix, sorted, with values', async () => {
       const kv = await fresh();
       await kv.txn({
@@ -266,6 +323,54 @@ export function storeConformance(name: string, open: OpenBackend, options: Confo
       expect((await kv.listLocks()).map((l) => l.info.holder)).toEqual(['bob']);
       expect(takeovers.map(([previous]) => previous.info.holder)).toEqual(['ghost']);
       await lock.release();
+    });
+
+    test('fencing: a holder whose lock was taken over can write nothing, and the new holder is untouched', async () => {
+      const namespace = newNamespace();
+      const kv = await fresh(namespace);
+      const holderA = await open(namespace);
+      const a = await holderA.acquireLock('app-fenced', lockInfo('alice', deadPid()), { ttlMs: ttl });
+      expect(a.fence.lock).toBe('app-fenced');
+      expect(await holderA.txn({ fence: a.fence, puts: [{ key: 'runs/fenced', value: 'A1' }] })).toEqual({
+        ok: true,
+      });
+      // A stops renewing (a SIGKILL, a suspend): its lease / session / record lapses, and B takes the lock over.
+      await holderA.close();
+      const deadline = Date.now() + ttl * 3 + grace + 5000;
+      let b: Awaited<ReturnType<KvBackend['acquireLock']>> | undefined;
+      while (!b) {
+        try {
+          b = await kv.acquireLock('app-fenced', lockInfo('bob'), { ttlMs: ttl });
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'E_LOCK_HELD' || Date.now() > deadline) throw error;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      expect(b.fence.token).not.toBe(a.fence.token);
+      expect(await kv.txn({ fence: b.fence, puts: [{ key: 'runs/fenced', value: 'B' }] })).toEqual({
+        ok: true,
+      });
+      // The zombie still has A's fence, and a perfectly fresh compare-and-set token: the fence alone refuses it.
+      const zombie = await fresh(namespace);
+      const current = (await zombie.get('runs/fenced'))!;
+      await expect(
+        zombie.txn({
+          fence: a.fence,
+          checks: [{ key: 'runs/fenced', token: current.token }],
+          puts: [
+            { key: 'runs/fenced', value: 'A2' },
+            { key: 'runs/zombie', value: 'A2' },
+          ],
+        }),
+      ).rejects.toMatchObject({ code: 'E_LOCK_LOST', message: expect.stringContaining('app-fenced') });
+      expect((await kv.get('runs/fenced'))?.value).toBe('B');
+      expect(await kv.get('runs/zombie')).toBeUndefined();
+      await b.release();
+      // Released: even the last holder's fence no longer writes.
+      await expect(
+        kv.txn({ fence: b.fence, puts: [{ key: 'runs/fenced', value: 'late' }] }),
+      ).rejects.toMatchObject({ code: 'E_LOCK_LOST' });
+      expect((await kv.get('runs/fenced'))?.value).toBe('B');
     });
   });
 }

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { FileBackend } from '../../src/stores/file-backend.js';
@@ -15,6 +15,30 @@ storeConformance('file', async (namespace) => {
 const meta = { author: 't@h', at: '2026-11-27T00:00:00Z' };
 
 describe('file store specifics', () => {
+  test('a transaction cut short by a crash is rolled back by the next one', async () => {
+    const dir = tempDir();
+    const kv = await new FileBackend(dir).open();
+    await kv.txn({ puts: [{ key: 'runs/a', value: 'old' }] });
+    const before = (await kv.get('runs/a'))!;
+    // What a crash after the first of two writes leaves: the write-ahead file saying what runs/a and runs/b
+    // were, and runs/a already changed.
+    const wal = join(dir, '.persona', 'txn.wal');
+    const meta = readFileSync(join(dir, '.persona', 'meta', 'runs', 'a.json'), 'utf8');
+    writeFileSync(
+      wal,
+      JSON.stringify([
+        { key: 'runs/a', content: 'old', mode: 0o600, meta },
+        { key: 'runs/b', content: null, mode: 0o600, meta: null },
+      ]),
+    );
+    writeFileSync(join(dir, '.persona', 'data', 'runs', 'a'), 'new');
+    expect(await kv.txn({ puts: [{ key: 'runs/c', value: 'c' }] })).toEqual({ ok: true });
+    expect(await kv.get('runs/a')).toEqual(before);
+    expect(await kv.get('runs/b')).toBeUndefined();
+    expect((await kv.get('runs/c'))?.value).toBe('c');
+    expect(existsSync(wal)).toBe(false);
+  });
+
   test('a missing directory is a clear error naming the store', async () => {
     await expect(new FileBackend('/nonexistent/persona').open()).rejects.toMatchObject({
       code: 'E_STORE_UNAVAILABLE',
