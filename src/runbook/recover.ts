@@ -20,6 +20,7 @@ import type { ProfileStore } from '../stores/profile-store.js';
 import { sha256 } from '../util/hash.js';
 import { Engine } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
+import type { DataFrom } from './journal-schema.js';
 import { type RunPieces, stepContext } from './step-context.js';
 import type { Journal, StepRecord } from './types.js';
 
@@ -30,6 +31,8 @@ export interface RecoverRequest {
   dryRun: boolean;
   stepByStep: boolean;
   forceNoFence: boolean;
+  /** Where migrate takes the data from; `auto` unless the operator chose. */
+  dataFrom: DataFrom;
   strategy: Strategy;
   exclude: string[];
   commandLine: string[];
@@ -355,7 +358,11 @@ async function recoverApp(
       profile: { id: app, version: stored.version, sha256: sha256(stored.text) },
       failed_host: hostRef(failed),
       target_host: hostRef(target),
-      options: { force_no_fence: req.forceNoFence, strategy: req.strategy },
+      options: {
+        force_no_fence: req.forceNoFence,
+        strategy: req.strategy,
+        ...(req.dataFrom !== 'auto' ? { data_from: req.dataFrom } : {}),
+      },
       ranking: ranking.map((r) => ({
         host: r.host,
         verdict: r.verdict,
@@ -460,7 +467,12 @@ async function dryRun(ctx: Context, run: RunPieces): Promise<RunSummary> {
 }
 
 /** Goes on with a run from its journal. */
-export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary> {
+export interface ResumeOptions {
+  /** Overrides the run's data source from here on (recorded in the journal). */
+  dataFrom?: DataFrom;
+}
+
+export async function resumeRun(ctx: Context, runId: string, opts: ResumeOptions = {}): Promise<RunSummary> {
   const js = await journals(ctx);
   const journal = await js.load(runId);
   if (journal.status === 'succeeded') {
@@ -501,6 +513,12 @@ export async function resumeRun(ctx: Context, runId: string): Promise<RunSummary
     };
     const previous = journal.driver;
     journal.driver = { pid: process.pid, host: hostname() };
+    if (opts.dataFrom && opts.dataFrom !== (journal.options.data_from ?? 'auto')) {
+      ctx.reporter.warn(
+        `--data-from ${opts.dataFrom}: migrate's data source changes for the rest of run ${runId}`,
+      );
+      journal.options.data_from = opts.dataFrom;
+    }
     const pending = journal.steps
       .filter((s) => s.status !== 'succeeded' && s.status !== 'skipped')
       .map((s) => s.kind);

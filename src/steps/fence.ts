@@ -76,7 +76,7 @@ export const fenceStep: Step = {
       }
       ctx.log(`${ctx.profile.id} stopped on ${ctx.failed.name}`);
     } else {
-      app = { host_reachable: false, reason: reach.reason };
+      app = { host_reachable: false, kind: reach.kind, reason: reach.reason };
       ctx.log(`${ctx.failed.name} does not answer: ${reach.reason}`);
       if (!router.canFence) {
         throw new PersonaError(

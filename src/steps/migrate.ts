@@ -16,7 +16,8 @@ import {
   runPrivileged,
 } from '../runbook/remote.js';
 import type { Step, StepContext } from '../runbook/types.js';
-import { reachable } from './reach.js';
+import { decideSource, type SourceFacts } from './data-source.js';
+import { type Reach, reachable } from './reach.js';
 
 type Source =
   | { kind: 'failed-host'; host: InventoryHost }
@@ -48,21 +49,38 @@ async function remoteDirExists(ctx: StepContext, host: InventoryHost, path: stri
   return r.exitCode === 0;
 }
 
+function fenceFacts(ctx: StepContext): SourceFacts['fence'] {
+  const app = ctx.previous('fence')?.outputs?.app as { host_reachable?: unknown; kind?: unknown } | undefined;
+  if (!app) return undefined;
+  return {
+    ...(typeof app.host_reachable === 'boolean' ? { host_reachable: app.host_reachable } : {}),
+    ...(typeof app.kind === 'string' ? { kind: app.kind } : {}),
+  };
+}
+
 async function chooseSource(ctx: StepContext): Promise<{ source: Source; why: string }> {
-  const reach = await reachable(ctx, ctx.failed);
-  const failedHas =
+  const dataFrom = ctx.journal.options.data_from ?? 'auto';
+  const reach: Reach = dataFrom === 'backup' ? { ok: true } : await reachable(ctx, ctx.failed);
+  const failedHasData =
+    dataFrom !== 'backup' &&
     reach.ok &&
     (await Promise.all(ctx.profile.data.paths.map((p) => remoteDirExists(ctx, ctx.failed, p)))).every(
       Boolean,
     );
-  if (failedHas)
-    return {
-      source: { kind: 'failed-host', host: ctx.failed },
-      why: `${ctx.failed.name} answers and has the data`,
-    };
-  const why = reach.ok
-    ? `${ctx.failed.name} answers but lacks ${ctx.profile.data.paths.join(', ')}`
-    : `${ctx.failed.name} does not answer (${reach.reason})`;
+  const decision = decideSource({
+    failedName: ctx.failed.name,
+    reach,
+    failedHasData,
+    fence: fenceFacts(ctx),
+    dataFrom,
+  });
+  if ('refuse' in decision)
+    throw new PersonaError('E_STEP_FAILED', `not migrating ${ctx.profile.id}'s data: ${decision.refuse}`, {
+      hint: decision.hint,
+    });
+  if (decision.use === 'failed-host')
+    return { source: { kind: 'failed-host', host: ctx.failed }, why: decision.why };
+  const why = decision.why;
   const backup = ctx.profile.data.backup;
   if (!backup) {
     throw new PersonaError(
