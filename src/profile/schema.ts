@@ -187,8 +187,15 @@ const traffic = z.discriminatedUnion(
         verify_url: httpUrl
           .optional()
           .meta({ description: 'A URL through the load balancer whose response names the serving host.' }),
+        state_file: absolutePath.optional().meta({
+          description:
+            "HAProxy's global server-state-file, on the machine running persona. After every change persona rewrites it from `show servers state`, so a reload with `load-server-state-from-file global` keeps the fence and the switch. Absent: the changes live only in the running HAProxy, and a reload undoes them.",
+        }),
       })
-      .meta({ description: 'Switch traffic with the HAProxy runtime API (set server state).' }),
+      .meta({
+        description:
+          'Switch traffic with the HAProxy runtime API (set server state), persisted across reloads through state_file.',
+      }),
     z
       .strictObject({
         method: z.literal('command'),

@@ -15,6 +15,7 @@ import {
   journal,
   persona,
   personaChild,
+  reloadHaproxy,
   runIdIn,
   workspace,
 } from './lab-helpers.js';
@@ -70,6 +71,16 @@ describe('recover (built CLI, lab)', () => {
     const key = await sshExec('lab-2', ['stat', '-c', '%a %U', '/etc/demo-web/session.key']);
     expect(key.stdout.trim()).toBe('600 demo');
     expect((await sshExec('lab-2', ['cat', '/etc/demo-web/session.key'])).stdout.trim()).toBe(demoSecret());
+  });
+
+  test('fence and switch survive a reload of HAProxy (server-state-file written by persona)', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'app');
+    const r = await persona(['recover', 'lab-1', '--yes'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    await reloadHaproxy(lab);
+    await expectRecoveredOnto(lab, ws, 'lab-2');
   });
 
   test('host powered off: data from the backup, same end state', async () => {
