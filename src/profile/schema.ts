@@ -212,8 +212,15 @@ const traffic = z.discriminatedUnion(
         service: applicationId,
         port: port.optional(),
         tags: list(applicationId, 32).default([]),
+        agent_url: httpUrl.default('http://{address}:8500').meta({
+          description:
+            "The Consul agent of a host ({host}, {address} substituted). The fence puts the failed host's service into maintenance there (anti-entropy keeps that); the switch registers through the new host's agent. Where no agent answers, persona uses the catalog.",
+        }),
       })
-      .meta({ description: 'Re-register the service in Consul on the new host.' }),
+      .meta({
+        description:
+          'Move the service in Consul: maintenance mode on the failed host, registration on the new one.',
+      }),
     z
       .strictObject({ method: z.literal('none') })
       .meta({ description: 'Nothing routes traffic: skip the switch.' }),

@@ -6,6 +6,7 @@ import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
 import type { Profile } from '../profile/schema.js';
 import type { ConsulApi } from '../stores/consul-api.js';
+import { type NodeAgent, nodeAgent } from './consul-agent.js';
 import { ConsulRouter } from './consul-router.js';
 import { HaproxyRuntime, inMaintenance, readStateFile } from './haproxy.js';
 
@@ -37,6 +38,8 @@ export function substitute(argv: readonly string[], values: Placeholders): strin
 export interface RouterDeps {
   /** The Consul agent (the store's when it is Consul, else CONSUL_HTTP_ADDR's), for the `consul` method. */
   consul?: () => Promise<ConsulApi>;
+  /** A host's Consul agent by URL (its token from CONSUL_HTTP_TOKEN), for the `consul` method. */
+  consulAgent?: (url: string) => NodeAgent;
 }
 
 export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRouter {
@@ -52,7 +55,12 @@ export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRoute
       if (!deps.consul) {
         throw new PersonaError('E_USAGE', `traffic method "consul" of ${profile.id} needs a Consul agent`);
       }
-      return new ConsulRouter(traffic, profile.deploy.port, deps.consul);
+      return new ConsulRouter(
+        traffic,
+        profile.deploy.port,
+        deps.consul,
+        deps.consulAgent ?? ((url) => nodeAgent(url)),
+      );
   }
 }
 
