@@ -64,7 +64,11 @@ function fenceFacts(ctx: StepContext): SourceFacts['fence'] {
   };
 }
 
-async function chooseSource(ctx: StepContext): Promise<{ source: Source; why: string }> {
+/**
+ * planning (a dry run, before any fence): the fence is assumed to find the host as it answers now, and the
+ * reason says so.
+ */
+async function chooseSource(ctx: StepContext, planning = false): Promise<{ source: Source; why: string }> {
   const dataFrom = ctx.journal.options.data_from ?? 'auto';
   const reach: Reach = dataFrom === 'backup' ? { ok: true } : await reachable(ctx, ctx.failed);
   const failedHasData =
@@ -73,17 +77,21 @@ async function chooseSource(ctx: StepContext): Promise<{ source: Source; why: st
     (await Promise.all(ctx.profile.data.paths.map((p) => remoteDirExists(ctx, ctx.failed, p)))).every(
       Boolean,
     );
+  const recorded = fenceFacts(ctx);
+  const assumed = planning && !recorded && !reach.ok;
   const decision = decideSource({
     failedName: ctx.failed.name,
     reach,
     failedHasData,
-    fence: fenceFacts(ctx),
+    fence: recorded ?? (assumed ? { host_reachable: false, kind: reach.ok ? '' : reach.kind } : undefined),
     dataFrom,
   });
   if ('refuse' in decision)
     throw new PersonaError('E_STEP_FAILED', `not migrating ${ctx.profile.id}'s data: ${decision.refuse}`, {
       hint: decision.hint,
     });
+  if (assumed && 'use' in decision)
+    decision.why = decision.why.replace('the fence found it down too', 'if the fence finds it down too');
   if (decision.use === 'failed-host')
     return { source: { kind: 'failed-host', host: ctx.failed }, why: decision.why };
   const why = decision.why;
@@ -310,7 +318,7 @@ export const migrateStep: Step = {
   async simulate(ctx) {
     const { data } = ctx.profile;
     if (data.migration === 'none' || data.paths.length === 0) return ['nothing to migrate'];
-    const { source, why } = await chooseSource(ctx);
+    const { source, why } = await chooseSource(ctx, true);
     const lines = [`would copy from ${describeSource(source)}: ${why}`];
     for (const copy of copies(ctx, source)) {
       const [bytes, free] = await Promise.all([

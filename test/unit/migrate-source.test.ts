@@ -137,6 +137,13 @@ describe('migrate chooses its source from the failure kind', () => {
     expect(lines[0]).toMatch(/would copy from .*backup on this machine.*web-1 is down/);
   });
 
+  test('a dry run (no fence yet) plans the backup for a host that is down now, and says it depends on the fence', async () => {
+    const ctx = migrateContext('refused', undefined);
+    const lines = await migrateStep.simulate(ctx);
+    expect(lines[0]).toMatch(/backup on this machine.*if the fence finds it down too/);
+    await expect(migrateStep.run(ctx)).rejects.toThrow(/no fence step recorded it as down/);
+  });
+
   test('--data-from backup accepts the backup whatever the failure', async () => {
     const ctx = migrateContext('auth', { host_reachable: true }, 'backup');
     const lines = await migrateStep.simulate(ctx);
