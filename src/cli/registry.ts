@@ -12,6 +12,14 @@ export const groups: GroupSpec[] = [
 
 const idArg = { name: 'id', description: 'application id', required: true };
 
+/** Shared by recover and runs resume: after migrate refuses a stale-looking backup, resume may accept it. */
+const dataFromOption = {
+  flags: '--data-from <source>',
+  description:
+    'where migrate takes the data: auto (the failed host; its backup only when the host is proven down), failed-host, or backup (accept a possibly older backup)',
+  choices: ['auto', 'failed-host', 'backup'],
+};
+
 export const commands: CommandSpec[] = [
   {
     path: ['profile', 'list'],
@@ -250,6 +258,7 @@ export const commands: CommandSpec[] = [
         flags: '--force-no-fence',
         description: 'switch traffic even when the failed host could not be fenced (confirmed separately)',
       },
+      dataFromOption,
       { flags: '--resume <run>', description: 'go on with a run from its journal' },
       { flags: '--exclude <host>', description: 'never use this host; repeatable', repeatable: true },
       {
@@ -313,6 +322,7 @@ export const commands: CommandSpec[] = [
     globals: ['store', 'hosts', 'confirm', 'state'],
     summary: 'go on with a run from its journal (same as recover --resume)',
     args: [{ name: 'run', description: 'run id', required: true }],
+    options: [dataFromOption],
     examples: [['persona runs resume 20261127T031500Z-api-3f2a1c --yes', 'non-interactively']],
     streams: true,
     load: () => import('./commands/runs-resume.js'),

@@ -187,8 +187,15 @@ const traffic = z.discriminatedUnion(
         verify_url: httpUrl
           .optional()
           .meta({ description: 'A URL through the load balancer whose response names the serving host.' }),
+        state_file: absolutePath.optional().meta({
+          description:
+            "HAProxy's global server-state-file, on the machine running persona. After every change persona rewrites it from `show servers state`, so a reload with `load-server-state-from-file global` keeps the fence and the switch. Absent: the changes live only in the running HAProxy, and a reload undoes them.",
+        }),
       })
-      .meta({ description: 'Switch traffic with the HAProxy runtime API (set server state).' }),
+      .meta({
+        description:
+          'Switch traffic with the HAProxy runtime API (set server state), persisted across reloads through state_file.',
+      }),
     z
       .strictObject({
         method: z.literal('command'),
@@ -205,8 +212,15 @@ const traffic = z.discriminatedUnion(
         service: applicationId,
         port: port.optional(),
         tags: list(applicationId, 32).default([]),
+        agent_url: httpUrl.default('http://{address}:8500').meta({
+          description:
+            "The Consul agent of a host ({host}, {address} substituted). The fence puts the failed host's service into maintenance there (anti-entropy keeps that); the switch registers through the new host's agent. Where no agent answers, persona uses the catalog.",
+        }),
       })
-      .meta({ description: 'Re-register the service in Consul on the new host.' }),
+      .meta({
+        description:
+          'Move the service in Consul: maintenance mode on the failed host, registration on the new one.',
+      }),
     z
       .strictObject({ method: z.literal('none') })
       .meta({ description: 'Nothing routes traffic: skip the switch.' }),

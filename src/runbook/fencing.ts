@@ -17,6 +17,8 @@ export interface FenceFacts {
   takenOutBy: string;
   reachable: boolean;
   unreachableReason?: string;
+  /** How it failed to answer (refused, timeout, unreachable, auth, …): migrate trusts only real signs of down. */
+  unreachableKind?: string;
   /** Exit code of deploy.stop, when it ran in this attempt. */
   stopExitCode?: number;
   /** Exit code of deploy.status after the stop; undefined when the profile has no deploy.status. */

@@ -4,6 +4,10 @@
  */
 import * as z from 'zod';
 
+/** Where migrate takes the data from: `auto` (the failed host, or the backup when it is proven down) or forced. */
+export const dataFromChoices = ['auto', 'failed-host', 'backup'] as const;
+export type DataFrom = (typeof dataFromChoices)[number];
+
 export const JOURNAL_VERSION = 1;
 
 export const stepKinds = [
@@ -57,7 +61,12 @@ export const journalSchema = z.object({
   profile: z.object({ id: z.string(), version: z.number(), sha256: z.string() }),
   failed_host: hostRef,
   target_host: hostRef,
-  options: z.object({ force_no_fence: z.boolean(), strategy: z.string() }),
+  options: z.object({
+    force_no_fence: z.boolean(),
+    strategy: z.string(),
+    /** Where migrate takes the data from (absent in journals written before the option: auto). */
+    data_from: z.enum(dataFromChoices).optional(),
+  }),
   /** The top candidates and the chosen target (see journal-ranking.ts); every host in older journals. */
   ranking: z.array(
     z.object({

@@ -21,6 +21,7 @@ import { sha256 } from '../util/hash.js';
 import { Engine, type SimulatedStep } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
 import { journalRanking } from './journal-ranking.js';
+import type { DataFrom } from './journal-schema.js';
 import { declareApps, selectApps, whereAppsRun } from './recover-apps.js';
 import { registerSecrets, type SecretUse, secretUses } from './secrets.js';
 import { type RunPieces, stepContext } from './step-context.js';
@@ -33,6 +34,8 @@ export interface RecoverRequest {
   dryRun: boolean;
   stepByStep: boolean;
   forceNoFence: boolean;
+  /** Where migrate takes the data from; `auto` unless the operator chose. */
+  dataFrom: DataFrom;
   strategy: Strategy;
   exclude: string[];
   commandLine: string[];
@@ -341,7 +344,11 @@ async function recoverApp(
       profile: { id: app, version: stored.version, sha256: sha256(stored.text) },
       failed_host: hostRef(failed),
       target_host: hostRef(target),
-      options: { force_no_fence: req.forceNoFence, strategy: req.strategy },
+      options: {
+        force_no_fence: req.forceNoFence,
+        strategy: req.strategy,
+        ...(req.dataFrom !== 'auto' ? { data_from: req.dataFrom } : {}),
+      },
       ...journalRanking(ranking, target.name),
       steps: freshStepRecords(),
     };
@@ -451,6 +458,8 @@ export interface ResumeRequest {
   stepByStep: boolean;
   /** Switch without fence evidence; confirmed separately and recorded in the journal's options. */
   forceNoFence: boolean;
+  /** Overrides the run's data source from here on (recorded in the journal). */
+  dataFrom?: DataFrom;
 }
 
 /** Goes on with a run from its journal. */
@@ -504,6 +513,12 @@ export async function resumeRun(
     };
     const previous = journal.driver;
     journal.driver = { pid: process.pid, host: hostname() };
+    if (req.dataFrom && req.dataFrom !== (journal.options.data_from ?? 'auto')) {
+      ctx.reporter.warn(
+        `--data-from ${req.dataFrom}: migrate's data source changes for the rest of run ${runId}`,
+      );
+      journal.options.data_from = req.dataFrom;
+    }
     const pending = journal.steps
       .filter((s) => s.status !== 'succeeded' && s.status !== 'skipped')
       .map((s) => s.kind);

@@ -70,8 +70,13 @@ export async function remoteSha256(
 export interface Manifest {
   files: number;
   bytes: number;
-  /** sha256 over the sorted "sha256  ./path" lines: equal digests mean equal trees. */
+  /** sha256 over the sorted "sha256  ./path" lines: equal digests mean equal contents. */
   digest: string;
+  /**
+   * sha256 over the sorted "type mode owner:group ./path" lines of every entry (directories and links too), with
+   * owners by name: equal contents with a lost owner or mode are not an equal copy.
+   */
+  meta: string;
 }
 
 /** The same manifest on a host or locally: `cd DIR && find . -type f | sort | sha256sum each | sha256sum`. */
@@ -82,13 +87,36 @@ export const MANIFEST_SCRIPT = [
   'files=$(find . -type f | wc -l)',
   'bytes=$(find . -type f -printf "%s\\n" | awk "{s+=\\$1} END {print s+0}")',
   'digest=$(find . -type f -print0 | sort -z | xargs -0r sha256sum | sha256sum | cut -d" " -f1)',
-  'echo "$files $bytes $digest"',
+  'meta=$(find . -printf "%y %m %u:%g %p\\0" | sort -z | sha256sum | cut -d" " -f1)',
+  'echo "$files $bytes $digest $meta"',
 ].join('\n');
 
 export function parseManifest(text: string): Manifest {
-  const [files = '0', bytes = '0', digest = ''] = text.trim().split(/\s+/);
-  return { files: Number(files), bytes: Number(bytes), digest };
+  const [files = '0', bytes = '0', digest = '', meta = ''] = text.trim().split(/\s+/);
+  return { files: Number(files), bytes: Number(bytes), digest, meta };
 }
+
+/** Same contents, and the same owners (by name) and modes. */
+export const sameTree = (a: Manifest, b: Manifest) => a.digest === b.digest && a.meta === b.meta;
+
+/** Every entry's owner and group by name (numeric where the name is unknown), NUL-separated "owner:group", path. */
+export const OWNERS_SCRIPT = 'cd -- "$1" && find . -printf "%u:%g\\0%p\\0"';
+
+/** Groups the output of OWNERS_SCRIPT: owner:group -> paths. */
+export function parseOwners(text: string): Map<string, string[]> {
+  const fields = text.split('\0');
+  const out = new Map<string, string[]>();
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const owner = fields[i]!;
+    const path = fields[i + 1]!;
+    if (owner === '' || path === '') continue;
+    out.set(owner, [...(out.get(owner) ?? []), path]);
+  }
+  return out;
+}
+
+/** chown -h OWNER:GROUP on the paths (relative to DIR) given NUL-separated on stdin. */
+export const CHOWN_SCRIPT = 'cd -- "$1" && xargs -0r chown -h -- "$2"';
 
 export async function remoteManifest(
   ssh: SshTransport,

@@ -29,8 +29,10 @@ async function assess(
 ): Promise<FenceEvidence> {
   const reach = await reachable(ctx, ctx.failed);
   const facts: FenceFacts = { ...traffic, reachable: reach.ok };
-  if (!reach.ok) facts.unreachableReason = reach.reason;
-  else {
+  if (!reach.ok) {
+    facts.unreachableReason = reach.reason;
+    facts.unreachableKind = reach.kind;
+  } else {
     const stopExitCode = await stop(ctx);
     if (stopExitCode !== undefined) facts.stopExitCode = stopExitCode;
     const status = await statusExitCode(ctx);

@@ -1,22 +1,29 @@
 /**
  * migrate: the data paths onto the new host. From the failed host when it answers, else from the profile's backup
- * (a path on this machine or on an inventory host); refused, clearly, when neither is there. The target's free
+ * (a path on this machine or on an inventory host) when the host is proven down or the operator chose the backup
+ * (data-source.ts); refused, clearly, otherwise. The target's free
  * space is checked first; the copy is rsync over the same SSH settings as everything else (delta-efficient on
- * resume), staged on this machine for host-to-host copies, and verified by comparing checksum manifests.
+ * resume), staged on this machine for host-to-host copies (space checked first, removed afterwards), owners set
+ * by name from the source, and verified by comparing manifests of contents, owners and modes.
  */
-import { stat } from 'node:fs/promises';
+import { rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
 import {
+  CHOWN_SCRIPT,
   localManifest,
   type Manifest,
+  OWNERS_SCRIPT,
+  parseOwners,
   privileged,
   remoteManifest,
   runPrivileged,
+  sameTree,
 } from '../runbook/remote.js';
 import type { Step, StepContext } from '../runbook/types.js';
-import { reachable } from './reach.js';
+import { decideSource, type SourceFacts } from './data-source.js';
+import { type Reach, reachable } from './reach.js';
 
 type Source =
   | { kind: 'failed-host'; host: InventoryHost }
@@ -48,21 +55,48 @@ async function remoteDirExists(ctx: StepContext, host: InventoryHost, path: stri
   return r.exitCode === 0;
 }
 
-async function chooseSource(ctx: StepContext): Promise<{ source: Source; why: string }> {
-  const reach = await reachable(ctx, ctx.failed);
-  const failedHas =
+function fenceFacts(ctx: StepContext): SourceFacts['fence'] {
+  const evidence = ctx.previous('fence')?.outputs?.evidence as
+    | { reachable?: unknown; unreachableKind?: unknown }
+    | undefined;
+  if (!evidence) return undefined;
+  return {
+    ...(typeof evidence.reachable === 'boolean' ? { host_reachable: evidence.reachable } : {}),
+    ...(typeof evidence.unreachableKind === 'string' ? { kind: evidence.unreachableKind } : {}),
+  };
+}
+
+/**
+ * planning (a dry run, before any fence): the fence is assumed to find the host as it answers now, and the
+ * reason says so.
+ */
+async function chooseSource(ctx: StepContext, planning = false): Promise<{ source: Source; why: string }> {
+  const dataFrom = ctx.journal.options.data_from ?? 'auto';
+  const reach: Reach = dataFrom === 'backup' ? { ok: true } : await reachable(ctx, ctx.failed);
+  const failedHasData =
+    dataFrom !== 'backup' &&
     reach.ok &&
     (await Promise.all(ctx.profile.data.paths.map((p) => remoteDirExists(ctx, ctx.failed, p)))).every(
       Boolean,
     );
-  if (failedHas)
-    return {
-      source: { kind: 'failed-host', host: ctx.failed },
-      why: `${ctx.failed.name} answers and has the data`,
-    };
-  const why = reach.ok
-    ? `${ctx.failed.name} answers but lacks ${ctx.profile.data.paths.join(', ')}`
-    : `${ctx.failed.name} does not answer (${reach.reason})`;
+  const recorded = fenceFacts(ctx);
+  const assumed = planning && !recorded && !reach.ok;
+  const decision = decideSource({
+    failedName: ctx.failed.name,
+    reach,
+    failedHasData,
+    fence: recorded ?? (assumed ? { host_reachable: false, kind: reach.ok ? '' : reach.kind } : undefined),
+    dataFrom,
+  });
+  if ('refuse' in decision)
+    throw new PersonaError('E_STEP_FAILED', `not migrating ${ctx.profile.id}'s data: ${decision.refuse}`, {
+      hint: decision.hint,
+    });
+  if (assumed && 'use' in decision)
+    decision.why = decision.why.replace('the fence found it down too', 'if the fence finds it down too');
+  if (decision.use === 'failed-host')
+    return { source: { kind: 'failed-host', host: ctx.failed }, why: decision.why };
+  const why = decision.why;
   const backup = ctx.profile.data.backup;
   if (!backup) {
     throw new PersonaError(
@@ -128,9 +162,17 @@ async function manifestOf(ctx: StepContext, source: Source, from: string): Promi
   return host ? await remoteManifest(ctx.ssh, host, from, ctx.signal) : await localManifest(from, ctx.signal);
 }
 
+/**
+ * Owners travel by name when the profile creates users on the target (their ids there are new); else by number.
+ * Either way applyOwners sets the source's owners by name afterwards, which also repairs a copy staged here by a
+ * non-root persona.
+ */
+const ownerFlags = (ctx: StepContext) =>
+  ctx.profile.security_profile.users.length > 0 ? [] : ['--numeric-ids'];
+
 async function rsync(ctx: StepContext, args: string[]): Promise<{ bytes: number }> {
   const { execa } = await import('execa');
-  const r = await execa('rsync', ['-a', '--delete', '--numeric-ids', '--stats', ...args], {
+  const r = await execa('rsync', ['-a', '--delete', ...ownerFlags(ctx), '--stats', ...args], {
     reject: false,
     cancelSignal: ctx.signal,
     env: ctx.env,
@@ -174,15 +216,67 @@ async function copyOne(
     return { transferred: pushed.bytes };
   }
   // Host to host: staged on this machine, which holds the SSH trust to both; a resumed copy only moves the delta.
-  const staging = join(ctx.stateDir, 'staging', ctx.journal.run_id, String(index));
+  const staging = join(stagingDir(ctx), String(index));
   const { mkdir } = await import('node:fs/promises');
   await mkdir(staging, { recursive: true, mode: 0o700 });
+  await checkStagingSpace(ctx, staging, await sourceBytes(ctx, source, copy.from));
   const from = await rshArgs(ctx, host);
   const pulled = await rsync(ctx, [...from.e, from.spec(`${copy.from}/`), `${staging}/`]);
   ctx.log(`pulled ${copy.from} from ${host.name} (${pulled.bytes} bytes transferred)`);
   await ctx.checkpoint('after-pull');
   const pushed = await rsync(ctx, [...to.e, `${staging}/`, to.spec(`${copy.target}/`)]);
   return { transferred: pulled.bytes + pushed.bytes };
+}
+
+const stagingDir = (ctx: StepContext) => join(ctx.stateDir, 'staging', ctx.journal.run_id);
+
+/** The staging area must hold the copy (what is already staged from an earlier attempt counts as room). */
+async function checkStagingSpace(ctx: StepContext, staging: string, needed: number): Promise<void> {
+  const fs = await statfs(staging);
+  const { execa } = await import('execa');
+  const du = await execa('du', ['-sb', '--', staging], { cancelSignal: ctx.signal });
+  const staged = Number(String(du.stdout).split(/\s/)[0]) || 0;
+  const free = fs.bavail * fs.bsize;
+  if (needed > free + staged) {
+    throw new PersonaError(
+      'E_STEP_FAILED',
+      `the staging area ${staging} on this machine has ${(free / GiB).toFixed(2)} GiB free; the copy needs ${(needed / GiB).toFixed(2)} GiB`,
+      { hint: 'Free space there, or point PERSONA_STATE_DIR at a larger filesystem, then resume.' },
+    );
+  }
+}
+
+/** Gives every copied entry its source owner and group by name; a name the target lacks stops the step. */
+async function applyOwners(ctx: StepContext, source: Source, copy: Copy): Promise<void> {
+  const host = sourceHost(source);
+  let listing: string;
+  if (host) {
+    listing = (
+      await runPrivileged(ctx.ssh, host, ['sh', '-c', OWNERS_SCRIPT, 'persona-owners', copy.from], ctx.signal)
+    ).stdout;
+  } else {
+    const { execa } = await import('execa');
+    listing = String(
+      (await execa('sh', ['-c', OWNERS_SCRIPT, 'persona-owners', copy.from], { cancelSignal: ctx.signal }))
+        .stdout,
+    );
+  }
+  for (const [owner, paths] of parseOwners(listing)) {
+    const r = await ctx.ssh.exec(
+      ctx.target,
+      privileged(ctx.target, ['sh', '-c', CHOWN_SCRIPT, 'persona-chown', copy.target, owner]),
+      { signal: ctx.signal, input: `${paths.join('\0')}\0` },
+    );
+    if (r.exitCode !== 0) {
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `cannot give ${paths.length} entries of ${copy.target} on ${ctx.target.name} their owner ${owner}: ${r.stderr.trim().split('\n').slice(-1)[0]}`,
+        {
+          hint: `Add the user and group to the profile's security_profile (users, groups) so configure creates them on ${ctx.target.name}, then resume.`,
+        },
+      );
+    }
+  }
 }
 
 async function verifyCopies(
@@ -226,7 +320,7 @@ export const migrateStep: Step = {
   async simulate(ctx) {
     const { data } = ctx.profile;
     if (data.migration === 'none' || data.paths.length === 0) return ['nothing to migrate'];
-    const { source, why } = await chooseSource(ctx);
+    const { source, why } = await chooseSource(ctx, true);
     const lines = [`would copy from ${describeSource(source)}: ${why}`];
     for (const copy of copies(ctx, source)) {
       const [bytes, free] = await Promise.all([
@@ -242,7 +336,7 @@ export const migrateStep: Step = {
   async verify(ctx) {
     if (ctx.profile.data.migration === 'none' || ctx.profile.data.paths.length === 0) return true;
     const { source } = await chooseSource(ctx);
-    return (await verifyCopies(ctx, source)).every((c) => c.source.digest === c.target.digest);
+    return (await verifyCopies(ctx, source)).every((c) => sameTree(c.source, c.target));
   },
   async run(ctx) {
     const { data } = ctx.profile;
@@ -266,15 +360,22 @@ export const migrateStep: Step = {
       }
     }
     const transfers = [];
-    for (const [i, copy] of plan.entries()) {
-      const started = Date.now();
-      const { transferred } = await copyOne(ctx, source, copy, i);
-      transfers.push({
-        path: copy.target,
-        from: copy.from,
-        transferred_bytes: transferred,
-        duration_ms: Date.now() - started,
-      });
+    try {
+      for (const [i, copy] of plan.entries()) {
+        const started = Date.now();
+        const { transferred } = await copyOne(ctx, source, copy, i);
+        await applyOwners(ctx, source, copy);
+        transfers.push({
+          path: copy.target,
+          from: copy.from,
+          transferred_bytes: transferred,
+          duration_ms: Date.now() - started,
+        });
+      }
+    } finally {
+      // Staged data is a full copy of the application's data on this machine: never left behind. An interrupted
+      // run keeps it, so that its resume moves only the delta; the resumed run removes it.
+      if (!ctx.signal.aborted) await rm(stagingDir(ctx), { recursive: true, force: true });
     }
     await ctx.checkpoint('after-copy');
     const verified = await verifyCopies(ctx, source);
@@ -285,8 +386,15 @@ export const migrateStep: Step = {
           `${v.path} on ${ctx.target.name} differs from its source after the copy (${v.target.files} files, digest ${v.target.digest.slice(0, 12)} vs ${v.source.files} files, ${v.source.digest.slice(0, 12)})`,
         );
       }
+      if (v.source.meta !== v.target.meta) {
+        throw new PersonaError(
+          'E_STEP_FAILED',
+          `${v.path} on ${ctx.target.name} has the source's contents but not its owners or modes after the copy`,
+          { hint: `Compare \`find ${v.path} -printf '%m %u:%g %p\\n'\` on both ends.` },
+        );
+      }
       ctx.log(
-        `${v.path}: ${v.target.files} files, ${v.target.bytes} bytes, sha256 manifest ${v.target.digest.slice(0, 16)}… matches the source`,
+        `${v.path}: ${v.target.files} files, ${v.target.bytes} bytes, sha256 manifest ${v.target.digest.slice(0, 16)}… and owners/modes match the source`,
       );
     }
     return {
@@ -297,6 +405,7 @@ export const migrateStep: Step = {
         files: v.target.files,
         bytes: v.target.bytes,
         digest: v.target.digest,
+        meta: v.target.meta,
       })),
     };
   },

@@ -1,6 +1,7 @@
 /** The traffic router of a run, with the Consul agent the run can reach. */
 import type { StepContext } from '../runbook/types.js';
 import type { ConsulApi } from '../stores/consul-api.js';
+import { nodeAgent } from '../traffic/consul-agent.js';
 import { routerFor, type TrafficRouter } from '../traffic/router.js';
 
 const agents = new WeakMap<object, Promise<ConsulApi>>();
@@ -23,5 +24,6 @@ export function trafficRouter(ctx: StepContext): TrafficRouter {
       }
       return agent;
     },
+    consulAgent: (url) => nodeAgent(url, ctx.env.CONSUL_HTTP_TOKEN?.trim() || undefined),
   });
 }

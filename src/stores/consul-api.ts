@@ -153,7 +153,10 @@ interface RawClient {
     };
     service: { nodes(service: string): Promise<CatalogServiceEntry[]> };
   };
-  health: { node(node: string): Promise<HealthCheck[]> };
+  health: {
+    node(node: string): Promise<HealthCheck[]>;
+    service(o: { service: string; passing?: boolean }): Promise<Array<{ Node: { Node: string } }>>;
+  };
   transaction: { create(ops: unknown[]): Promise<unknown> };
   session: {
     create(o: { name: string; ttl: string; lockdelay: string; behavior: string }): Promise<{ ID: string }>;
@@ -284,6 +287,13 @@ export class ConsulApi {
   async register(r: ServiceRegistration): Promise<void> {
     await this.call(() =>
       this.client.catalog.register({ node: r.node, address: r.address, service: r.service }),
+    );
+  }
+
+  /** Nodes where the service and its node pass every check (what Consul DNS and consul-template serve). */
+  async passingNodes(service: string): Promise<string[]> {
+    return (await this.call(() => this.client.health.service({ service, passing: true }))).map(
+      (e) => e.Node.Node,
     );
   }
 

@@ -1,9 +1,12 @@
 /**
  * The HAProxy runtime API (the "stats socket" at level admin): one command per connection, over a unix socket
- * or host:port. Backend and server names come validated from the profile and the inventory; they cannot carry a
+ * or host:port. Runtime changes live in the running process only; saveState writes them to HAProxy's
+ * server-state-file so that a reload (with `load-server-state-from-file global`) keeps them. Backend and server names come validated from the profile and the inventory; they cannot carry a
  * newline or a second command.
  */
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { basename, dirname, join } from 'node:path';
 import { PersonaError } from '../errors.js';
 
 export interface ServerState {
@@ -102,6 +105,57 @@ export class HaproxyRuntime {
   async server(backend: string, server: string, signal?: AbortSignal): Promise<ServerState | undefined> {
     return (await this.servers(backend, signal)).find((s) => s.server === server);
   }
+
+  /**
+   * Writes the state of every server of every backend (`show servers state`) to HAProxy's server-state-file,
+   * atomically: a reload with `load-server-state-from-file global` applies it, so runtime changes survive.
+   */
+  async saveState(file: string, signal?: AbortSignal): Promise<void> {
+    const text = await this.command('show servers state', signal);
+    if (!/^\d+\n# be_id /.test(text)) {
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `HAProxy's \`show servers state\` answered unexpectedly: ${text.trim().slice(0, 200)}`,
+      );
+    }
+    await writeAtomically(file, text);
+  }
+}
+
+async function writeAtomically(file: string, text: string): Promise<void> {
+  const mode = await stat(file).then(
+    (s) => s.mode & 0o777,
+    () => 0o644,
+  );
+  const tmp = join(dirname(file), `.${basename(file)}.persona-${process.pid}`);
+  try {
+    const handle = await open(tmp, 'w', mode);
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw new PersonaError(
+      'E_STEP_FAILED',
+      `cannot write HAProxy's server state file ${file}: ${(error as Error).message}`,
+      {
+        hint: 'persona needs write access to the directory of traffic.state_file (the path of server-state-file in haproxy.cfg).',
+      },
+    );
+  }
+}
+
+/** The servers recorded in a server-state file, or undefined when there is no such file. */
+export async function readStateFile(file: string): Promise<ServerState[] | undefined> {
+  const text = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  return text === undefined ? undefined : parseServersState(text);
 }
 
 /** Parses `show servers state` (format 1): a version line, a "#" header naming the columns, one line per server. */

@@ -7,8 +7,9 @@ import type { InventoryHost } from '../hosts/inventory.js';
 import type { Profile } from '../profile/schema.js';
 import { localEnv } from '../runbook/local-env.js';
 import type { ConsulApi } from '../stores/consul-api.js';
+import { type NodeAgent, nodeAgent } from './consul-agent.js';
 import { ConsulRouter } from './consul-router.js';
-import { HaproxyRuntime, inMaintenance } from './haproxy.js';
+import { HaproxyRuntime, inMaintenance, readStateFile } from './haproxy.js';
 
 export type Evidence = Record<string, unknown>;
 
@@ -40,6 +41,8 @@ export interface RouterDeps {
   consul?: () => Promise<ConsulApi>;
   /** persona's environment; local commands get only its minimal part (localEnv). */
   env?: NodeJS.ProcessEnv;
+  /** A host's Consul agent by URL (its token from CONSUL_HTTP_TOKEN), for the `consul` method. */
+  consulAgent?: (url: string) => NodeAgent;
 }
 
 export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRouter {
@@ -55,7 +58,12 @@ export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRoute
       if (!deps.consul) {
         throw new PersonaError('E_USAGE', `traffic method "consul" of ${profile.id} needs a Consul agent`);
       }
-      return new ConsulRouter(traffic, profile.deploy.port, deps.consul);
+      return new ConsulRouter(
+        traffic,
+        profile.deploy.port,
+        deps.consul,
+        deps.consulAgent ?? ((url) => nodeAgent(url)),
+      );
   }
 }
 
@@ -120,12 +128,34 @@ class HaproxyRouter implements TrafficRouter {
     return this.cfg.server.replaceAll('{host}', host.name).replaceAll('{app}', this.app);
   }
 
+  private persisted(): string {
+    return this.cfg.state_file
+      ? `, saved to ${this.cfg.state_file} so a reload keeps it`
+      : ' (runtime only: no state_file, a reload of HAProxy undoes it)';
+  }
+
   describeFence(failed: InventoryHost): string {
-    return `HAProxy ${this.cfg.admin_socket}: set server ${this.cfg.backend}/${this.server(failed)} state maint`;
+    return `HAProxy ${this.cfg.admin_socket}: set server ${this.cfg.backend}/${this.server(failed)} state maint${this.persisted()}`;
   }
 
   describeSwitch(target: InventoryHost): string {
-    return `HAProxy ${this.cfg.admin_socket}: set server ${this.cfg.backend}/${this.server(target)} state ready${this.cfg.verify_url ? `; verify through ${this.cfg.verify_url}` : ''}`;
+    return `HAProxy ${this.cfg.admin_socket}: set server ${this.cfg.backend}/${this.server(target)} state ready${this.persisted()}${this.cfg.verify_url ? `; verify through ${this.cfg.verify_url}` : ''}`;
+  }
+
+  /** Saves the runtime state to the state file; what the evidence says about surviving a reload. */
+  private async save(signal: AbortSignal): Promise<Evidence> {
+    if (!this.cfg.state_file) return { survives_reload: false };
+    await this.api.saveState(this.cfg.state_file, signal);
+    return { survives_reload: true, state_file: this.cfg.state_file };
+  }
+
+  /** The server's state in the state file agrees (no state file configured: nothing to agree with). */
+  private async fileAgrees(server: string, out: boolean): Promise<boolean> {
+    if (!this.cfg.state_file) return true;
+    const saved = (await readStateFile(this.cfg.state_file))?.find(
+      (s) => s.backend === this.cfg.backend && s.server === server,
+    );
+    return saved !== undefined && inMaintenance(saved) === out;
   }
 
   async fence(failed: InventoryHost, signal: AbortSignal): Promise<Evidence> {
@@ -134,13 +164,18 @@ class HaproxyRouter implements TrafficRouter {
     if (!state || !inMaintenance(state))
       throw new PersonaError('E_STEP_FAILED', `HAProxy still has ${this.server(failed)} in rotation`);
     return {
-      haproxy: { backend: this.cfg.backend, server: this.server(failed), admin_state: state.adminState },
+      haproxy: {
+        backend: this.cfg.backend,
+        server: this.server(failed),
+        admin_state: state.adminState,
+        ...(await this.save(signal)),
+      },
     };
   }
 
   async isFenced(failed: InventoryHost, signal: AbortSignal): Promise<boolean> {
     const state = await this.api.server(this.cfg.backend, this.server(failed), signal);
-    return state !== undefined && inMaintenance(state);
+    return state !== undefined && inMaintenance(state) && (await this.fileAgrees(this.server(failed), true));
   }
 
   async switchTo(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<Evidence> {
@@ -148,7 +183,7 @@ class HaproxyRouter implements TrafficRouter {
     const before = await this.api.server(this.cfg.backend, server, signal);
     if (!before) {
       throw new PersonaError('E_STEP_FAILED', `HAProxy backend ${this.cfg.backend} has no server ${server}`, {
-        hint: `Add \`server ${server} ${target.address}:PORT check\` to the backend (disabled is fine), reload HAProxy, then resume.`,
+        hint: `Add \`server ${server} ${target.address}:PORT check disabled\` to the backend, reload HAProxy, then resume. persona enables it; set traffic.state_file (HAProxy's server-state-file) or the next reload disables it again.`,
       });
     }
     await this.api.setState(this.cfg.backend, server, 'ready', signal);
@@ -162,6 +197,7 @@ class HaproxyRouter implements TrafficRouter {
         server,
         admin_state: after?.adminState,
         op_state: after?.opState,
+        ...(await this.save(signal)),
       },
     };
   }
@@ -170,7 +206,13 @@ class HaproxyRouter implements TrafficRouter {
     const servers = await this.api.servers(this.cfg.backend, signal);
     const t = servers.find((s) => s.server === this.server(target));
     const f = servers.find((s) => s.server === this.server(failed));
-    return t !== undefined && !inMaintenance(t) && (f === undefined || inMaintenance(f));
+    return (
+      t !== undefined &&
+      !inMaintenance(t) &&
+      (f === undefined || inMaintenance(f)) &&
+      (await this.fileAgrees(this.server(target), false)) &&
+      (f === undefined || t === f || (await this.fileAgrees(this.server(failed), true)))
+    );
   }
 
   async verify(target: InventoryHost, names: readonly string[], signal: AbortSignal): Promise<Evidence> {

@@ -109,6 +109,25 @@ export async function haproxyServers(lab: LabState): Promise<Record<string, { ad
   return Object.fromEntries(servers.map((s) => [s.server, { admin: s.adminState, op: s.opState }]));
 }
 
+/**
+ * Reloads the lab's HAProxy as an init script would (a new process with the same configuration, the old one told
+ * to finish with -sf), without dumping its state first: only what persona saved to the server-state-file survives.
+ */
+export async function reloadHaproxy(lab: LabState): Promise<void> {
+  const pidOf = () => readFileSync(lab.haproxy.pid_file, 'utf8').trim();
+  const old = pidOf();
+  const { execa } = await import('execa');
+  await execa('haproxy', ['-f', lab.haproxy.config, '-sf', old]);
+  const api = new HaproxyRuntime(lab.haproxy.admin_socket);
+  for (let i = 0; i < 100; i++) {
+    const now = pidOf();
+    if (now !== old && new RegExp(`^Pid: ${now}$`, 'm').test(await api.command('show info').catch(() => '')))
+      return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`HAProxy did not come back from a reload (config ${lab.haproxy.config})`);
+}
+
 /** The application answers through HAProxy from `host`, with the original data, and the store says so. */
 export async function expectRecoveredOnto(lab: LabState, ws: Workspace, host: string): Promise<void> {
   const base = lab.haproxy.frontend_url;

@@ -16,6 +16,7 @@ import {
   journal,
   persona,
   personaChild,
+  reloadHaproxy,
   runIdIn,
   scratchDir,
   workspace,
@@ -72,6 +73,16 @@ describe('recover (built CLI, lab)', () => {
     expect((await sshExec('lab-2', ['cat', '/etc/demo-web/session.key'])).stdout.trim()).toBe(demoSecret());
   });
 
+  test('fence and switch survive a reload of HAProxy (server-state-file written by persona)', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'app');
+    const r = await persona(['recover', 'lab-1', '--yes'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    await reloadHaproxy(lab);
+    await expectRecoveredOnto(lab, ws, 'lab-2');
+  });
+
   test('host powered off: data from the backup, same end state', async () => {
     const lab = await freshLab();
     const ws = workspace(lab);
@@ -81,6 +92,30 @@ describe('recover (built CLI, lab)', () => {
     expect(r.stderr).toMatch(/data source: .*\/var\/lib\/persona-lab\/backups\/demo-web/);
     expect(r.stderr).toContain('lab-1 does not answer');
     expect(r.stdout).toMatch(/demo-web: lab-1 → lab-2, run \S+: succeeded/);
+    await expectRecoveredOnto(lab, ws, 'lab-2');
+  });
+
+  test('lab-1 refuses persona (authentication): migrate does not restore the backup by itself; resuming with --data-from backup does', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    await fail('lab-1', 'app');
+    // The same lab, but no key is offered to lab-1: "Permission denied (publickey)".
+    const config = join(scratchDir('persona-ssh-'), 'config');
+    writeFileSync(
+      config,
+      `Host lab-1\n  PubkeyAuthentication no\n  PasswordAuthentication no\n  KbdInteractiveAuthentication no\n\n${readFileSync(lab.ssh.config, 'utf8')}`,
+    );
+    const ssh = { PERSONA_SSH_CONFIG: config };
+    const r = await persona(['recover', 'lab-1', '--yes'], ws, ssh);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/not migrating demo-web's data: lab-1 does not let persona in \(auth/);
+    expect(r.stderr).toContain('--data-from backup');
+    expect((await sshExec('lab-2', ['test', '-e', '/srv/demo-web/data/index.txt'])).exitCode).not.toBe(0);
+    const runId = runIdIn(r.stderr);
+    const resumed = await persona(['runs', 'resume', runId, '--yes', '--data-from', 'backup'], ws, ssh);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/data source: .*\/var\/lib\/persona-lab\/backups\/demo-web/);
+    expect(journal(ws, runId)).toMatchObject({ options: { data_from: 'backup' } });
     await expectRecoveredOnto(lab, ws, 'lab-2');
   });
 

@@ -9,6 +9,7 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type AgentIdentity, registerAgentNode } from './consul-catalog.js';
 import { HttpError, type Reply, type Request, text } from './consul-http.js';
+import { type FakeNodeAgent, startNodeAgent } from './consul-node-agent.js';
 import { checkAcl, findRoute, type Route, routes } from './consul-routes.js';
 import { SessionTimers } from './consul-sessions.js';
 import { ConsulState } from './consul-state.js';
@@ -39,6 +40,8 @@ export interface ConsulServer {
   stop(): Promise<void>;
   /** Comes back on the same port; session TTLs restart and lock-delays are forgotten, as after a leader election. */
   start(): Promise<void>;
+  /** Starts the Consul agent of another node, with its own address and anti-entropy (consul-node-agent.ts). */
+  nodeAgent(node: string, address?: string): Promise<FakeNodeAgent>;
 }
 
 function readBody(req: http.IncomingMessage): Promise<Buffer> {
@@ -157,6 +160,7 @@ export async function startConsulServer(opts: ConsulServerOptions = {}): Promise
   const listener = new Listener(server, opts.host ?? '127.0.0.1', opts.port ?? 0);
   await listener.open();
   timers.rearmAll();
+  const nodeAgents: FakeNodeAgent[] = [];
   const shut = async (): Promise<void> => {
     timers.clearAll();
     await listener.shut();
@@ -171,8 +175,16 @@ export async function startConsulServer(opts: ConsulServerOptions = {}): Promise
     get port() {
       return listener.port;
     },
-    close: shut,
+    async close() {
+      await Promise.all(nodeAgents.splice(0).map((a) => a.stop()));
+      await shut();
+    },
     stop: shut,
+    async nodeAgent(node, address = '127.0.0.1') {
+      const agent = await startNodeAgent(state, node, address);
+      nodeAgents.push(agent);
+      return agent;
+    },
     async start() {
       if (listener.listening) return;
       // A restarted leader forgets lock-delays and gives every session a fresh TTL.

@@ -65,7 +65,15 @@ export interface LabState {
   cgroup_mode: 'v1' | 'v2';
   up_at: string;
   hosts: Record<string, LabHost>;
-  haproxy: { admin_socket: string; frontend_url: string; backend: string; config: string; pid_file: string };
+  haproxy: {
+    admin_socket: string;
+    frontend_url: string;
+    backend: string;
+    config: string;
+    pid_file: string;
+    /** HAProxy's server-state-file, which persona rewrites after each change (absent in labs up before it). */
+    state_file?: string;
+  };
   etcd: { endpoint: string; data_dir: string };
   apt_proxy: { url: string };
   ssh: { config: string; key: string; known_hosts: string };

@@ -144,5 +144,5 @@ test('placeholders in commands are replaced by validated values only', () => {
 });
 
 test('manifests parse', () => {
-  expect(parseManifest('3 1024 abc\n')).toEqual({ files: 3, bytes: 1024, digest: 'abc' });
+  expect(parseManifest('3 1024 abc def\n')).toEqual({ files: 3, bytes: 1024, digest: 'abc', meta: 'def' });
 });

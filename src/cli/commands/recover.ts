@@ -1,8 +1,17 @@
 import type { Strategy } from '../../broker/broker.js';
 import { PersonaError } from '../../errors.js';
+import { type DataFrom, dataFromChoices } from '../../runbook/journal-schema.js';
 import { recoverHost, resumeRun } from '../../runbook/recover.js';
 import { renderSummary } from '../run-summary.js';
 import type { CommandRun } from '../spec.js';
+
+export function dataFromOpt(opts: Record<string, unknown>): { dataFrom?: DataFrom } {
+  const v = opts.dataFrom;
+  if (v === undefined) return {};
+  if (!(dataFromChoices as readonly unknown[]).includes(v))
+    throw new PersonaError('E_USAGE', `--data-from must be one of ${dataFromChoices.join(', ')}`);
+  return { dataFrom: v as DataFrom };
+}
 
 export const run: CommandRun = async (ctx, { args, opts }) => {
   const host = args.host as string | undefined;
@@ -25,6 +34,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
       dryRun: opts.dryRun === true,
       stepByStep: opts.step === true,
       forceNoFence: opts.forceNoFence === true,
+      ...dataFromOpt(opts),
     });
     return { data: { runs: [summary] }, human: (out) => renderSummary(out, summary) };
   }
@@ -36,6 +46,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     dryRun: opts.dryRun === true,
     stepByStep: opts.step === true,
     forceNoFence: opts.forceNoFence === true,
+    dataFrom: dataFromOpt(opts).dataFrom ?? 'auto',
     strategy: (opts.strategy as Strategy | undefined) ?? 'best-fit',
     exclude: (opts.exclude as string[] | undefined) ?? [],
     commandLine: ['persona', ...ctx.argv],

@@ -114,6 +114,8 @@ global
   daemon
   pidfile ${d}/haproxy.pid
   stats socket ${d}/admin.sock mode 600 level admin
+  # persona writes the runtime state here after each fence and switch; a reload applies it (defaults below)
+  server-state-file ${d}/server-state
   maxconn 4096
 
 defaults
@@ -123,6 +125,7 @@ defaults
   timeout server 30s
   retries 1
   option redispatch
+  load-server-state-from-file global
 
 frontend ${s.haproxy.backend}
   bind ${s.haproxy.bind}
@@ -235,6 +238,7 @@ export function state(s) {
         backend: s.haproxy.backend,
         config: `${d}/haproxy/haproxy.cfg`,
         pid_file: `${d}/haproxy/haproxy.pid`,
+        state_file: `${d}/haproxy/server-state`,
       },
       etcd: { endpoint: s.etcd.endpoint, data_dir: `${d}/etcd/data` },
       apt_proxy: { url: s.apt_proxy.url },
