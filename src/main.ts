@@ -190,9 +190,12 @@ async function run(
         const { SshTransport } = await import('./hosts/ssh.js');
         const inv = values.ssh_config.value ? undefined : await ctx.inventory().catch(() => undefined);
         const named = values.ssh_config.value ?? inv?.sshConfig;
-        const from = values.ssh_config.value
-          ? describeSource(values.ssh_config.source)
-          : `the inventory ${inv?.source}`;
+        const source = values.ssh_config.source;
+        const from = !values.ssh_config.value
+          ? `the inventory ${inv?.source}`
+          : source.from === 'flag' || source.from === 'env'
+            ? source.name
+            : describeSource(source);
         const configFile = named ? await requireSshConfig(named, from, cwd) : undefined;
         ssh = new SshTransport({
           ...(configFile ? { configFile } : {}),

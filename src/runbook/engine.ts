@@ -9,6 +9,7 @@
 import { isPersonaError, PersonaError } from '../errors.js';
 import type { Prompter } from '../ui/prompter.js';
 import type { Reporter } from '../ui/reporter.js';
+import { sleep } from '../util/sleep.js';
 import { fenceEvidence } from './fencing.js';
 import type { JournalStore } from './journal.js';
 import type { Journal, Step, StepContext, StepKind, StepRecord } from './types.js';
@@ -39,19 +40,6 @@ export interface EngineDeps {
   context(signal: AbortSignal, record: StepRecord): StepContext;
   now(): Date;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 
 export interface SimulatedStep {
   kind: StepKind;

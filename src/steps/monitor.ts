@@ -4,21 +4,8 @@
  */
 import { PersonaError } from '../errors.js';
 import type { Step } from '../runbook/types.js';
+import { sleep } from '../util/sleep.js';
 import { missedTargets, runHealthChecks, sample } from './checks.js';
-
-/** Waits ms, or less when the signal aborts. */
-const pause = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 
 export const monitorStep: Step = {
   kind: 'monitor',
@@ -53,7 +40,7 @@ export const monitorStep: Step = {
       }
       if (rounds === 1) await ctx.checkpoint('after-first-round');
       const left = seconds * 1000 - (Date.now() - started);
-      if (left > 0) await pause(Math.min(2000, left), ctx.signal);
+      if (left > 0) await sleep(Math.min(2000, left), ctx.signal);
     } while (Date.now() - started < seconds * 1000 && !ctx.signal.aborted);
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const s = await sampling;

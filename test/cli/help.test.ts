@@ -26,7 +26,9 @@ describe('--help of a command', () => {
     expect(text).toContain('Global Options:');
     expect(text).toContain('default ./inventory.json');
     expect(text).toContain('default file:./profiles');
-    expect(text).toContain('--connect-timeout <seconds> SSH connect timeout (default: 5)');
+    expect(text).toContain(
+      '--connect-timeout <seconds> SSH connect timeout (env PERSONA_CONNECT_TIMEOUT; default 5)',
+    );
   });
 
   test('only the global flags that matter: profile validate reads files, not the store or hosts', async () => {

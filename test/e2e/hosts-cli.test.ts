@@ -33,13 +33,19 @@ describe('help examples (built CLI)', () => {
         NO_COLOR: '1',
         CI: 'true',
         PERSONA_STORE: `file:${copyOfProfiles()}`,
-        PERSONA_INVENTORY: fake.inventory(['ok-1', 'refused-1', 'ok-2']),
+        // ok-2 carries a secret-looking label, so `hosts list` has a warning to show (its value redacted).
+        PERSONA_INVENTORY: fake.inventory([
+          'ok-1',
+          'refused-1',
+          { name: 'ok-2', apps: [], labels: { db_password: 'hunter2' } },
+        ]),
       },
       stdin: 'ignore',
     });
     expect(r.stderr).not.toMatch(/jq: error/);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(String(r.stdout).trim()).not.toBe('');
+    expect(String(r.stdout)).not.toContain('hunter2');
     if (example.startsWith('persona hosts probe'))
       expect(JSON.parse(String(r.stdout))).toMatchObject({ host: { name: 'refused-1' }, ok: false });
   });

@@ -27,7 +27,7 @@ export interface FakeSsh {
   /** The environment that puts the fake first on PATH. */
   env: Record<string, string>;
   /** An inventory file with these hosts, all on 127.0.0.1. */
-  inventory(hosts: Array<string | { name: string; apps: string[] }>): string;
+  inventory(hosts: Array<string | { name: string; apps: string[]; labels?: Record<string, string> }>): string;
   /** The slow-* hosts whose probe has started. */
   started(): string[];
 }
