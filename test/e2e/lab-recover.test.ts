@@ -90,7 +90,8 @@ describe('recover (built CLI, lab)', () => {
     const r = await persona(['recover', 'lab-1', '--yes'], ws);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/data source: .*\/var\/lib\/persona-lab\/backups\/demo-web/);
-    expect(r.stderr).toContain('lab-1 does not answer');
+    // The fence's evidence: HAProxy took lab-1 out, and lab-1 does not answer.
+    expect(r.stderr).toMatch(/fenced: the host does not answer \(lab-1 .*\) and haproxy has it out of rotation/);
     expect(r.stdout).toMatch(/demo-web: lab-1 → lab-2, run \S+: succeeded/);
     await expectRecoveredOnto(lab, ws, 'lab-2');
   });
