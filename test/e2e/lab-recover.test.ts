@@ -91,7 +91,9 @@ describe('recover (built CLI, lab)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/data source: .*\/var\/lib\/persona-lab\/backups\/demo-web/);
     // The fence's evidence: HAProxy took lab-1 out, and lab-1 does not answer.
-    expect(r.stderr).toMatch(/fenced: the host does not answer \(lab-1 .*\) and haproxy has it out of rotation/);
+    expect(r.stderr).toMatch(
+      /fenced: the host does not answer \(lab-1 .*\) and haproxy has it out of rotation/,
+    );
     expect(r.stdout).toMatch(/demo-web: lab-1 → lab-2, run \S+: succeeded/);
     await expectRecoveredOnto(lab, ws, 'lab-2');
   });
