@@ -11,6 +11,7 @@ import { openBackend } from '../../src/stores/open.js';
 import { ProfileStore } from '../../src/stores/profile-store.js';
 import { sha256 } from '../../src/util/hash.js';
 import { repoRoot } from './cli.js';
+import { testJournal } from './journal.js';
 import { copyOfProfiles, tempDir } from './tmp.js';
 
 export interface RecoverFixture {
@@ -68,26 +69,21 @@ export async function savedRun(
 ): Promise<Journal> {
   const store = new ProfileStore(await openBackend(`file:${fx.store}`, fx.env, repoRoot));
   const { stored } = await store.load('demo-web');
-  const journal: Journal = {
-    format: 'persona-run',
-    version: 1,
+  const journal: Journal = testJournal({
     run_id: '20261127T000000Z-demo-web-abcdef',
     app: 'demo-web',
     status: 'interrupted',
     created_at: '2026-11-27T00:00:00.000Z',
     updated_at: '2026-11-27T00:00:00.000Z',
     who: 'alice@test',
-    command_line: ['persona', 'recover', 'h1'],
     driver: { pid: 1, host: 'elsewhere' },
     store: store.describe,
     inventory: 'inventory.json',
     profile: { id: 'demo-web', version: stored.version, sha256: sha256(stored.text) },
     failed_host: { name: 'h1', address: '127.0.0.1', port: 1 },
     target_host: { name: 'h2', address: '127.0.0.1', port: 2 },
-    options: { force_no_fence: false, strategy: 'best-fit' },
-    ranking: [],
     steps: freshStepRecords().map((s) => ({ ...s, status: statuses[s.kind] ?? s.status })),
-  };
+  });
   await new JournalStore(fx.state).save(journal);
   await store.backend.close();
   return journal;

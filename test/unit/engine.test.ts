@@ -10,6 +10,7 @@ import { NonInteractivePrompter, type Prompter } from '../../src/ui/prompter.js'
 import { Redactor } from '../../src/ui/redact.js';
 import type { Reporter } from '../../src/ui/reporter.js';
 import { ScriptedPrompter } from '../helpers/cli.js';
+import { testJournal } from '../helpers/journal.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const quiet: Reporter = {
@@ -20,24 +21,7 @@ const quiet: Reporter = {
 };
 
 function journal(kinds: StepKind[]): Journal {
-  return {
-    format: 'persona-run',
-    version: 1,
-    run_id: '20261127T000000Z-app-abcdef',
-    app: 'app',
-    status: 'planned',
-    created_at: '2026-11-27T00:00:00Z',
-    updated_at: '2026-11-27T00:00:00Z',
-    who: 'tester',
-    command_line: ['persona', 'recover', 'h1'],
-    driver: { pid: 1, host: 'here' },
-    store: 'file:x',
-    inventory: 'inv.json',
-    profile: { id: 'app', version: 1, sha256: 'x' },
-    failed_host: { name: 'h1', address: '10.0.0.1' },
-    target_host: { name: 'h2', address: '10.0.0.2' },
-    options: { force_no_fence: false, strategy: 'best-fit' },
-    ranking: [],
+  return testJournal({
     steps: kinds.map((kind) => ({
       kind,
       title: kind,
@@ -46,7 +30,7 @@ function journal(kinds: StepKind[]): Journal {
       attempts: 0,
       log: [],
     })),
-  };
+  });
 }
 
 interface FakeStep extends Step {

@@ -10,30 +10,13 @@ import type { Journal } from '../../src/runbook/types.js';
 import { fencedBackend } from '../../src/stores/fenced-backend.js';
 import { FileBackend } from '../../src/stores/file-backend.js';
 import type { LockInfo } from '../../src/stores/kv.js';
+import { testJournal } from '../helpers/journal.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const RUN = '20261127T000000Z-app-abcdef';
 
-const journal = (updated_at: string, driver: number): Journal => ({
-  format: 'persona-run',
-  version: 1,
-  run_id: RUN,
-  app: 'app',
-  status: 'running',
-  created_at: '2026-11-27T00:00:00Z',
-  updated_at,
-  who: 'tester',
-  command_line: ['persona', 'recover', 'h1'],
-  driver: { pid: driver, host: 'here' },
-  store: 'file:x',
-  inventory: 'inv.json',
-  profile: { id: 'app', version: 1, sha256: 'x' },
-  failed_host: { name: 'h1', address: '10.0.0.1' },
-  target_host: { name: 'h2', address: '10.0.0.2' },
-  options: { force_no_fence: false, strategy: 'best-fit' },
-  ranking: [],
-  steps: [],
-});
+const journal = (updated_at: string, driver: number): Journal =>
+  testJournal({ run_id: RUN, status: 'running', updated_at, driver: { pid: driver, host: 'here' } });
 
 /** A pid that no process has any more: its lock can be taken over at once. */
 const deadPid = () => Number(spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim());

@@ -7,6 +7,7 @@ import type { RankedHost, Reason } from '../../src/broker/broker.js';
 import { parseJournal } from '../../src/runbook/journal.js';
 import { journalRanking } from '../../src/runbook/journal-ranking.js';
 import type { Journal } from '../../src/runbook/types.js';
+import { testJournal } from '../helpers/journal.js';
 
 const LIMIT = 64 * 1024;
 
@@ -61,26 +62,11 @@ function ranking(n: number): RankedHost[] {
 }
 
 function journal(fields: Pick<Journal, 'ranking'>): Journal {
-  return {
-    format: 'persona-run',
-    version: 1,
-    run_id: '20261127T000000Z-app-abcdef',
-    app: 'app',
-    status: 'planned',
-    created_at: '2026-11-27T00:00:00Z',
-    updated_at: '2026-11-27T00:00:00Z',
-    who: 'tester',
-    command_line: ['persona', 'recover', 'h1'],
-    driver: { pid: 1, host: 'here' },
+  return testJournal({
     store: 'consul://127.0.0.1:8500/persona',
-    inventory: 'inv.json',
-    profile: { id: 'app', version: 1, sha256: 'x' },
-    failed_host: { name: 'h1', address: '10.0.0.1' },
     target_host: { name: 'host-00004.dc1.example.internal', address: '10.77.0.1' },
-    options: { force_no_fence: false, strategy: 'best-fit' },
     ...fields,
-    steps: [],
-  };
+  });
 }
 
 describe('the ranking kept in a journal', () => {
