@@ -5,6 +5,7 @@
 
 import { describeSource } from '../cli/settings.js';
 import { errorMessage, isPersonaError } from '../errors.js';
+import { RENEWAL_FRACTION } from '../stores/lock-renewal.js';
 import { consulTarget, etcdTarget } from '../stores/store-url.js';
 import type { Check, CheckResult } from './check.js';
 
@@ -74,13 +75,19 @@ export interface RenewalShape {
 export function renewalShape(url: string, env: NodeJS.ProcessEnv): RenewalShape | undefined {
   try {
     if (url.startsWith('etcd://'))
-      return { kind: 'etcd', timeoutMs: etcdTarget(url, env).timeoutMs, fraction: 1 / 3 };
+      return { kind: 'etcd', timeoutMs: etcdTarget(url, env).timeoutMs, fraction: RENEWAL_FRACTION.etcd };
     if (url.startsWith('consul://'))
-      return { kind: 'consul', timeoutMs: consulTarget(url, env).timeoutMs, fraction: 1 / 2 };
+      return {
+        kind: 'consul',
+        timeoutMs: consulTarget(url, env).timeoutMs,
+        fraction: RENEWAL_FRACTION.consul,
+      };
   } catch {
     return undefined;
   }
-  return /^[a-z][a-z0-9+.-]*:\/\//.test(url) ? undefined : { kind: 'file', timeoutMs: 0, fraction: 1 / 3 };
+  return /^[a-z][a-z0-9+.-]*:\/\//.test(url)
+    ? undefined
+    : { kind: 'file', timeoutMs: 0, fraction: RENEWAL_FRACTION.file };
 }
 
 /**

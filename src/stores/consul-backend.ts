@@ -28,6 +28,7 @@ import {
   fenceLostError,
   lockHandle,
   parseLockInfo,
+  RENEWAL_FRACTION,
   type Renewal,
   sameHolder,
   startRenewal,
@@ -176,12 +177,18 @@ export class ConsulBackend implements KvBackend {
     session: string,
     validity: LockValidity,
   ): LockHandle {
-    const renewal = startRenewal(name, this.describe, validity.ttlMs / 2, validity, async () => {
-      if (!(await this.api.renewSession(session))) return 'its Consul session ended (expired or destroyed)';
-      const now = await this.api.get(key);
-      if (now?.Session !== session) return 'the lock key is no longer held by this session';
-      return undefined;
-    });
+    const renewal = startRenewal(
+      name,
+      this.describe,
+      validity.ttlMs * RENEWAL_FRACTION.consul,
+      validity,
+      async () => {
+        if (!(await this.api.renewSession(session))) return 'its Consul session ended (expired or destroyed)';
+        const now = await this.api.get(key);
+        if (now?.Session !== session) return 'the lock key is no longer held by this session';
+        return undefined;
+      },
+    );
     this.renewals.add(renewal);
     return lockHandle(name, info, session, renewal, async () => {
       this.renewals.delete(renewal);

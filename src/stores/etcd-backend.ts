@@ -27,6 +27,7 @@ import {
   fenceLostError,
   lockHandle,
   parseLockInfo,
+  RENEWAL_FRACTION,
   type Renewal,
   sameHolder,
   startRenewal,
@@ -195,12 +196,18 @@ export class EtcdBackend implements KvBackend {
     validity: LockValidity,
     lock: { key: string; last: string; lease: string; revision: string },
   ): LockHandle {
-    const renewal = startRenewal(name, this.describe, validity.ttlMs / 3, validity, async () => {
-      if ((await this.api.keepAlive(lock.lease)) <= 0) return 'its etcd lease expired';
-      const [now] = await this.api.range(lock.key);
-      if (!now || now.lease !== lock.lease) return 'the lock key is gone or belongs to another lease';
-      return undefined;
-    });
+    const renewal = startRenewal(
+      name,
+      this.describe,
+      validity.ttlMs * RENEWAL_FRACTION.etcd,
+      validity,
+      async () => {
+        if ((await this.api.keepAlive(lock.lease)) <= 0) return 'its etcd lease expired';
+        const [now] = await this.api.range(lock.key);
+        if (!now || now.lease !== lock.lease) return 'the lock key is gone or belongs to another lease';
+        return undefined;
+      },
+    );
     this.renewals.add(renewal);
     // The txn that took the lock created its key: its revision is the key's create_revision, the fence token.
     return lockHandle(name, info, lock.revision, renewal, async () => {

@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { PersonaError } from '../errors.js';
 import { processAlive } from '../util/process.js';
 import type { HeldLock, KvBackend, KvEntry, KvFence, LockHandle, LockInfo, LockOptions } from './kv.js';
-import { fenceLostError, lockHandle, startRenewal } from './lock-renewal.js';
+import { fenceLostError, lockHandle, RENEWAL_FRACTION, startRenewal } from './lock-renewal.js';
 import { LockValidity, systemClock } from './lock-validity.js';
 
 export const LOCK_PREFIX = 'locks/';
@@ -100,7 +100,7 @@ export async function acquireKvLock(
     );
   }
   let token = (await backend.get(key))?.token ?? '';
-  const interval = Math.max(200, Math.floor(options.ttlMs / 3));
+  const interval = Math.max(200, Math.floor(options.ttlMs * RENEWAL_FRACTION.file));
   // A renewal that cannot reach the store throws: not yet a loss, the lock holds until its validity runs out.
   const renewal = startRenewal(name, backend.describe, interval, validity, async () => {
     const result = await backend.txn({

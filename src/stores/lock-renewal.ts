@@ -10,6 +10,13 @@ import type { KvFence, LockHandle, LockInfo } from './kv.js';
 import type { LockValidity } from './lock-validity.js';
 
 /** `undefined`: still held. A string: why it is gone. */
+/**
+ * How often each store renews a lock, as a fraction of its TTL. Consul renews its session at half the TTL (its TTL
+ * already has slack); the others at a third, so two renewals can fail before the lock lapses. `persona doctor`
+ * judges the TTL against the store's timeout with the same fractions.
+ */
+export const RENEWAL_FRACTION = { file: 1 / 3, etcd: 1 / 3, consul: 1 / 2 } as const;
+
 export type RenewCheck = () => Promise<string | undefined>;
 
 export interface Renewal {
