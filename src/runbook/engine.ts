@@ -7,7 +7,7 @@
  * needs (verified before it runs again). Steps never see the mode.
  */
 import { isPersonaError, PersonaError } from '../errors.js';
-import type { Prompter } from '../ui/prompter.js';
+import { confirmOrDecline, type Prompter } from '../ui/prompter.js';
 import type { Reporter } from '../ui/reporter.js';
 import { sleep } from '../util/sleep.js';
 import { fenceEvidence } from './fencing.js';
@@ -104,10 +104,7 @@ export class Engine {
   /** Runs every step that has not succeeded yet. Resolves when the run succeeded; throws otherwise. */
   async run(): Promise<Journal> {
     if (this.options.dryRun) return await this.simulate();
-    if (this.options.confirm) {
-      const yes = await this.deps.prompter.confirm(this.options.confirm, { default: false, flag: '--yes' });
-      if (!yes) throw new PersonaError('E_DECLINED', 'not confirmed: nothing was changed');
-    }
+    if (this.options.confirm) await confirmOrDecline(this.deps.prompter, this.options.confirm);
     this.journal.status = 'running';
     await this.save();
     const total = this.steps.length;

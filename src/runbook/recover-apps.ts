@@ -8,6 +8,7 @@ import { PersonaError } from '../errors.js';
 import type { Inventory } from '../hosts/inventory.js';
 import { assignmentKey, declareAssignment } from '../steps/record.js';
 import type { ProfileStore } from '../stores/profile-store.js';
+import { confirmOrDecline } from '../ui/prompter.js';
 
 /** Where each application runs: the inventory's `apps`, overruled by the store's assignments. */
 export async function whereAppsRun(inventory: Inventory, store: ProfileStore): Promise<Map<string, string>> {
@@ -106,12 +107,11 @@ export async function declareApps(
       );
       continue;
     }
-    const yes = await ctx.prompter.confirm(
+    await confirmOrDecline(
+      ctx.prompter,
       `Nothing records where ${app} runs. Record ${app} as running on ${host}?`,
-      { default: false, flag: '--yes' },
+      `${app} was not recorded; nothing was changed`,
     );
-    if (!yes)
-      throw new PersonaError('E_DECLINED', `not confirmed: ${app} was not recorded; nothing was changed`);
     await declareAssignment(store.backend, {
       app,
       host,

@@ -17,6 +17,7 @@ import { fencedBackend } from '../stores/fenced-backend.js';
 import type { LockHandle } from '../stores/kv.js';
 import { describeHolder } from '../stores/kv-lock.js';
 import type { ProfileStore } from '../stores/profile-store.js';
+import { confirmOrDecline } from '../ui/prompter.js';
 import { sha256 } from '../util/hash.js';
 import { Engine, type SimulatedStep } from './engine.js';
 import { JournalStore, newRunId } from './journal.js';
@@ -371,8 +372,8 @@ async function recoverApp(
     if (!ctx.mode.json) printPlan(ctx, app, failed, target, stored.version, plan, extras);
     if (req.dryRun) return await runEngine(ctx, run, undefined, await journals(ctx), { dryRun: true });
     if (req.forceNoFence) {
-      await confirmOrRefuse(
-        ctx,
+      await confirmOrDecline(
+        ctx.prompter,
         `--force-no-fence: traffic will move to ${target.name} even if ${failed.name} was not fenced and may still serve. Continue?`,
       );
     }
@@ -387,11 +388,6 @@ async function recoverApp(
     await lock?.release();
     throw error;
   }
-}
-
-async function confirmOrRefuse(ctx: Context, question: string): Promise<void> {
-  const yes = await ctx.prompter.confirm(question, { default: false, flag: '--yes' });
-  if (!yes) throw new PersonaError('E_DECLINED', 'not confirmed: nothing was changed');
 }
 
 function printPlan(
@@ -498,7 +494,7 @@ export async function resumeRun(
           ),
         );
       if (!req.dryRun)
-        await confirmOrRefuse(ctx, `Continue run ${runId} with profile version ${stored.version}?`);
+        await confirmOrDecline(ctx.prompter, `Continue run ${runId} with profile version ${stored.version}?`);
       journal.profile = { id: journal.app, version: stored.version, sha256: sha256(stored.text) };
     }
     const failed = inventory.hosts.find((h) => h.name === journal.failed_host.name) ?? {
@@ -529,8 +525,8 @@ export async function resumeRun(
     const run = pieces(ctx, journal, profile, inventory, failed, target, store, ssh, lock);
     if (req.dryRun) return await runEngine(ctx, run, undefined, js, { dryRun: true });
     if (req.forceNoFence && !journal.options.force_no_fence) {
-      await confirmOrRefuse(
-        ctx,
+      await confirmOrDecline(
+        ctx.prompter,
         `--force-no-fence: traffic will move to ${target.name} even if ${failed.name} was not fenced and may still serve. Continue?`,
       );
       journal.options.force_no_fence = true;

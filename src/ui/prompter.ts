@@ -18,6 +18,19 @@ export interface Prompter {
   select<T>(question: string, choices: Choice<T>[], options?: { default?: T; flag?: string }): Promise<T>;
 }
 
+/**
+ * Asks a yes/no question that guards a change (default no; `--yes` answers it without a terminal). A no is
+ * E_DECLINED: "not confirmed: <what stays as it is>".
+ */
+export async function confirmOrDecline(
+  prompter: Prompter,
+  question: string,
+  unchanged = 'nothing was changed',
+): Promise<void> {
+  const yes = await prompter.confirm(question, { default: false, flag: '--yes' });
+  if (!yes) throw new PersonaError('E_DECLINED', `not confirmed: ${unchanged}`);
+}
+
 /** No terminal: --yes answers confirmations (and says so); anything else fails naming the flag to pass. */
 export class NonInteractivePrompter implements Prompter {
   constructor(
