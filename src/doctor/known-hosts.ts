@@ -5,6 +5,7 @@
  */
 
 import type { InventoryHost } from '../hosts/inventory.js';
+import { targetArgs } from '../hosts/ssh.js';
 import { mapPool } from '../util/pool.js';
 import type { Check, CheckResult, DoctorPorts } from './check.js';
 import { plural } from './check.js';
@@ -31,22 +32,12 @@ export function lookupFrom(options: Map<string, string>): { lookup: string; file
   return { lookup, files };
 }
 
-/** The same -o/-p/-l the transport passes, so ssh -G resolves the host as a real connection would. */
-function targetArgs(host: InventoryHost): string[] {
-  return [
-    ...(host.address !== host.name ? ['-o', `HostName=${host.address}`] : []),
-    ...(host.port ? ['-p', String(host.port)] : []),
-    ...(host.user ? ['-l', host.user] : []),
-    '--',
-    host.name,
-  ];
-}
-
 export async function lookupHost(
   ports: DoctorPorts,
   configFile: string | undefined,
   host: InventoryHost,
 ): Promise<HostKeyLookup> {
+  // The same target arguments as every ssh persona starts, so ssh -G resolves the host as a connection would.
   const g = await sshG(ports, configFile, targetArgs(host));
   if (!g.ok) return { host: host.name, lookup: host.address, files: [], found: false, error: g.error };
   const { lookup, files } = lookupFrom(g.options);

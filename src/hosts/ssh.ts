@@ -23,6 +23,23 @@ export interface SshTarget {
   jump?: string;
 }
 
+/**
+ * How ssh is told which host to reach: the inventory's address, port, user, key file and jump host, then `--` and
+ * the inventory name (so ssh_config `Host` blocks match it). Every ssh persona starts ends with these, `ssh -G`
+ * in `persona doctor` included.
+ */
+export function targetArgs(target: SshTarget): string[] {
+  return [
+    ...(target.address && target.address !== target.name ? ['-o', `HostName=${target.address}`] : []),
+    ...(target.port ? ['-p', String(target.port)] : []),
+    ...(target.user ? ['-l', target.user] : []),
+    ...(target.keyFile ? ['-i', target.keyFile] : []),
+    ...(target.jump ? ['-J', target.jump] : []),
+    '--',
+    target.name,
+  ];
+}
+
 export interface SshOptions {
   /** -F: an ssh_config to use instead of ~/.ssh/config. */
   configFile?: string;
@@ -273,12 +290,7 @@ export class SshTransport {
         `ControlPersist=${o.persistSec}`,
       );
     }
-    if (target.address && target.address !== target.name) args.push('-o', `HostName=${target.address}`);
-    if (target.port) args.push('-p', String(target.port));
-    if (target.user) args.push('-l', target.user);
-    if (target.keyFile) args.push('-i', target.keyFile);
-    if (target.jump) args.push('-J', target.jump);
-    args.push('--', target.name);
+    args.push(...targetArgs(target));
     if (remoteCommand !== undefined) args.push(remoteCommand);
     return args;
   }
