@@ -42,6 +42,26 @@ export const stepRecordSchema = z.object({
   outputs: z.record(z.string(), z.unknown()).optional(),
   log: z.array(z.string()),
   error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).optional(),
+  /**
+   * The actions the engine applied, by id, in order: written "running" before the action and "done" or "failed"
+   * after it, so a resume knows what ran (absent in journals written before actions existed).
+   */
+  actions: z
+    .array(
+      z.object({
+        id: z.string(),
+        title: z.string(),
+        touches: z.string(),
+        mutates: z.boolean(),
+        observable: z.boolean(),
+        status: z.enum(['running', 'done', 'failed']),
+        attempt: z.number().int(),
+        at: z.string(),
+        outputs: z.record(z.string(), z.unknown()).optional(),
+        error: z.string().optional(),
+      }),
+    )
+    .optional(),
   skipped_reason: z.string().optional(),
 });
 

@@ -40,23 +40,65 @@ export interface StepContext {
   now(): Date;
 }
 
+/**
+ * One thing a step will do, as data: what it touches and whether it changes anything. Steps return actions from
+ * `plan`; only the engine applies them, one by one, journalling each before and after, checking the run's lock
+ * before every mutating one, and never in a dry run. No step sees the mode.
+ */
+export interface Action {
+  /** Stable within the step across plans ("traffic:out", "file:/etc/app.conf"): the journal keys actions by it. */
+  id: string;
+  /** One line for the plan, the dry run and the journal: "take lab-1 out of rotation (haproxy web/lab-1)". */
+  title: string;
+  /** What it acts on: a host name, "load balancer", "store", "this machine". */
+  touches: string;
+  mutates: boolean;
+  /**
+   * Whether a new plan sees this action's effect. An observable action that ran must not be planned again: if it
+   * is, the step did not converge and fails. An unobservable one (a hook, an install command, deploy.stop without
+   * deploy.status) runs once per run: the journal records that it ran, and the engine drops it from later plans.
+   */
+  observable: boolean;
+  /** Does it. What it returns is kept in the journal (facts, never secrets). */
+  apply(ctx: StepContext): Promise<StepOutputs | undefined>;
+}
+
+/** What a step found, and what needs doing. */
+export interface StepPlan {
+  /** In order. Empty: the step's end state is there (after a crash, the step is done once its conclusion holds). */
+  actions: Action[];
+  /** Actions for after the conclusion holds (post-hooks): a fence's post_fence hook runs only once it is fenced. */
+  after?: Action[];
+  /** What the step found while looking, one line each: shown in the dry run, logged in the journal. */
+  notes: string[];
+  /** The step cannot go on from here (no data source, no space): the engine fails it before any action. */
+  blocked?: { message: string; hint?: string };
+  /** Facts found while planning, for the conclusion (a manifest, the data source): never secrets. */
+  facts?: StepOutputs;
+}
+
+/** What the actions of this run did, by action id (from every attempt; the latest wins). */
+export type Applied = ReadonlyMap<string, StepOutputs>;
+
 export interface Step {
   kind: StepKind;
   title: string;
-  /** Whether the step changes anything; the engine skips mutating steps in a dry run and asks before them. */
+  /** Whether the step may change anything (for the plan shown before confirmation; the actions say exactly what). */
   mutates: boolean;
-  /** What the step will do, for the plan shown before confirmation. */
+  /** What the step will do, from the profile alone, for the plan shown before confirmation. */
   describe(ctx: StepContext): string[];
-  /** A dry run: what the step would do, found by looking (never changing). Lines starting "cannot simulate" say so. */
-  simulate(ctx: StepContext): Promise<string[]>;
+  /** Looks at the world (never changing it) and returns what needs doing. A dry run shows exactly this. */
+  plan(ctx: StepContext): Promise<StepPlan>;
   /**
-   * After a crash mid-step: is the step's end state already there? A step whose evidence matters returns the
-   * evidence (its outputs) instead of true.
+   * After the actions (or with none to apply): the step's outputs, from the final plan's facts, the world and
+   * what the actions returned. Throws when the end state is not what the step promises (not fenced, unhealthy).
+   * Read-only; in a dry run it does not run, and `checks` says what it would check.
    */
-  verify?(ctx: StepContext): Promise<boolean | StepOutputs>;
+  conclude(ctx: StepContext, done: { plan: StepPlan; applied: Applied }): Promise<StepOutputs>;
+  /** What `conclude` checks, for the dry run (it cannot run there: it may need earlier steps' changes). */
+  checks?(ctx: StepContext): string[];
   /** The engine runs this step only with fence evidence in the journal (or a recorded --force-no-fence). */
   needsFence?: boolean;
-  run(ctx: StepContext): Promise<StepOutputs>;
   /** How often the engine tries before asking the human (default 1). */
   attempts?: number;
   /** The longest a single attempt may take. */
