@@ -1,18 +1,33 @@
 /**
- * The engine runs a plan's steps in order, journalling before and after each one. It alone decides about
- * dry runs (no step's `run` is ever called, nothing is saved), confirmation (of the run, and per step with --step),
- * retries with backoff, timeouts, the fencing policy (no step that needs a fence runs without fence evidence in
- * the journal, unless a confirmed --force-no-fence is recorded), what to do after a failure (interactive:
- * retry / skip / abort; otherwise stop with the resume command), and what a step found "running" after a crash
- * needs (verified before it runs again). Steps never see the mode.
+ * The engine runs a plan's steps in order. Steps only look and say what needs doing (`plan`, as data: actions);
+ * the engine alone applies actions, and alone decides about dry runs (plans are shown, no action is applied,
+ * nothing is saved), confirmation (of the run, and per step with --step, showing its actions), retries with
+ * backoff, timeouts, the fencing policy (no step that needs a fence runs without fence evidence in the journal,
+ * unless a confirmed --force-no-fence is recorded), the lock (checked before every mutating action), what to do
+ * after a failure (interactive: retry / skip / abort; otherwise stop with the resume command), and the journal:
+ * every action is written "running" before it is applied and "done" after.
+ *
+ * A step is done when, after its actions, a new plan has nothing left to change and its conclusion holds. After a
+ * crash there is no separate "verify": the step plans again, and what the crash left undone is what it does. A
+ * step's run and its check can therefore never disagree. Steps never see the mode.
  */
 import { isPersonaError, PersonaError } from '../errors.js';
 import { confirmOrDecline, type Prompter } from '../ui/prompter.js';
-import type { Reporter } from '../ui/reporter.js';
+import type { Reporter, Task } from '../ui/reporter.js';
 import { sleep } from '../util/sleep.js';
 import { fenceEvidence } from './fencing.js';
 import type { JournalStore } from './journal.js';
-import type { Journal, Step, StepContext, StepKind, StepRecord } from './types.js';
+import type {
+  Action,
+  Applied,
+  Journal,
+  Step,
+  StepContext,
+  StepKind,
+  StepOutputs,
+  StepPlan,
+  StepRecord,
+} from './types.js';
 
 export interface EngineOptions {
   interactive: boolean;
@@ -28,6 +43,11 @@ export interface EngineOptions {
   signal: AbortSignal;
   /** Aborted when the application's lock is lost. */
   lockLost?: AbortSignal;
+  /**
+   * Throws when the run's lock can no longer be trusted (its validity deadline passed, on the monotonic clock):
+   * called before every mutating action, so a stale holder changes nothing even before `lockLost` fires.
+   */
+  assertHeld?: () => void;
   /** Base delay between automatic attempts; doubled each time. */
   backoffMs?: number;
 }
@@ -53,6 +73,23 @@ function toError(error: unknown): StepRecord['error'] {
   return { code: 'E_INTERNAL', message: error instanceof Error ? error.message : String(error) };
 }
 
+/** --step declined: nothing of the attempt was applied. */
+class Declined extends Error {}
+
+const optionalHint = (hint: string | undefined) => (hint ? { hint } : {});
+
+/** A plan as lines for the dry run: what was found, what would change, what would be checked. */
+export function planLines(plan: StepPlan, checks: readonly string[]): string[] {
+  return [
+    ...plan.notes,
+    ...(plan.blocked ? [`would stop here: ${plan.blocked.message}`] : []),
+    ...plan.actions.map((a) => `${a.mutates ? 'would' : 'would look:'} ${a.title} [${a.touches}]`),
+    ...(plan.actions.length === 0 && !plan.blocked ? ['nothing to change'] : []),
+    ...checks.map((c) => `then check: ${c}`),
+    ...(plan.after ?? []).map((a) => `then ${a.mutates ? 'would' : 'would look:'} ${a.title} [${a.touches}]`),
+  ];
+}
+
 export class Engine {
   /** What a dry run found, step by step. */
   readonly simulation: SimulatedStep[] = [];
@@ -75,6 +112,8 @@ export class Engine {
     try {
       await this.deps.journals.save(this.journal);
     } catch (error) {
+      // A driver that lost its lock writes nothing; it says so, not "the journal could not be saved".
+      if (isPersonaError(error) && error.code === 'E_LOCK_LOST') throw error;
       if (!this.mayHaveChanged()) {
         if (isPersonaError(error)) throw error;
         throw new PersonaError(
@@ -112,17 +151,11 @@ export class Engine {
       const record = this.record(step.kind);
       if (record.status === 'succeeded' || record.status === 'skipped') continue;
       await this.checkStop();
-      if (record.status === 'running' || record.status === 'interrupted') {
-        if (await this.verifiedAfterCrash(step, record)) continue;
-      }
+      if (record.status === 'running' || record.status === 'interrupted')
+        this.deps.reporter.info(
+          `step ${step.kind} was interrupted in an earlier attempt: planning it again (it is done when nothing is left to do and its check holds)`,
+        );
       if (step.needsFence) await this.checkFence(step, record);
-      if (this.options.stepByStep) {
-        const go = await this.deps.prompter.confirm(`Run step ${i + 1}/${total}: ${step.title}?`, {
-          default: true,
-          flag: '--yes',
-        });
-        if (!go) return await this.abort(`declined at step ${step.kind}`);
-      }
       await this.runStep(step, record, i + 1, total);
     }
     this.journal.status = 'succeeded';
@@ -130,7 +163,7 @@ export class Engine {
     return this.journal;
   }
 
-  /** A dry run: every step says what it would do, by looking; none runs, nothing is written. */
+  /** A dry run: every step's plan, found by looking; no action is applied, nothing is written. */
   private async simulate(): Promise<Journal> {
     for (const step of this.steps) {
       const record = this.record(step.kind);
@@ -139,14 +172,22 @@ export class Engine {
       if (record.status === 'succeeded' || record.status === 'skipped') {
         entry = { kind: step.kind, status: 'done', lines: [`already ${record.status} in this run`] };
       } else {
-        let lines: string[];
+        const ctx = this.deps.context(this.options.signal, record);
         try {
-          lines = await step.simulate(this.deps.context(this.options.signal, record));
+          const plan = await this.planOf(step, record, ctx);
+          entry = { kind: step.kind, status: 'simulated', lines: planLines(plan, step.checks?.(ctx) ?? []) };
+          this.planEvent(step, plan);
         } catch (error) {
-          lines = [`cannot simulate: ${toError(error)!.message}`];
+          if (this.options.signal.aborted) throw this.interruptedError();
+          entry = {
+            kind: step.kind,
+            status: 'not simulated',
+            lines: [
+              `cannot plan: ${toError(error)!.message}`,
+              ...step.describe(ctx).map((l) => `would: ${l}`),
+            ],
+          };
         }
-        const simulated = !lines.some((l) => l.startsWith('cannot simulate'));
-        entry = { kind: step.kind, status: simulated ? 'simulated' : 'not simulated', lines };
       }
       this.simulation.push(entry);
       this.deps.reporter.event('simulate', {
@@ -162,7 +203,7 @@ export class Engine {
   private async checkStop(): Promise<void> {
     if (this.options.lockLost?.aborted) {
       const reason = this.options.lockLost.reason;
-      throw await this.stop(
+      throw await this.stopWithoutLock(
         'failed',
         isPersonaError(reason) ? reason : new PersonaError('E_LOCK_LOST', 'the application lock was lost'),
       );
@@ -198,37 +239,143 @@ export class Engine {
     );
   }
 
-  /** A step found running after a crash: if its end state is already there, it is done; else it runs again. */
-  private async verifiedAfterCrash(step: Step, record: StepRecord): Promise<boolean> {
-    this.deps.reporter.info(`step ${step.kind} was interrupted in an earlier attempt; checking what it left`);
-    if (!step.verify) return false;
-    const ctx = this.deps.context(this.options.signal, record);
-    let done = false;
+  /**
+   * The step's plan, less the unobservable actions this run already applied (a hook, an install command): those
+   * run once per run, and the journal says they did.
+   */
+  private async planOf(step: Step, record: StepRecord, ctx: StepContext): Promise<StepPlan> {
+    const plan = await step.plan(ctx);
+    const ranOnce = (a: Action) => {
+      if (a.observable || !a.mutates) return false;
+      return record.actions?.some((r) => r.id === a.id && r.status === 'done') === true;
+    };
+    return {
+      ...plan,
+      actions: plan.actions.filter((a) => !ranOnce(a)),
+      ...(plan.after ? { after: plan.after.filter((a) => !ranOnce(a)) } : {}),
+    };
+  }
+
+  private planEvent(step: Step, plan: StepPlan): void {
+    const brief = (a: Action) => ({ id: a.id, title: a.title, touches: a.touches, mutates: a.mutates });
+    this.deps.reporter.event('plan', {
+      run_id: this.journal.run_id,
+      step: step.kind,
+      notes: plan.notes,
+      actions: [...plan.actions, ...(plan.after ?? [])].map(brief),
+      ...(plan.blocked ? { blocked: plan.blocked.message } : {}),
+    });
+  }
+
+  /** What the actions of this run did, by id: the latest outcome of each. */
+  private applied(record: StepRecord): Applied {
+    return new Map(
+      (record.actions ?? []).filter((a) => a.status === 'done').map((a) => [a.id, a.outputs ?? {}] as const),
+    );
+  }
+
+  /** One action: the lock checked, written "running" to the journal, applied, written "done" (or "failed"). */
+  private async apply(step: Step, record: StepRecord, ctx: StepContext, action: Action): Promise<void> {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    if (action.mutates) this.options.assertHeld?.();
+    const entry: NonNullable<StepRecord['actions']>[number] = {
+      id: action.id,
+      title: action.title,
+      touches: action.touches,
+      mutates: action.mutates,
+      observable: action.observable,
+      status: 'running',
+      attempt: record.attempts,
+      at: this.deps.now().toISOString(),
+    };
+    record.actions = [...(record.actions ?? []).filter((a) => a.id !== action.id), entry];
+    if (action.mutates) await this.save();
+    const brief = { id: action.id, title: action.title, touches: action.touches, mutates: action.mutates };
+    this.deps.reporter.event('action', {
+      run_id: this.journal.run_id,
+      step: step.kind,
+      action: brief,
+      status: 'running',
+    });
+    let outputs: StepOutputs | undefined;
     try {
-      const verdict = await step.verify(ctx);
-      done = verdict !== false;
-      // A step whose evidence matters (fence) returns it with its verdict.
-      if (typeof verdict === 'object') record.outputs = verdict;
+      outputs = await action.apply(ctx);
     } catch (error) {
-      if (this.options.signal.aborted) throw await this.stop('interrupted', this.interruptedError());
-      ctx.log(`verification after the interruption failed: ${toError(error)!.message}`);
+      entry.status = 'failed';
+      entry.error = toError(error)!.message;
+      this.deps.reporter.event('action', {
+        run_id: this.journal.run_id,
+        step: step.kind,
+        action: brief,
+        status: 'failed',
+        error: entry.error,
+      });
+      throw error;
     }
-    if (done) {
-      record.status = 'succeeded';
-      record.log.push('verified after an interruption: the end state was already there');
-      record.finished_at = this.deps.now().toISOString();
-      await this.save();
-      this.deps.reporter.event('step', { run_id: this.journal.run_id, step: step.kind, status: 'verified' });
+    entry.status = 'done';
+    if (outputs) entry.outputs = outputs;
+    // The action's effect exists now: a journal that cannot say so is E_JOURNAL (exit 5), not the step's failure.
+    if (action.mutates) await this.save();
+    this.deps.reporter.event('action', {
+      run_id: this.journal.run_id,
+      step: step.kind,
+      action: brief,
+      status: 'done',
+    });
+  }
+
+  /**
+   * One attempt of a step: plan, (with --step) confirm the actions, apply them, plan again (observable changes
+   * must be gone: the step converged), conclude, then the actions for after the conclusion.
+   */
+  private async attempt(
+    step: Step,
+    record: StepRecord,
+    ctx: StepContext,
+    label: string,
+  ): Promise<{ outputs: StepOutputs; task: Task }> {
+    let plan = await this.planOf(step, record, ctx);
+    this.planEvent(step, plan);
+    for (const note of plan.notes) ctx.log(note);
+    if (plan.blocked)
+      throw new PersonaError('E_STEP_FAILED', plan.blocked.message, optionalHint(plan.blocked.hint));
+    const changes = plan.actions.filter((a) => a.mutates);
+    if (this.options.stepByStep && (changes.length > 0 || (plan.after ?? []).length > 0)) {
+      for (const a of [...plan.actions, ...(plan.after ?? [])])
+        this.deps.reporter.info(`  ${a.mutates ? '•' : '·'} ${a.title} [${a.touches}]`);
+      const go = await this.deps.prompter.confirm(`${label}: apply these actions?`, {
+        default: true,
+        flag: '--yes',
+      });
+      if (!go) throw new Declined(`declined at step ${step.kind}`);
     }
-    return done;
+    const task = this.deps.reporter.task(label);
+    for (const action of plan.actions) await this.apply(step, record, ctx, action);
+    if (changes.length > 0) {
+      await ctx.checkpoint('before-replan');
+      plan = await this.planOf(step, record, ctx);
+      const left = plan.actions.filter((a) => a.observable && a.mutates);
+      if (plan.blocked || left.length > 0)
+        throw new PersonaError(
+          'E_STEP_FAILED',
+          `${step.kind} did not converge: after its actions, ${plan.blocked ? plan.blocked.message : `a new plan still has to ${left.map((a) => a.title).join('; ')}`}`,
+          {
+            hint: 'Something else changes the same things, or the action does not do what it says: look at the log.',
+          },
+        );
+    } else if (record.actions?.some((a) => a.status === 'done')) {
+      ctx.log('planned again after an interruption: nothing was left to do');
+    }
+    const outputs = await step.conclude(ctx, { plan, applied: this.applied(record) });
+    for (const action of plan.after ?? []) await this.apply(step, record, ctx, action);
+    return { outputs, task };
   }
 
   private async runStep(step: Step, record: StepRecord, index: number, total: number): Promise<void> {
     const attempts = step.attempts ?? 1;
     for (let attemptInRound = 1; ; attemptInRound++) {
-      const task = this.deps.reporter.task(
-        `[${index}/${total}] ${step.title}${record.attempts > 0 ? ` (attempt ${record.attempts + 1})` : ''}`,
-      );
+      const label = `[${index}/${total}] ${step.title}${record.attempts > 0 ? ` (attempt ${record.attempts + 1})` : ''}`;
+      const before = record.status;
       record.status = 'running';
       record.attempts++;
       record.started_at = this.deps.now().toISOString();
@@ -249,31 +396,45 @@ export class Engine {
         timeout,
         ...(this.options.lockLost ? [this.options.lockLost] : []),
       ]);
-      let outputs: Record<string, unknown>;
+      let outputs: StepOutputs;
+      let task: Task | undefined;
       try {
-        outputs = await step.run(this.deps.context(signal, record));
+        ({ outputs, task } = await this.attempt(step, record, this.deps.context(signal, record), label));
       } catch (error) {
         record.duration_ms = Date.now() - started;
         record.finished_at = this.deps.now().toISOString();
+        const fail = (text: string) => (task ? task.fail(text) : this.deps.reporter.warn(text));
+        if (error instanceof Declined) {
+          // Nothing of this attempt was applied: the step is as it was.
+          record.attempts--;
+          record.status = before === 'pending' ? 'pending' : 'interrupted';
+          return void (await this.abort(error.message));
+        }
         if (this.options.signal.aborted) {
           record.status = 'interrupted';
           record.error = { code: 'E_INTERRUPTED', message: 'interrupted' };
-          task.fail(`${step.title}: interrupted`);
+          fail(`${step.title}: interrupted`);
           throw await this.stop('interrupted', this.interruptedError());
         }
-        if (this.options.lockLost?.aborted) {
+        const lockReason = this.options.lockLost?.aborted
+          ? this.options.lockLost.reason
+          : isPersonaError(error) && error.code === 'E_LOCK_LOST'
+            ? error
+            : undefined;
+        if (lockReason) {
           record.status = 'failed';
-          record.error = toError(this.options.lockLost.reason);
-          task.fail(`${step.title}: the lock was lost`);
-          throw await this.stop('failed', this.options.lockLost.reason as PersonaError);
+          record.error = toError(lockReason);
+          fail(`${step.title}: the lock was lost`);
+          throw await this.stopWithoutLock('failed', lockReason as PersonaError);
         }
+        if (isPersonaError(error) && error.code === 'E_JOURNAL') throw error;
         const failure = timeout.aborted
           ? { code: 'E_STEP_FAILED', message: `${step.kind} took longer than its time limit` }
           : toError(error)!;
         record.status = 'failed';
         record.error = failure;
         await this.save();
-        task.fail(`${step.title}: ${failure.message}`);
+        fail(`${step.title}: ${failure.message}`);
         this.deps.reporter.event('step', {
           run_id: this.journal.run_id,
           step: step.kind,
@@ -352,6 +513,17 @@ export class Engine {
       hint: `Resume with: ${this.options.resumeCommand}`,
       details: { run_id: this.journal.run_id },
     });
+  }
+
+  /**
+   * The lock is gone: the run is saved as stopped if the lock still allows it (renewal failed, but its validity
+   * has not run out); once it has, the journal store refuses (assertHeld), another driver may own the run, and
+   * this one writes nothing, not even its failure.
+   */
+  private async stopWithoutLock(status: Journal['status'], error: PersonaError): Promise<PersonaError> {
+    this.journal.status = status;
+    await this.save().catch(() => {});
+    return error;
   }
 
   private async stop(status: Journal['status'], error: PersonaError): Promise<PersonaError> {

@@ -271,7 +271,7 @@ async function runEngine(
       ...(how.confirm ? { confirm: how.confirm } : {}),
       resumeCommand: resumeCommand(ctx, run.journal.run_id),
       signal: ctx.signal,
-      ...(lock ? { lockLost: lock.lost } : {}),
+      ...(lock ? { lockLost: lock.lost, assertHeld: () => lock.assertHeld() } : {}),
     },
   );
   try {

@@ -1,12 +1,13 @@
 /**
  * fence: make sure the failed host no longer serves. Out of the load balancer, and, when it still answers, the
- * application stopped there. The evidence goes to the journal; switch refuses to run without it.
+ * application stopped there. The plan says what is still missing; the conclusion weighs what is there now
+ * (fenceVerdict) and leaves the evidence in the journal. The engine runs switch only with that evidence.
  */
 import { PersonaError } from '../errors.js';
 import { type FenceEvidence, type FenceFacts, fenceVerdict } from '../runbook/fencing.js';
 import { privileged } from '../runbook/remote.js';
-import type { Step, StepContext } from '../runbook/types.js';
-import { runHooks } from './hooks.js';
+import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
+import { hookActions } from './hooks.js';
 import { reachable } from './reach.js';
 import { trafficRouter } from './traffic.js';
 
@@ -21,24 +22,32 @@ async function statusExitCode(ctx: StepContext): Promise<number | undefined> {
   return r.exitCode;
 }
 
-/** Looks at the host (reachable? application stopped?) and decides, with what this attempt did so far. */
-async function assess(
-  ctx: StepContext,
-  traffic: Pick<FenceFacts, 'method' | 'canTakeOut' | 'takenOut' | 'takenOutBy'>,
-  stop: (ctx: StepContext) => Promise<number | undefined>,
-): Promise<FenceEvidence> {
-  const reach = await reachable(ctx, ctx.failed);
-  const facts: FenceFacts = { ...traffic, reachable: reach.ok };
-  if (!reach.ok) {
-    facts.unreachableReason = reach.reason;
-    facts.unreachableKind = reach.kind;
-  } else {
-    const stopExitCode = await stop(ctx);
-    if (stopExitCode !== undefined) facts.stopExitCode = stopExitCode;
-    const status = await statusExitCode(ctx);
-    if (status !== undefined) facts.statusExitCode = status;
-  }
-  return { ...facts, ...fenceVerdict(facts), checked_at: ctx.now().toISOString() };
+/** What the fence found: the facts of fenceVerdict that can be observed (the rest comes from the actions). */
+type Observed = Omit<FenceFacts, 'stopExitCode'>;
+
+function stopAction(ctx: StepContext, observable: boolean): Action {
+  return {
+    id: 'stop',
+    title: `stop ${ctx.profile.id} on ${ctx.failed.name}: ${ctx.profile.deploy.stop.join(' ')}`,
+    touches: ctx.failed.name,
+    mutates: true,
+    observable,
+    async apply(c) {
+      const stop = await c.ssh.exec(c.failed, privileged(c.failed, c.profile.deploy.stop), {
+        timeoutMs: 120_000,
+        signal: c.signal,
+      });
+      if (stop.exitCode !== 0) c.log(`stop exited ${stop.exitCode}: ${stop.stderr.trim().slice(-200)}`);
+      // Without deploy.status, the stop's exit status is the only evidence: a failed stop must run again.
+      if (stop.exitCode !== 0 && !observable)
+        throw new PersonaError(
+          'E_STEP_FAILED',
+          `${c.profile.deploy.stop.join(' ')} exited ${stop.exitCode} on ${c.failed.name}`,
+          { hint: `Stop ${c.profile.id} by hand on ${c.failed.name}, then resume.` },
+        );
+      return { exitCode: stop.exitCode };
+    },
+  };
 }
 
 export const fenceStep: Step = {
@@ -51,59 +60,73 @@ export const fenceStep: Step = {
       `if ${ctx.failed.name} answers over SSH: stop ${ctx.profile.id} there (${ctx.profile.deploy.stop.join(' ')})`,
     ];
   },
-  async simulate(ctx) {
-    const r = await reachable(ctx, ctx.failed);
-    const router = trafficRouter(ctx);
-    const fenced = await router
-      .isFenced(ctx.failed, ctx.signal)
-      .catch((e: Error) => `unknown (${e.message})`);
-    return [
-      `would run: ${router.describeFence(ctx.failed)} (taken out already: ${fenced})`,
-      r.ok
-        ? `${ctx.failed.name} answers over SSH: would stop ${ctx.profile.id} there`
-        : `${ctx.failed.name} does not answer (${r.reason}): the load balancer is the only fence`,
-    ];
+  checks(ctx) {
+    return [`that ${ctx.failed.name} no longer serves: out of rotation, and stopped or not answering`];
   },
-  /** The same decision as `run`, from what is there now; nothing is changed. */
-  async verify(ctx) {
+  async plan(ctx): Promise<StepPlan> {
     const router = trafficRouter(ctx);
-    const takenOut = router.canFence ? await router.isFenced(ctx.failed, ctx.signal) : undefined;
-    const evidence = await assess(
-      ctx,
-      {
-        method: router.method,
-        canTakeOut: router.canFence,
-        takenOut,
-        takenOutBy: `${router.method} queried`,
-      },
-      async () => undefined,
-    );
-    ctx.log(`fence check after the interruption: ${evidence.reason}`);
-    return evidence.fenced ? { fenced: true, evidence } : false;
+    const actions: Action[] = [...hookActions(ctx, 'pre_fence')];
+    const notes: string[] = [];
+    let takenOut: boolean | undefined;
+    if (router.canFence && router.canObserve) {
+      takenOut = await router.isFenced(ctx.failed, ctx.signal);
+      notes.push(`${ctx.failed.name} out of rotation (${router.method}): ${takenOut ? 'yes' : 'no'}`);
+    }
+    if (router.canFence && takenOut !== true) {
+      actions.push({
+        id: 'traffic:out',
+        title: router.describeFence(ctx.failed),
+        touches: router.method,
+        mutates: true,
+        observable: router.canObserve,
+        async apply(c) {
+          const traffic = await router.fence(c.failed, c.signal);
+          c.log(`${c.failed.name} is out of rotation (${router.method})`);
+          await c.checkpoint('after-traffic');
+          return traffic;
+        },
+      });
+    }
+    const reach = await reachable(ctx, ctx.failed);
+    const observed: Observed = {
+      method: router.method,
+      canTakeOut: router.canFence,
+      takenOut,
+      takenOutBy: router.canObserve ? `${router.method} queried` : `${router.method}: its fence command`,
+      reachable: reach.ok,
+    };
+    if (!reach.ok) {
+      observed.unreachableReason = reach.reason;
+      observed.unreachableKind = reach.kind;
+      notes.push(`${ctx.failed.name} does not answer over SSH (${reach.reason})`);
+    } else {
+      const status = await statusExitCode(ctx);
+      if (status !== undefined) observed.statusExitCode = status;
+      notes.push(
+        status === undefined
+          ? `${ctx.failed.name} answers over SSH; the profile has no deploy.status, so only deploy.stop proves ${ctx.profile.id} stopped`
+          : `${ctx.failed.name} answers over SSH; deploy.status exits ${status} (${status === 0 ? 'running' : 'stopped'})`,
+      );
+      // With deploy.status the plan sees whether it is stopped; without it, the stop runs once per run.
+      if (status === undefined || status === 0) actions.push(stopAction(ctx, status !== undefined));
+    }
+    return {
+      actions,
+      after: hookActions(ctx, 'post_fence'),
+      notes,
+      facts: { observed },
+    };
   },
-  async run(ctx) {
-    const router = trafficRouter(ctx);
-    const hooks = await runHooks(ctx, 'pre_fence');
-    const traffic = await router.fence(ctx.failed, ctx.signal);
-    if (router.canFence) ctx.log(`${ctx.failed.name} is out of rotation (${router.method})`);
-    await ctx.checkpoint('after-traffic');
-    const evidence = await assess(
-      ctx,
-      {
-        method: router.method,
-        canTakeOut: router.canFence,
-        takenOut: router.canFence ? true : undefined,
-        takenOutBy: `${router.method}: the fence action succeeded`,
-      },
-      async () => {
-        const stop = await ctx.ssh.exec(ctx.failed, privileged(ctx.failed, ctx.profile.deploy.stop), {
-          timeoutMs: 120_000,
-          signal: ctx.signal,
-        });
-        if (stop.exitCode !== 0) ctx.log(`stop exited ${stop.exitCode}: ${stop.stderr.trim().slice(-200)}`);
-        return stop.exitCode;
-      },
-    );
+  async conclude(ctx, { plan, applied }) {
+    const observed = plan.facts!.observed as Observed;
+    const facts: FenceFacts = { ...observed };
+    const traffic = applied.get('traffic:out');
+    // A command router cannot look: its fence command's success (in this run) is what took the host out.
+    if (!observed.canTakeOut || observed.takenOut === undefined)
+      facts.takenOut = observed.canTakeOut ? traffic !== undefined : undefined;
+    const stop = applied.get('stop') as { exitCode?: number } | undefined;
+    if (observed.reachable && stop?.exitCode !== undefined) facts.stopExitCode = stop.exitCode;
+    const evidence: FenceEvidence = { ...facts, ...fenceVerdict(facts), checked_at: ctx.now().toISOString() };
     ctx.log(`${evidence.fenced ? 'fenced' : 'NOT fenced'}: ${evidence.reason}`);
     if (!evidence.fenced) {
       throw new PersonaError('E_STEP_FAILED', `cannot fence ${ctx.failed.name}: ${evidence.reason}`, {
@@ -112,7 +135,9 @@ export const fenceStep: Step = {
           : 'Power it off out of band (IPMI, cloud console), then resume; or resume with --force-no-fence to switch anyway.',
       });
     }
-    hooks.push(...(await runHooks(ctx, 'post_fence')));
-    return { fenced: true, traffic, evidence, hooks };
+    const hooks = [...applied.entries()]
+      .filter(([id]) => id.startsWith('hook:pre_fence'))
+      .map(([, o]) => o.ran);
+    return { fenced: true, ...(traffic ? { traffic } : {}), evidence, hooks };
   },
 };

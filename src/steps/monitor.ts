@@ -17,10 +17,16 @@ export const monitorStep: Step = {
       `health checks and resource samples on ${ctx.target.name} for ${ctx.profile.performance_metrics.monitor_seconds} s`,
     ];
   },
-  async simulate(ctx) {
-    return [`cannot simulate: watches ${ctx.profile.id} on ${ctx.target.name} after the switch`];
+  checks(ctx) {
+    return [
+      `health checks and resource samples on ${ctx.target.name} for ${ctx.profile.performance_metrics.monitor_seconds} s`,
+    ];
   },
-  async run(ctx) {
+  /** Nothing to change: monitor only watches (its conclusion). */
+  async plan() {
+    return { actions: [], notes: [] };
+  },
+  async conclude(ctx) {
     const seconds = ctx.profile.performance_metrics.monitor_seconds;
     const started = Date.now();
     // Resources are sampled over the whole window while the health checks run.

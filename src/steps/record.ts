@@ -5,7 +5,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PersonaError } from '../errors.js';
-import type { Step, StepContext } from '../runbook/types.js';
+import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
 import type { KvBackend } from '../stores/kv.js';
 
 export interface Assignment {
@@ -20,6 +20,7 @@ export interface Assignment {
 }
 
 export const assignmentKey = (app: string) => `assignments/${app}`;
+const outcomeKey = (app: string, runId: string) => `outcomes/${app}/${runId}`;
 
 export async function readAssignment(
   backend: KvBackend,
@@ -80,18 +81,14 @@ export const recordStep: Step = {
       `assignment of ${ctx.profile.id}: ${ctx.failed.name} → ${ctx.target.name} in ${ctx.backend.describe}; outcome kept for ranking`,
     ];
   },
-  async simulate(ctx) {
-    const current = await readAssignment(ctx.backend, ctx.profile.id);
-    return [
-      `would record ${ctx.profile.id} on ${ctx.target.name} (now: ${current?.host ?? `${ctx.failed.name}, not yet recorded in the store`})`,
-    ];
+  checks(ctx) {
+    return [`that ${ctx.backend.describe} holds ${ctx.profile.id} on ${ctx.target.name} for this run`];
   },
-  async verify(ctx) {
+  async plan(ctx): Promise<StepPlan> {
     const current = await readAssignment(ctx.backend, ctx.profile.id);
-    return current?.host === ctx.target.name && current.run_id === ctx.journal.run_id;
-  },
-  async run(ctx) {
-    const current = await readAssignment(ctx.backend, ctx.profile.id);
+    const now = `${ctx.profile.id} recorded on ${current?.host ?? `nothing (${ctx.failed.name} by the inventory)`}${current?.run_id ? ` by run ${current.run_id}` : ''}`;
+    if (current?.host === ctx.target.name && current.run_id === ctx.journal.run_id)
+      return { actions: [], notes: [now] };
     if (current && current.host !== ctx.failed.name && current.run_id !== ctx.journal.run_id) {
       throw new PersonaError(
         'E_CONFLICT',
@@ -101,31 +98,49 @@ export const recordStep: Step = {
         },
       );
     }
-    const next: Assignment = {
-      app: ctx.profile.id,
-      host: ctx.target.name,
-      previous: ctx.failed.name,
-      run_id: ctx.journal.run_id,
-      at: ctx.now().toISOString(),
-      profile_version: ctx.journal.profile.version,
+    const write: Action = {
+      id: 'record',
+      title: `record ${ctx.profile.id} on ${ctx.target.name} and this run's outcome in ${ctx.backend.describe}`,
+      touches: 'store',
+      mutates: true,
+      observable: true,
+      async apply(c) {
+        const next: Assignment = {
+          app: c.profile.id,
+          host: c.target.name,
+          previous: c.failed.name,
+          run_id: c.journal.run_id,
+          at: c.now().toISOString(),
+          profile_version: c.journal.profile.version,
+        };
+        const result = outcome(c);
+        await c.checkpoint('before-write');
+        const txn = await c.backend.txn({
+          // Only over what this plan saw: an assignment changed meanwhile refuses the whole write.
+          checks: [{ key: assignmentKey(c.profile.id), token: current?.token ?? null }],
+          puts: [
+            { key: assignmentKey(c.profile.id), value: JSON.stringify(next) },
+            { key: outcomeKey(c.profile.id, c.journal.run_id), value: JSON.stringify(result) },
+            { key: `host-history/${c.target.name}/${c.journal.run_id}`, value: JSON.stringify(result) },
+          ],
+        });
+        if (!txn.ok)
+          throw new PersonaError(
+            'E_CONFLICT',
+            `the assignment of ${c.profile.id} changed while recording; nothing was written`,
+          );
+        c.log(`${c.profile.id} is now assigned to ${c.target.name}`);
+        return { assignment: next };
+      },
     };
-    const result = outcome(ctx);
-    await ctx.checkpoint('before-write');
-    const txn = await ctx.backend.txn({
-      checks: [{ key: assignmentKey(ctx.profile.id), token: current?.token ?? null }],
-      puts: [
-        { key: assignmentKey(ctx.profile.id), value: JSON.stringify(next) },
-        { key: `outcomes/${ctx.profile.id}/${ctx.journal.run_id}`, value: JSON.stringify(result) },
-        { key: `host-history/${ctx.target.name}/${ctx.journal.run_id}`, value: JSON.stringify(result) },
-      ],
-    });
-    if (!txn.ok)
-      throw new PersonaError(
-        'E_CONFLICT',
-        `the assignment of ${ctx.profile.id} changed while recording; nothing was written`,
-      );
+    return { actions: [write], notes: [now] };
+  },
+  async conclude(ctx) {
+    const assignment = await readAssignment(ctx.backend, ctx.profile.id);
+    const result = await ctx.backend.get(outcomeKey(ctx.profile.id, ctx.journal.run_id));
+    // Staged data is a copy of the application's data on this machine: gone once the run is recorded.
     await rm(join(ctx.stateDir, 'staging', ctx.journal.run_id), { recursive: true, force: true });
-    ctx.log(`${ctx.profile.id} is now assigned to ${ctx.target.name}`);
-    return { assignment: next, outcome: result };
+    if (assignment) delete (assignment as { token?: string }).token;
+    return { assignment, outcome: result ? JSON.parse(result.value) : null };
   },
 };

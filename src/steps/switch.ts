@@ -3,8 +3,8 @@
  * the journal, unless --force-no-fence was given (and confirmed).
  */
 import { fenceEvidence } from '../runbook/fencing.js';
-import type { Step } from '../runbook/types.js';
-import { runHooks } from './hooks.js';
+import type { Action, Step, StepPlan } from '../runbook/types.js';
+import { hookActions } from './hooks.js';
 import { trafficRouter } from './traffic.js';
 
 export const switchStep: Step = {
@@ -16,30 +16,50 @@ export const switchStep: Step = {
   describe(ctx) {
     return [trafficRouter(ctx).describeSwitch(ctx.target, ctx.failed)];
   },
-  async simulate(ctx) {
-    const router = trafficRouter(ctx);
-    const switched = await router
-      .isSwitched(ctx.target, ctx.failed, ctx.signal)
-      .catch((e: Error) => `unknown (${e.message})`);
-    return [`would run: ${router.describeSwitch(ctx.target, ctx.failed)} (already switched: ${switched})`];
+  checks(ctx) {
+    return [`that requests through ${ctx.profile.traffic.method} reach ${ctx.target.name}`];
   },
-  async verify(ctx) {
-    return await trafficRouter(ctx).isSwitched(ctx.target, ctx.failed, ctx.signal);
-  },
-  async run(ctx) {
-    // The engine runs this step only with fence evidence, or with a confirmed --force-no-fence (needsFence).
-    const forced = fenceEvidence(ctx.journal) === undefined;
-    if (forced) ctx.log(`switching WITHOUT fence evidence for ${ctx.failed.name} (--force-no-fence)`);
+  async plan(ctx): Promise<StepPlan> {
     const router = trafficRouter(ctx);
-    const hooks = await runHooks(ctx, 'pre_switch');
-    const traffic = await router.switchTo(ctx.target, ctx.failed, ctx.signal);
-    await ctx.checkpoint('after-switch');
+    const notes: string[] = [];
+    const actions: Action[] = [...hookActions(ctx, 'pre_switch')];
+    const switched = router.canObserve ? await router.isSwitched(ctx.target, ctx.failed, ctx.signal) : false;
+    if (router.canObserve) notes.push(`traffic already on ${ctx.target.name}: ${switched ? 'yes' : 'no'}`);
+    if (!switched) {
+      actions.push({
+        id: 'traffic:in',
+        title: router.describeSwitch(ctx.target, ctx.failed),
+        touches: router.method,
+        mutates: true,
+        observable: router.canObserve,
+        async apply(c) {
+          // The engine applies this only with fence evidence, or with a confirmed --force-no-fence (needsFence).
+          if (fenceEvidence(c.journal) === undefined)
+            c.log(`switching WITHOUT fence evidence for ${c.failed.name} (--force-no-fence)`);
+          const traffic = await router.switchTo(c.target, c.failed, c.signal);
+          await c.checkpoint('after-switch');
+          return traffic;
+        },
+      });
+    }
+    return { actions, after: hookActions(ctx, 'post_switch'), notes };
+  },
+  async conclude(ctx, { applied }) {
+    const router = trafficRouter(ctx);
     const hostname = (
       await ctx.ssh.exec(ctx.target, ['cat', '/proc/sys/kernel/hostname'], { signal: ctx.signal })
     ).stdout.trim();
     const verified = await router.verify(ctx.target, [ctx.target.name, hostname].filter(Boolean), ctx.signal);
     ctx.log(`traffic now reaches ${ctx.target.name}: ${JSON.stringify(verified)}`);
-    hooks.push(...(await runHooks(ctx, 'post_switch')));
-    return { traffic, verified, forced_without_fence: forced, hooks };
+    const traffic = applied.get('traffic:in');
+    const hooks = [...applied.entries()]
+      .filter(([id]) => id.startsWith('hook:pre_switch'))
+      .map(([, o]) => o.ran);
+    return {
+      ...(traffic ? { traffic } : {}),
+      verified,
+      forced_without_fence: fenceEvidence(ctx.journal) === undefined,
+      hooks,
+    };
   },
 };

@@ -1,10 +1,10 @@
 /**
- * validate: start the application on the new host, wait for its health checks, then sample CPU, memory and disk
+ * validate: start the application on the new host (unless deploy.status says it runs), wait for its health checks, then sample CPU, memory and disk
  * over the profile's window and hold them against its performance targets. A miss is reported with numbers.
  */
 import { PersonaError } from '../errors.js';
-import { runPrivileged } from '../runbook/remote.js';
-import type { Step } from '../runbook/types.js';
+import { privileged, runPrivileged } from '../runbook/remote.js';
+import type { Action, Step, StepPlan } from '../runbook/types.js';
 import { missedTargets, sample, waitHealthy } from './checks.js';
 
 const WRITE_TEST_MB = 16;
@@ -29,15 +29,40 @@ export const validateStep: Step = {
       `targets over ${m.window_seconds} s: ${targets.join(', ') || '(none)'}`,
     ];
   },
-  async simulate(ctx) {
+  checks(ctx) {
     return [
-      `cannot simulate: needs ${ctx.profile.id} running on ${ctx.target.name} (would start it, run ${ctx.profile.health_checks.length} health check(s), sample for ${ctx.profile.performance_metrics.window_seconds} s)`,
+      `${ctx.profile.health_checks.length} health check(s), then CPU, memory and disk sampled for ${ctx.profile.performance_metrics.window_seconds} s against the targets`,
     ];
   },
-  async run(ctx) {
-    await runPrivileged(ctx.ssh, ctx.target, ctx.profile.deploy.start, ctx.signal);
-    ctx.log(`started ${ctx.profile.id} on ${ctx.target.name}`);
-    await ctx.checkpoint('after-start');
+  async plan(ctx): Promise<StepPlan> {
+    const { deploy } = ctx.profile;
+    const start: Action = {
+      id: 'start',
+      title: `start ${ctx.profile.id} on ${ctx.target.name}: ${deploy.start.join(' ')}`,
+      touches: ctx.target.name,
+      mutates: true,
+      // With deploy.status the next plan sees it running; without, the start runs once per run.
+      observable: deploy.status !== undefined,
+      async apply(c) {
+        await runPrivileged(c.ssh, c.target, deploy.start, c.signal);
+        c.log(`started ${c.profile.id} on ${c.target.name}`);
+        await c.checkpoint('after-start');
+        return { started: true };
+      },
+    };
+    if (!deploy.status) return { actions: [start], notes: [] };
+    const r = await ctx.ssh.exec(ctx.target, privileged(ctx.target, deploy.status), {
+      timeoutMs: 30_000,
+      signal: ctx.signal,
+    });
+    return {
+      actions: r.exitCode === 0 ? [] : [start],
+      notes: [
+        `deploy.status on ${ctx.target.name} exits ${r.exitCode} (${r.exitCode === 0 ? 'running' : 'not running'})`,
+      ],
+    };
+  },
+  async conclude(ctx) {
     const health = await waitHealthy(ctx, 60_000);
     for (const r of health.results) ctx.log(`health ${r.name}: ${r.ok ? 'ok' : 'FAILED'} (${r.detail})`);
     if (!health.ok) {

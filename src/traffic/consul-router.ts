@@ -18,6 +18,7 @@ type ConsulTraffic = Extract<Profile['traffic'], { method: 'consul' }>;
 export class ConsulRouter implements TrafficRouter {
   readonly method = 'consul';
   readonly canFence = true;
+  readonly canObserve = true;
 
   constructor(
     private readonly cfg: ConsulTraffic,

@@ -22,6 +22,11 @@ export interface TrafficRouter {
   isFenced(failed: InventoryHost, signal: AbortSignal): Promise<boolean>;
   /** Whether the router can take a host out of rotation at all (false: only stopping the app fences it). */
   readonly canFence: boolean;
+  /**
+   * Whether isFenced/isSwitched report the real state (HAProxy, Consul). A command router cannot look: its fence
+   * and switch commands run once per run, and their exit status is the evidence.
+   */
+  readonly canObserve: boolean;
   switchTo(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<Evidence>;
   isSwitched(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<boolean>;
   /** Requests through the router reach the target; resolves with what was seen, throws otherwise. */
@@ -115,6 +120,7 @@ export async function verifyUrl(
 class HaproxyRouter implements TrafficRouter {
   readonly method = 'haproxy';
   readonly canFence = true;
+  readonly canObserve = true;
   private readonly api: HaproxyRuntime;
 
   constructor(
@@ -226,6 +232,7 @@ class HaproxyRouter implements TrafficRouter {
 class CommandRouter implements TrafficRouter {
   readonly method = 'command';
   readonly canFence: boolean;
+  readonly canObserve = false;
 
   constructor(
     private readonly app: string,
@@ -293,6 +300,7 @@ class CommandRouter implements TrafficRouter {
 class NoRouter implements TrafficRouter {
   readonly method = 'none';
   readonly canFence = false;
+  readonly canObserve = true;
   describeFence(): string {
     return 'no load balancer: nothing to take out of rotation';
   }

@@ -4,7 +4,7 @@ import { describe, expect, test } from 'vitest';
 import { PersonaError } from '../../src/errors.js';
 import { Engine, type EngineOptions } from '../../src/runbook/engine.js';
 import { JournalStore, parseJournal } from '../../src/runbook/journal.js';
-import type { Journal, Step, StepContext, StepKind, StepRecord } from '../../src/runbook/types.js';
+import type { Action, Journal, Step, StepContext, StepKind, StepRecord } from '../../src/runbook/types.js';
 import type { KvBackend } from '../../src/stores/kv.js';
 import { NonInteractivePrompter, type Prompter } from '../../src/ui/prompter.js';
 import { Redactor } from '../../src/ui/redact.js';
@@ -34,26 +34,49 @@ function journal(kinds: StepKind[]): Journal {
 }
 
 interface FakeStep extends Step {
+  /** How often its action was applied. */
   runs: number;
+  /** How often it was planned. */
+  planned: number;
 }
 
+/**
+ * A step with one action, "do <kind>": unobservable (it runs once per run), unless `observable` says the world
+ * holds its effect (then the plan leaves it out once `done()` says so).
+ */
 function step(
   kind: StepKind,
   behaviour: (n: number, ctx: StepContext) => Promise<Record<string, unknown>>,
-  extra: Partial<Step> = {},
+  extra: Partial<Step> & { done?: () => boolean } = {},
 ): FakeStep {
+  const { done, ...rest } = extra;
   const s: FakeStep = {
     kind,
     title: kind,
     mutates: true,
     runs: 0,
+    planned: 0,
     describe: () => [],
-    simulate: async () => [],
-    async run(ctx) {
-      s.runs++;
-      return await behaviour(s.runs, ctx);
+    async plan() {
+      s.planned++;
+      if (done?.()) return { actions: [], notes: [`${kind}: nothing left to do`] };
+      const action: Action = {
+        id: 'do',
+        title: `do ${kind}`,
+        touches: 'h2',
+        mutates: true,
+        observable: done !== undefined,
+        async apply(ctx) {
+          s.runs++;
+          return await behaviour(s.runs, ctx);
+        },
+      };
+      return { actions: [action], notes: [] };
     },
-    ...extra,
+    async conclude(_ctx, { applied }) {
+      return { ...applied.get('do') };
+    },
+    ...rest,
   };
   return s;
 }
@@ -115,31 +138,22 @@ describe('engine', () => {
     const { engine, journal: j, snapshots, dir } = setup(['fence', 'configure'], [a, b]);
     await engine.run();
     expect(j.status).toBe('succeeded');
+    const both = (f: string, c: string) => [
+      ['fence', f],
+      ['configure', c],
+    ];
     expect(snapshots).toEqual([
-      [
-        ['fence', 'pending'],
-        ['configure', 'pending'],
-      ],
-      [
-        ['fence', 'running'],
-        ['configure', 'pending'],
-      ],
-      [
-        ['fence', 'succeeded'],
-        ['configure', 'pending'],
-      ],
-      [
-        ['fence', 'succeeded'],
-        ['configure', 'running'],
-      ],
-      [
-        ['fence', 'succeeded'],
-        ['configure', 'succeeded'],
-      ],
-      [
-        ['fence', 'succeeded'],
-        ['configure', 'succeeded'],
-      ],
+      both('pending', 'pending'),
+      // step running, its action running, its action done, step succeeded
+      both('running', 'pending'),
+      both('running', 'pending'),
+      both('running', 'pending'),
+      both('succeeded', 'pending'),
+      both('succeeded', 'running'),
+      both('succeeded', 'running'),
+      both('succeeded', 'running'),
+      both('succeeded', 'succeeded'),
+      both('succeeded', 'succeeded'),
     ]);
     const file = join(dir, 'runs', `${j.run_id}.json`);
     expect(statSync(file).mode & 0o777).toBe(0o600);
@@ -172,16 +186,131 @@ describe('engine', () => {
     expect(j.steps[1]).toMatchObject({ status: 'succeeded', attempts: 1 });
   });
 
-  test('a step found running after a crash is verified first; if its end state is there it is not run again', async () => {
+  test('a step found running after a crash is planned again: what is done is not redone, what is left is', async () => {
     const j = journal(['fence', 'configure']);
     j.steps[0]!.status = 'running';
     j.steps[1]!.status = 'running';
-    const a = step('fence', async () => ({}), { verify: async () => true });
-    const b = step('configure', async () => ({ again: true }), { verify: async () => false });
+    // fence's effect is there (an observable action: the plan is empty); configure's action ran once already.
+    j.steps[1]!.actions = [
+      {
+        id: 'do',
+        title: 'do configure',
+        touches: 'h2',
+        mutates: true,
+        observable: false,
+        status: 'done',
+        attempt: 1,
+        at: 'then',
+        outputs: { earlier: true },
+      },
+    ];
+    const a = step('fence', async () => ({}), { done: () => true });
+    const b = step('configure', async () => ({ again: true }));
     const { engine } = setup([], [a, b], { j });
     await engine.run();
-    expect([a.runs, b.runs]).toEqual([0, 1]);
-    expect(j.steps[0]!.log).toContain('verified after an interruption: the end state was already there');
+    expect([a.runs, b.runs]).toEqual([0, 0]);
+    expect(j.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded']);
+    // The conclusion sees what the earlier attempt's action did.
+    expect(j.steps[1]!.outputs).toEqual({ earlier: true });
+  });
+
+  test('an action interrupted before it was recorded done runs again on resume', async () => {
+    const j = journal(['configure']);
+    j.steps[0]!.status = 'interrupted';
+    j.steps[0]!.actions = [
+      {
+        id: 'do',
+        title: 'do configure',
+        touches: 'h2',
+        mutates: true,
+        observable: false,
+        status: 'running',
+        attempt: 1,
+        at: 'then',
+      },
+    ];
+    const b = step('configure', async () => ({ again: true }));
+    const { engine } = setup([], [b], { j });
+    await engine.run();
+    expect(b.runs).toBe(1);
+    expect(j.steps[0]).toMatchObject({ status: 'succeeded', outputs: { again: true } });
+  });
+
+  test('a step whose observable change is still planned after its action did not converge: it fails', async () => {
+    const a = step('configure', async () => ({}), { done: () => false });
+    const { engine, journal: j } = setup(['configure'], [a]);
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_STEP_FAILED' });
+    expect((error as PersonaError).message).toMatch(/configure did not converge: .*do configure/);
+    expect([a.runs, a.planned]).toEqual([1, 2]);
+    expect(j.steps[0]!.status).toBe('failed');
+  });
+
+  test('a blocked plan fails the step before any action, with its hint', async () => {
+    const a = step('migrate', async () => ({}), {
+      plan: async () => ({
+        actions: [],
+        notes: [],
+        blocked: { message: 'no data source', hint: 'use --data-from' },
+      }),
+    });
+    const { engine, journal: j } = setup(['migrate'], [a]);
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect((error as PersonaError).message).toMatch(/step migrate failed: no data source/);
+    expect((error as PersonaError).hint).toMatch(/use --data-from/);
+    expect(j.steps[0]).toMatchObject({ status: 'failed', error: { message: 'no data source' } });
+  });
+
+  test('actions for after the conclusion run only once it holds', async () => {
+    const ran: string[] = [];
+    const after: Action = {
+      id: 'hook:post',
+      title: 'post hook',
+      touches: 'this machine',
+      mutates: true,
+      observable: false,
+      apply: async () => void ran.push('post'),
+    };
+    let holds = false;
+    const a = step('fence', async () => ({}), {
+      plan: async () => ({ actions: [], after: [after], notes: [] }),
+      conclude: async () => {
+        if (!holds) throw new PersonaError('E_STEP_FAILED', 'not fenced');
+        return { fenced: true };
+      },
+    });
+    const first = setup(['fence'], [a]);
+    await expect(first.engine.run()).rejects.toMatchObject({ code: 'E_STEP_FAILED' });
+    expect(ran).toEqual([]);
+    holds = true;
+    await setup([], [a], { j: first.journal }).engine.run();
+    expect(ran).toEqual(['post']);
+  });
+
+  test('the lock is checked before every mutating action: a stale holder applies nothing and writes nothing', async () => {
+    const a = step('fence', async () => ({}));
+    let held = true;
+    const assertHeld = () => {
+      if (!held) throw new PersonaError('E_LOCK_LOST', 'the lock on app-app expired (monotonic deadline)');
+    };
+    const dir = tempDir();
+    const { engine, journal: j } = setup(['fence'], [a], {
+      // The journal store refuses too once the lock is stale, as the run's real one does.
+      journals: new JournalStore(dir, undefined, undefined, assertHeld),
+      engineOptions: {
+        assertHeld: () => {
+          held = false; // the deadline passes right before the action
+          assertHeld();
+        },
+      },
+    });
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_LOCK_LOST' });
+    expect(a.runs).toBe(0);
+    const onDisk = parseJournal('j', readFileSync(join(dir, 'runs', `${j.run_id}.json`), 'utf8'));
+    // The last save is from before the lock went stale: nothing about the action, no "failed" either.
+    expect(onDisk.steps[0]).toMatchObject({ status: 'running' });
+    expect(onDisk.steps[0]!.actions).toBeUndefined();
   });
 
   test('automatic retries with backoff for steps that allow them', async () => {
@@ -242,8 +371,8 @@ describe('engine', () => {
     const a = step('fence', async () => ({}));
     const b = step('configure', async () => ({}));
     const prompter = new ScriptedPrompter([
-      { match: /^Run step 1\/2: fence\?/, answer: true },
-      { match: /^Run step 2\/2: configure\?/, answer: false },
+      { match: /^\[1\/2\] fence: apply these actions\?/, answer: true },
+      { match: /^\[2\/2\] configure: apply these actions\?/, answer: false },
     ]);
     const { engine, journal: j } = setup(['fence', 'configure'], [a, b], {
       interactive: true,
@@ -325,18 +454,14 @@ describe('engine: dry runs and confirmation (issue 10)', () => {
     const j = journal(['fence', 'configure', 'migrate']);
     j.steps[0]!.status = 'succeeded';
     j.steps[1]!.status = 'running';
-    const simulated: string[] = [];
-    const sim = (kind: StepKind) => async () => {
-      simulated.push(kind);
-      return [`would ${kind}`];
-    };
-    const a = step('fence', async () => ({}), { simulate: sim('fence') });
-    const b = step('configure', async () => ({}), { simulate: sim('configure'), verify: async () => false });
-    const c = step('migrate', async () => ({}), { simulate: sim('migrate') });
+    const a = step('fence', async () => ({}));
+    const b = step('configure', async () => ({}));
+    const c = step('migrate', async () => ({}));
     const { engine, dir, snapshots } = setup([], [a, b, c], { j, engineOptions: { dryRun: true } });
     await engine.run();
     expect([a.runs, b.runs, c.runs]).toEqual([0, 0, 0]);
-    expect(simulated).toEqual(['configure', 'migrate']);
+    expect([a.planned, b.planned, c.planned]).toEqual([0, 1, 1]);
+    expect(engine.simulation[1]!.lines).toEqual(['would do configure [h2]']);
     expect(engine.simulation.map((s) => [s.kind, s.status])).toEqual([
       ['fence', 'done'],
       ['configure', 'simulated'],
@@ -380,7 +505,10 @@ describe('engine: the fencing policy (issue 10)', () => {
   test('switch runs with fence evidence; a step found running is verified and its evidence recorded', async () => {
     const j = journal(['fence', 'switch']);
     j.steps[0]!.status = 'running';
-    const fence = step('fence', async () => ({}), { verify: async () => ({ fenced: true, evidence }) });
+    const fence = step('fence', async () => ({}), {
+      done: () => true,
+      conclude: async () => ({ fenced: true, evidence }),
+    });
     const sw = step('switch', async () => ({}), { needsFence: true });
     const { engine } = setup([], [fence, sw], { j });
     await engine.run();
@@ -444,7 +572,8 @@ describe('engine: journal write failures (issue 10)', () => {
     const saving = journals.save.bind(journals);
     let calls = 0;
     journals.save = async (x) => {
-      if (++calls === 3) throw new PersonaError('E_STORE_UNAVAILABLE', 'store 127.0.0.1:1 unreachable');
+      // 1 run started, 2 fence running, 3 its action running, 4 its action done, 5 fence succeeded
+      if (++calls === 5) throw new PersonaError('E_STORE_UNAVAILABLE', 'store 127.0.0.1:1 unreachable');
       await saving(x);
     };
     const error = await engine.run().catch((e: PersonaError) => e);

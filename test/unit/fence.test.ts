@@ -9,6 +9,7 @@ import { type FenceFacts, fenceVerdict } from '../../src/runbook/fencing.js';
 import type { StepContext } from '../../src/runbook/types.js';
 import { fenceStep } from '../../src/steps/fence.js';
 import { repoRoot } from '../helpers/cli.js';
+import { runSteps } from '../helpers/run-step.js';
 
 const base: FenceFacts = {
   method: 'haproxy',
@@ -87,23 +88,53 @@ function fenceContext(profile: ReturnType<typeof profileWith>, answers: boolean)
   return { ctx, ran };
 }
 
-describe('fence verify after a crash', () => {
-  test('(a) traffic method none, host silent: not fenced, so the fence runs again (and refuses)', async () => {
+describe('fence: one plan for the first run and for the resume after a crash', () => {
+  test('(a) traffic method none, host silent: nothing to do, and the conclusion refuses (it may still serve)', async () => {
     const { ctx } = fenceContext(profileWith({ method: 'none' }), false);
-    expect(await fenceStep.verify!(ctx)).toBe(false);
-    await expect(fenceStep.run(ctx)).rejects.toMatchObject({ code: 'E_STEP_FAILED' });
+    const run = await runSteps([fenceStep], ctx);
+    expect(run.error).toMatchObject({ code: 'E_STEP_FAILED' });
+    expect(String((run.error as Error).message)).toMatch(
+      /cannot take it out of rotation: it may still serve/,
+    );
+    expect(run.record('fence').status).toBe('failed');
   });
 
-  test('(b) host answers, no deploy.status: verify cannot prove the stop, so the fence runs again and stops it', async () => {
+  test('(b) host answers, no deploy.status: a crash before the stop leaves it to do, so the resume stops it', async () => {
     const { ctx, ran } = fenceContext(profileWith({ method: 'none' }), true);
-    expect(await fenceStep.verify!(ctx)).toBe(false);
-    const outputs = (await fenceStep.run(ctx)) as { evidence: { fenced: boolean; stopExitCode: number } };
+    // The journal of a run that crashed inside fence, before the stop ran.
+    const first = await runSteps([fenceStep], ctx, { engine: { dryRun: true } });
+    first.journal.steps[0]!.status = 'running';
+    const run = await runSteps([fenceStep], ctx, { journal: first.journal });
+    expect(run.error).toBeUndefined();
+    const outputs = run.record('fence').outputs as { evidence: { fenced: boolean; stopExitCode: number } };
     expect(outputs.evidence).toMatchObject({ fenced: true, stopExitCode: 0, reachable: true });
     expect(ran.some((c) => c.includes('stop'))).toBe(true);
   });
 
-  test('verify returns the evidence when the facts prove the fence', async () => {
-    const { ctx } = fenceContext(profileWith({ method: 'none' }, ['false']), true);
-    expect(await fenceStep.verify!(ctx)).toMatchObject({ fenced: true, evidence: { fenced: true } });
+  test('(b) without deploy.status the stop runs once per run: a resume after it ran does not run it again', async () => {
+    const { ctx, ran } = fenceContext(profileWith({ method: 'none' }), true);
+    const first = await runSteps([fenceStep], ctx);
+    expect(first.error).toBeUndefined();
+    const stops = ran.filter((c) => c.includes('stop')).length;
+    first.journal.steps[0]!.status = 'running';
+    const again = await runSteps([fenceStep], ctx, { journal: first.journal });
+    expect(again.error).toBeUndefined();
+    expect(ran.filter((c) => c.includes('stop')).length).toBe(stops);
+    expect(again.record('fence').outputs).toMatchObject({ evidence: { fenced: true, stopExitCode: 0 } });
+  });
+
+  test('with deploy.status saying stopped, the plan is empty and the evidence is recorded', async () => {
+    const { ctx, ran } = fenceContext(profileWith({ method: 'none' }, ['false']), true);
+    const run = await runSteps([fenceStep], ctx);
+    expect(run.record('fence').outputs).toMatchObject({ fenced: true, evidence: { fenced: true } });
+    expect(run.record('fence').actions ?? []).toEqual([]);
+    expect(ran.some((c) => c.includes('stop'))).toBe(false);
+  });
+
+  test('a dry run plans the stop but never runs it', async () => {
+    const { ctx, ran } = fenceContext(profileWith({ method: 'none' }), true);
+    const run = await runSteps([fenceStep], ctx, { engine: { dryRun: true } });
+    expect(run.engine.simulation[0]!.lines.join('\n')).toMatch(/would stop demo-web on h1/);
+    expect(ran.some((c) => c.includes('stop'))).toBe(false);
   });
 });

@@ -46,7 +46,9 @@ test('monitor aborted mid-window rejects with the abort reason and leaves no unh
     checkpoint: async () => {},
   } as unknown as StepContext;
   setTimeout(() => controller.abort(new PersonaError('E_INTERRUPTED', 'interrupted by SIGINT')), 100);
-  await expect(monitorStep.run(ctx)).rejects.toMatchObject({ code: 'E_INTERRUPTED' });
+  const plan = await monitorStep.plan(ctx);
+  expect(plan.actions).toEqual([]);
+  await expect(monitorStep.conclude(ctx, { plan, applied: new Map() })).rejects.toMatchObject({ code: 'E_INTERRUPTED' });
   await new Promise((r) => setTimeout(r, 50));
   expect(unhandled).toEqual([]);
 });
