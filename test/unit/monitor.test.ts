@@ -48,7 +48,9 @@ test('monitor aborted mid-window rejects with the abort reason and leaves no unh
   setTimeout(() => controller.abort(new PersonaError('E_INTERRUPTED', 'interrupted by SIGINT')), 100);
   const plan = await monitorStep.plan(ctx);
   expect(plan.actions).toEqual([]);
-  await expect(monitorStep.conclude(ctx, { plan, applied: new Map() })).rejects.toMatchObject({ code: 'E_INTERRUPTED' });
+  await expect(monitorStep.conclude(ctx, { plan, applied: new Map() })).rejects.toMatchObject({
+    code: 'E_INTERRUPTED',
+  });
   await new Promise((r) => setTimeout(r, 50));
   expect(unhandled).toEqual([]);
 });
