@@ -1,7 +1,7 @@
 /**
- * The fencing decision, in one place. The fence step's `run` and its `verify` after a crash both look at the world
- * (can the traffic method take the host out, did it, does the host answer, is the application stopped there) and
- * ask `fenceVerdict`; they cannot disagree. The evidence goes to the journal, and the engine refuses any step that
+ * The fencing decision, in one place. The fence step's conclusion, on the first run and on a resume after a crash
+ * alike, weighs what a fresh plan observed after the actions (can the traffic method take the host out, did it,
+ * does the host answer, is the application stopped there) with what the actions returned, through `fenceVerdict`. The evidence goes to the journal, and the engine refuses any step that
  * needs a fence (switch) unless the journal holds it.
  */
 import type { Journal } from './types.js';

@@ -261,7 +261,8 @@ async function runEngine(
       journals: js,
       reporter: ctx.reporter,
       prompter: ctx.prompter,
-      context: (signal, record) => stepContext(run, signal, record),
+      context: (signal, record) =>
+        stepContext({ ...run, ...(lock ? { assertHeld: () => lock.assertHeld() } : {}) }, signal, record),
       now: () => ctx.now(),
     },
     {

@@ -30,6 +30,31 @@ export interface RunPieces {
   stateDir: string;
   env: NodeJS.ProcessEnv;
   now(): Date;
+  /** Throws when the run's lock can no longer be trusted (LockHandle.assertHeld). */
+  assertHeld?: () => void;
+}
+
+/** The methods of the transport that reach a host: each checks the lock first. */
+const REMOTE = new Set(['exec', 'run', 'script', 'rsyncShell']);
+
+/**
+ * The run's transport, with the lock checked before every remote command: a driver whose lock lapsed (a stopped
+ * laptop, SIGSTOP) sends nothing more, even in the middle of an action of several commands.
+ */
+export function guardedTransport(ssh: SshTransport, assertHeld?: () => void): SshTransport {
+  if (!assertHeld) return ssh;
+  return new Proxy(ssh, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      const fn = value as (...args: unknown[]) => unknown;
+      if (!REMOTE.has(String(property))) return fn.bind(target);
+      return (...args: unknown[]) => {
+        assertHeld();
+        return fn.apply(target, args);
+      };
+    },
+  });
 }
 
 const failedOnce = new Set<string>();
@@ -41,7 +66,7 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
     profile: pieces.profile,
     failed: pieces.failed,
     target: pieces.target,
-    ssh: pieces.ssh,
+    ssh: guardedTransport(pieces.ssh, pieces.assertHeld),
     backend: pieces.backend,
     reporter,
     redactor,
