@@ -20,7 +20,11 @@ describe('recover --resume', () => {
     expect(readFileSync(fx.journalFile(j.run_id), 'utf8')).toBe(before);
     const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
     expect(result.runs[0]).toMatchObject({ status: 'dry-run', run_id: j.run_id });
-    expect(r.stdout).not.toMatch(/out of rotation/);
+    // The fence's own log line ("h1 is out of rotation") comes only from applying its action.
+    expect(r.stdout).not.toMatch(/h1 is out of rotation/);
+    expect(r.stdout).toMatch(/would run locally: touch \S+fence-ran/);
+    // No action was even written down as started.
+    expect(r.stdout).not.toMatch(/"type":"action"/);
   });
 
   test('without --yes and without a terminal it exits 3 naming --yes, and changes nothing', async () => {
