@@ -49,9 +49,9 @@ export function guardedTransport(ssh: SshTransport, assertHeld?: () => void): Ss
       if (typeof value !== 'function') return value;
       const fn = value as (...args: unknown[]) => unknown;
       if (!REMOTE.has(String(property))) return fn.bind(target);
-      return (...args: unknown[]) => {
+      return async (...args: unknown[]) => {
         assertHeld();
-        return fn.apply(target, args);
+        return await fn.apply(target, args);
       };
     },
   });
@@ -74,6 +74,7 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
     stateDir,
     env,
     now: pieces.now,
+    assertHeld: () => pieces.assertHeld?.(),
     findHost: (name) => findHost(pieces.inventory, name),
     previous: (kind) => journal.steps.find((s) => s.kind === kind),
     log(line) {

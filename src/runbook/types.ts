@@ -37,6 +37,12 @@ export interface StepContext {
   checkpoint(name: string): Promise<void>;
   /** A line for the human and the journal. */
   log(line: string): void;
+  /**
+   * Throws E_LOCK_LOST when the run's lock can no longer be trusted. The engine calls it before every mutating
+   * action, the transport before every remote command, the router before every traffic change, hooks before
+   * they run; a step calls it before any other change it makes itself.
+   */
+  assertHeld(): void;
   now(): Date;
 }
 

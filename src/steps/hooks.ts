@@ -15,6 +15,7 @@ export type HookPhase = keyof NonNullable<Profile['hooks']>;
 async function runHook(ctx: StepContext, phase: HookPhase, hook: Hook, argv: string[]): Promise<string> {
   ctx.log(`hook ${phase} on ${hook.on}: ${argv.join(' ')}`);
   if (hook.on === 'local') {
+    ctx.assertHeld();
     const { execa } = await import('execa');
     const r = await execa(argv[0]!, argv.slice(1), {
       reject: false,

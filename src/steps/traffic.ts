@@ -25,5 +25,6 @@ export function trafficRouter(ctx: StepContext): TrafficRouter {
       return agent;
     },
     consulAgent: (url) => nodeAgent(url, ctx.env.CONSUL_HTTP_TOKEN?.trim() || undefined),
+    guard: () => ctx.assertHeld(),
   });
 }

@@ -26,7 +26,11 @@ export interface ServerState {
 const nameRe = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 export class HaproxyRuntime {
-  constructor(readonly address: string) {}
+  /** `guard` runs before every change (set state, save state): a run that lost its lock changes nothing. */
+  constructor(
+    readonly address: string,
+    private readonly guard: () => void = () => {},
+  ) {}
 
   private target(): { path: string } | { host: string; port: number } {
     if (this.address.startsWith('/')) return { path: this.address };
@@ -81,6 +85,7 @@ export class HaproxyRuntime {
     signal?: AbortSignal,
   ): Promise<void> {
     HaproxyRuntime.check(backend, server);
+    this.guard();
     const answer = (await this.command(`set server ${backend}/${server} state ${state}`, signal)).trim();
     if (answer !== '') {
       throw new PersonaError(
@@ -118,6 +123,7 @@ export class HaproxyRuntime {
         `HAProxy's \`show servers state\` answered unexpectedly: ${text.trim().slice(0, 200)}`,
       );
     }
+    this.guard();
     await writeAtomically(file, text);
   }
 }

@@ -48,26 +48,50 @@ export interface RouterDeps {
   env?: NodeJS.ProcessEnv;
   /** A host's Consul agent by URL (its token from CONSUL_HTTP_TOKEN), for the `consul` method. */
   consulAgent?: (url: string) => NodeAgent;
+  /**
+   * Runs before every change the router makes (HAProxy state, a traffic command, Consul): throws when the run's
+   * lock can no longer be trusted, so a stale holder moves no traffic.
+   */
+  guard?: () => void;
+}
+
+/** Fence and switch check the guard first (for routers without a finer one). */
+function guardedRouter(router: TrafficRouter, guard: () => void): TrafficRouter {
+  const wrapped = Object.create(router) as TrafficRouter;
+  return Object.assign(wrapped, {
+    fence: async (failed: InventoryHost, signal: AbortSignal) => {
+      guard();
+      return await router.fence(failed, signal);
+    },
+    switchTo: async (target: InventoryHost, failed: InventoryHost, signal: AbortSignal) => {
+      guard();
+      return await router.switchTo(target, failed, signal);
+    },
+  });
 }
 
 export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRouter {
   const traffic = profile.traffic;
+  const guard = deps.guard ?? (() => {});
   switch (traffic.method) {
     case 'haproxy':
-      return new HaproxyRouter(profile.id, traffic);
+      return guardedRouter(new HaproxyRouter(profile.id, traffic, guard), guard);
     case 'command':
-      return new CommandRouter(profile.id, traffic, localEnv(deps.env ?? {}));
+      return guardedRouter(new CommandRouter(profile.id, traffic, localEnv(deps.env ?? {})), guard);
     case 'none':
       return new NoRouter();
     case 'consul':
       if (!deps.consul) {
         throw new PersonaError('E_USAGE', `traffic method "consul" of ${profile.id} needs a Consul agent`);
       }
-      return new ConsulRouter(
-        traffic,
-        profile.deploy.port,
-        deps.consul,
-        deps.consulAgent ?? ((url) => nodeAgent(url)),
+      return guardedRouter(
+        new ConsulRouter(
+          traffic,
+          profile.deploy.port,
+          deps.consul,
+          deps.consulAgent ?? ((url) => nodeAgent(url)),
+        ),
+        guard,
       );
   }
 }
@@ -126,8 +150,9 @@ class HaproxyRouter implements TrafficRouter {
   constructor(
     private readonly app: string,
     private readonly cfg: Extract<Profile['traffic'], { method: 'haproxy' }>,
+    guard: () => void,
   ) {
-    this.api = new HaproxyRuntime(cfg.admin_socket);
+    this.api = new HaproxyRuntime(cfg.admin_socket, guard);
   }
 
   private server(host: InventoryHost): string {

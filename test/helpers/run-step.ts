@@ -53,6 +53,7 @@ export async function runSteps(
       context: (signal, record) =>
         ({
           checkpoint: async () => {},
+          assertHeld: () => {},
           now: () => new Date('2026-11-27T00:00:00Z'),
           previous: (kind: Step['kind']) => journal.steps.find((s) => s.kind === kind),
           ...ctx,

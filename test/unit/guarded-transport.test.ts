@@ -1,8 +1,15 @@
-/** A driver whose lock lapsed sends nothing more to any host, even inside an action of several commands. */
+/** A driver whose lock lapsed sends nothing more to any host or router, even inside an action of several commands. */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { PersonaError } from '../../src/errors.js';
 import type { SshTransport } from '../../src/hosts/ssh.js';
+import { parseProfileText } from '../../src/profile/validate.js';
 import { guardedTransport } from '../../src/runbook/step-context.js';
+import { HaproxyRuntime } from '../../src/traffic/haproxy.js';
+import { routerFor } from '../../src/traffic/router.js';
+import { repoRoot } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
 
 test('every remote command checks the lock first; a stale holder reaches no host', async () => {
   const sent: string[] = [];
@@ -29,4 +36,34 @@ test('every remote command checks the lock first; a stale holder reaches no host
   // Closing connections is not an action on a host.
   await ssh.close();
   expect(sent).toEqual(['true', 'close']);
+});
+
+const stale = () => {
+  throw new PersonaError('E_LOCK_LOST', 'the lock on app-demo-web is no longer held');
+};
+
+test('a stale holder moves no traffic: the router checks the lock before every change', async () => {
+  const dir = tempDir();
+  const text = JSON.parse(readFileSync(`${repoRoot}profiles/demo-web.json`, 'utf8'));
+  text.traffic = {
+    method: 'command',
+    fence: ['touch', join(dir, 'fenced')],
+    switch: ['touch', join(dir, 'switched')],
+  };
+  const profile = parseProfileText('demo-web', JSON.stringify(text)).profile;
+  const router = routerFor(profile, { guard: stale });
+  const h = { name: 'h1', address: '127.0.0.1', labels: {}, apps: [] };
+  const signal = new AbortController().signal;
+  await expect(router.fence(h, signal)).rejects.toMatchObject({ code: 'E_LOCK_LOST' });
+  await expect(router.switchTo(h, h, signal)).rejects.toMatchObject({ code: 'E_LOCK_LOST' });
+  expect(existsSync(join(dir, 'fenced'))).toBe(false);
+  expect(existsSync(join(dir, 'switched'))).toBe(false);
+  // What only reads still works (the describe lines, the method).
+  expect(router.method).toBe('command');
+});
+
+test('HAProxy: set state and save state check the lock before they are sent', async () => {
+  // Nothing listens at this path: a request that got through would fail with ENOENT instead.
+  const api = new HaproxyRuntime(join(tempDir(), 'no-such.sock'), stale);
+  await expect(api.setState('web', 'lab-1', 'maint')).rejects.toMatchObject({ code: 'E_LOCK_LOST' });
 });
