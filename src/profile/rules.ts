@@ -109,6 +109,18 @@ export const secretRef = z
     error: 'must be a secret reference: env:NAME, file:/path or store:key',
   });
 
+/**
+ * The name of an environment variable persona sets for a local command (a fence agent's password, say). The
+ * variables persona passes anyway (PATH, HOME, LANG, LC_ALL, TZ) are not secrets and cannot be replaced by one.
+ */
+export const envName = pattern(
+  /^[A-Za-z_][A-Za-z0-9_]{0,127}$/,
+  'must be an environment variable name: letters, digits and "_", not starting with a digit',
+  128,
+).refine((s) => !['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ'].includes(s), {
+  error: 'must not be PATH, HOME, LANG, LC_ALL or TZ (persona passes those from its own environment)',
+});
+
 /** An OpenSSH public key line (public keys are not secrets). */
 export const authorizedKey = pattern(
   /^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}(?: [\x20-\x7e]{0,200})?$/,

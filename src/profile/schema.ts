@@ -12,6 +12,7 @@ import {
   command,
   configName,
   description,
+  envName,
   fileMode,
   httpPath,
   httpUrl,
@@ -228,6 +229,40 @@ const traffic = z.discriminatedUnion(
   { error: 'must have "method": "haproxy", "command", "consul" or "none"' },
 );
 
+const powerFence = z
+  .strictObject({
+    off: command.meta({
+      description:
+        'Powers the failed host off, like a Pacemaker fence agent (fence_ipmilan, a cloud CLI, a PDU); run on the machine running persona with {failed} (also {host}), {address} and {app} substituted. Must succeed when the host is off already.',
+    }),
+    status: command.meta({
+      description:
+        "Reports the failed host's power as a fence agent does: exit 0 = on, exit 2 = off, any other exit = unknown (never counted as off).",
+    }),
+    timeout_ms: integer(1000, 3_600_000).default(60_000).meta({
+      description:
+        'How long the off command and the wait until status reports off may take together; also the limit of a status command on its own.',
+    }),
+    env: z
+      .record(envName, secretRef)
+      .optional()
+      .refine((vars) => vars === undefined || Object.keys(vars).length <= 32, {
+        error: 'must have at most 32 variables',
+      })
+      .meta({
+        description:
+          'Environment variables of the off and status commands, each from a secret reference (env:NAME, file:/path or store:key): an IPMI password, an API token. Secrets never go into the argument list. The commands get only these and PATH, HOME, LANG, LC_ALL, TZ.',
+      }),
+  })
+  .meta({
+    description:
+      'A power fence (STONITH): with one, the fence powers the failed host off and counts it as fenced only when status then reports it off.',
+  });
+
+const fencing = z
+  .strictObject({ power: powerFence.optional() })
+  .meta({ description: 'Fencing beyond the traffic method: a power fence.' });
+
 const hook = z.strictObject({
   run: command,
   on: z
@@ -272,6 +307,7 @@ export const profileSchema = z
     deploy,
     health_checks: list(healthCheck, 32).default([]),
     traffic: traffic.default({ method: 'none' }),
+    fencing: fencing.optional(),
     hooks: hooks.optional(),
     host_labels: z
       .record(label, labelValue)
@@ -287,4 +323,5 @@ export type Profile = z.output<typeof profileSchema>;
 export type ProfileInput = z.input<typeof profileSchema>;
 export type HealthCheck = Profile['health_checks'][number];
 export type Traffic = Profile['traffic'];
+export type PowerFence = NonNullable<NonNullable<Profile['fencing']>['power']>;
 export type Hook = NonNullable<NonNullable<Profile['hooks']>['pre_fence']>[number];

@@ -129,6 +129,15 @@ export function issuesToProblems(
         } else problems.push({ path, message: `${issue.message}, got ${describeValue(got)}` });
         break;
       }
+      case 'invalid_key': {
+        // A record's key (a host_labels label, a fencing.power env name): the key rule's own message.
+        const inner = (issue as { issues?: Array<{ message: string }> }).issues?.[0];
+        problems.push({
+          path,
+          message: `${inner ? `the name ${inner.message}` : issue.message}, got ${describeValue(got)}`,
+        });
+        break;
+      }
       case 'invalid_type':
         if (got === undefined) problems.push({ path, message: 'is required' });
         else

@@ -3,6 +3,10 @@
  * alike, weighs what a fresh plan observed after the actions (can the traffic method take the host out, did it,
  * does the host answer, is the application stopped there) with what the actions returned, through `fenceVerdict`. The evidence goes to the journal, and the engine refuses any step that
  * needs a fence (switch) unless the journal holds it.
+ *
+ * With a power fence (STONITH, `fencing.power` in the profile) the power decides, as in Pacemaker: status
+ * reporting the host off after the off command is fence evidence on its own, whatever the traffic method can do;
+ * anything else (on, unknown, not checked) is not, whatever else was seen. See power-fence.ts.
  */
 import type { Journal } from './types.js';
 
@@ -23,6 +27,15 @@ export interface FenceFacts {
   stopExitCode?: number;
   /** Exit code of deploy.status after the stop; undefined when the profile has no deploy.status. */
   statusExitCode?: number;
+  /** Whether the profile has a power fence (fencing.power); absent: it has none. */
+  powerConfigured?: boolean;
+  /**
+   * Whether the power fence's status exited 2 (off), checked after the off command (or found off before one was
+   * needed); undefined: not checked. With a power fence, `reachable` must be looked at after this check.
+   */
+  poweredOff?: boolean;
+  /** What the power fence's status reported, in words (off, on, unknown (why)); see powerFacts in power-fence.ts. */
+  powerStatus?: string;
 }
 
 export interface FenceEvidence extends FenceFacts {
@@ -34,6 +47,7 @@ export interface FenceEvidence extends FenceFacts {
 
 /** Whether the facts prove the failed host no longer serves, and why. Pure. */
 export function fenceVerdict(f: FenceFacts): { fenced: boolean; reason: string } {
+  if (f.powerConfigured) return powerVerdict(f);
   if (f.canTakeOut && f.takenOut !== true)
     return {
       fenced: false,
@@ -69,6 +83,30 @@ export function fenceVerdict(f: FenceFacts): { fenced: boolean; reason: string }
   return {
     fenced: false,
     reason: `the host does not answer (${f.unreachableReason}) and traffic method ${f.method} cannot take it out of rotation: it may still serve`,
+  };
+}
+
+/** With a power fence, only the power counts: off (and silent) is fenced, anything else is not. */
+function powerVerdict(f: FenceFacts): { fenced: boolean; reason: string } {
+  if (f.poweredOff === undefined)
+    return {
+      fenced: false,
+      reason: 'the profile has a power fence and its status has not reported the host off yet',
+    };
+  if (!f.poweredOff)
+    return {
+      fenced: false,
+      reason: `the power fence's status does not report the host off after the off command (status: ${f.powerStatus ?? 'not off'})`,
+    };
+  if (f.reachable)
+    return {
+      fenced: false,
+      reason:
+        "the power fence's status reports the host off, yet it answers over SSH: the fence agent may be acting on another machine",
+    };
+  return {
+    fenced: true,
+    reason: `powered off: the power fence's status exits 2 (off) and the host does not answer (${f.unreachableReason ?? 'no answer'})`,
   };
 }
 

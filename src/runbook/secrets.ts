@@ -63,11 +63,19 @@ export function secretUses(profile: Profile): SecretUse[] {
     file: 'file',
     store: 'key in the profile store',
   };
-  return profile.security_profile.encryption_keys.map((key) => ({
-    where: `security_profile key ${key.name}`,
-    ref: key.secret,
-    source: kinds[key.secret.slice(0, key.secret.indexOf(':'))] ?? 'unknown',
-  }));
+  const use = (where: string, ref: string): SecretUse => ({
+    where,
+    ref,
+    source: kinds[ref.slice(0, ref.indexOf(':'))] ?? 'unknown',
+  });
+  return [
+    ...profile.security_profile.encryption_keys.map((key) =>
+      use(`security_profile key ${key.name}`, key.secret),
+    ),
+    ...Object.entries(profile.fencing?.power?.env ?? {}).map(([name, ref]) =>
+      use(`fencing.power env ${name}`, ref),
+    ),
+  ];
 }
 
 /**

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { shellJoin } from '../../src/hosts/shell-quote.js';
+import type { PowerFence } from '../../src/profile/schema.js';
 
 export const LAB_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lab');
 export const DEFAULT_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'default.json');
@@ -131,6 +132,47 @@ export async function fail(host: string, mode: FaultMode, opts: LabOptions = {})
 
 export async function heal(host: string, opts: LabOptions = {}): Promise<void> {
   await runLab(['heal', host], opts);
+}
+
+export interface FenceAgentResult {
+  exitCode: number | undefined;
+  /** status prints on or off */
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The lab's fence agent, `lab fence off|on|status HOST` (see README.md, "The fence agent"): status exits 0 = on,
+ * 2 = off, 1 = error (a refused name included). Never throws for what the agent does.
+ */
+export async function fenceAgent(
+  action: string,
+  host: string,
+  opts: LabOptions = {},
+): Promise<FenceAgentResult> {
+  const r = await execa(LAB_SCRIPT, ['fence', action, host], {
+    env: { PERSONA_LAB_DIR: labDirOf(opts) },
+    reject: false,
+    stdin: 'ignore',
+    timeout: 120_000,
+  });
+  return { exitCode: r.exitCode, stdout: String(r.stdout).trim(), stderr: String(r.stderr) };
+}
+
+/**
+ * The lab's fence agent as a profile's power fence (`fencing.power`). persona runs it on this machine with a minimal
+ * environment, hence the lab dir on the command line.
+ */
+export function labPowerFence(opts: LabOptions = {}): PowerFence {
+  const agent = (action: string) => [
+    'env',
+    `PERSONA_LAB_DIR=${labDirOf(opts)}`,
+    LAB_SCRIPT,
+    'fence',
+    action,
+    '{failed}',
+  ];
+  return { off: agent('off'), status: agent('status'), timeout_ms: 120_000 };
 }
 
 export interface SshResult {

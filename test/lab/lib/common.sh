@@ -9,13 +9,18 @@ LAB_TMP=""           # scratch dir of this command (lab_tmp), removed on exit
 LAB_UP_FRESH=""      # set while a fresh up runs: a failure then removes the partial lab
 LAB_STEP=""          # what the lab is doing now; named in every error
 LAB_STEP_HOST=""     # which host it is doing it for, if any
+LAB_FENCE_AGENT=""   # set for `lab fence`: exit code 2 means "off" there, so no error may exit 2 (exit_code)
 
 say() { printf 'lab: %s\n' "$*" >&2; }
 
 die() {  # die CODE MESSAGE: one line, no trace
   local code=$1; shift
   printf 'lab: %s\n' "$*" >&2
-  exit "$code"
+  exit "$(exit_code "$code")"
+}
+
+exit_code() {  # the fence agent reports an error as 1, never as 2 (its "off")
+  if [[ -n $LAB_FENCE_AGENT && $1 == 2 ]]; then printf '1\n'; else printf '%s\n' "$1"; fi
 }
 
 step() {  # step [HOST] WHAT: name the current step for error messages and logs
@@ -29,7 +34,7 @@ on_error() {  # ERR trap: say which step failed, on which host, and where
   ((${#cmd} <= 80)) || cmd="${cmd:0:77}..."
   printf 'lab: failed%s: %s (exit %s at %s line %s: %s)\n' \
     "${LAB_STEP_HOST:+ on $LAB_STEP_HOST}" "${LAB_STEP:-?}" "$rc" "${BASH_SOURCE[1]##*/}" "$line" "$cmd" >&2
-  exit "$rc"
+  exit "$(exit_code "$rc")"
 }
 
 lab_tmp() {  # create this command's scratch dir (call in the main shell, not in $(...))
