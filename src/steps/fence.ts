@@ -1,10 +1,18 @@
 /**
  * fence: make sure the failed host no longer serves. Out of the load balancer, and, when it still answers, the
- * application stopped there. The plan says what is still missing; the conclusion weighs what is there now
+ * application stopped there; with a power fence (STONITH, `fencing.power`), powered off, which alone decides. The plan says what is still missing; the conclusion weighs what is there now
  * (fenceVerdict) and leaves the evidence in the journal. The engine runs switch only with that evidence.
  */
 import { PersonaError } from '../errors.js';
 import { type FenceEvidence, type FenceFacts, fenceVerdict } from '../runbook/fencing.js';
+import {
+  describePowerOff,
+  powerFacts,
+  powerFenceOf,
+  powerOff,
+  powerStateText,
+  powerStatus,
+} from '../runbook/power-fence.js';
 import { privileged } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { hookActions } from './hooks.js';
@@ -55,9 +63,12 @@ export const fenceStep: Step = {
   title: 'fence the failed host',
   mutates: true,
   describe(ctx) {
+    const power = powerFenceOf(ctx.profile);
     return [
       trafficRouter(ctx).describeFence(ctx.failed),
-      `if ${ctx.failed.name} answers over SSH: stop ${ctx.profile.id} there (${ctx.profile.deploy.stop.join(' ')})`,
+      power
+        ? describePowerOff(power, ctx)
+        : `if ${ctx.failed.name} answers over SSH: stop ${ctx.profile.id} there (${ctx.profile.deploy.stop.join(' ')})`,
     ];
   },
   checks(ctx) {
@@ -86,6 +97,41 @@ export const fenceStep: Step = {
           return traffic;
         },
       });
+    }
+    const power = powerFenceOf(ctx.profile);
+    if (power) {
+      // The power decides (Pacemaker's STONITH): off, as its status reports, and silent. Before any other look.
+      const state = await powerStatus(power, ctx);
+      notes.push(`${ctx.failed.name} power (fence agent status): ${powerStateText(state)}`);
+      if (state !== 'off') {
+        actions.push({
+          id: 'power:off',
+          title: describePowerOff(power, ctx),
+          touches: ctx.failed.name,
+          mutates: true,
+          observable: true,
+          async apply(c) {
+            c.assertHeld();
+            const result = await powerOff(power, c);
+            c.log(
+              `power off ${c.failed.name}: ${result.off.ended}; status ${powerStateText(result.state)} after ${result.checks} check(s)`,
+            );
+            return { ...result, state: powerStateText(result.state) };
+          },
+        });
+      }
+      const reach = await reachable(ctx, ctx.failed);
+      const observed: Observed = {
+        method: router.method,
+        canTakeOut: router.canFence,
+        takenOut,
+        takenOutBy: router.canObserve ? `${router.method} queried` : `${router.method}: its fence command`,
+        reachable: reach.ok,
+        ...powerFacts(state),
+        ...(reach.ok ? {} : { unreachableReason: reach.reason, unreachableKind: reach.kind }),
+      };
+      notes.push(`${ctx.failed.name} ${reach.ok ? 'answers' : `does not answer (${reach.reason})`} over SSH`);
+      return { actions, after: hookActions(ctx, 'post_fence'), notes, facts: { observed } };
     }
     const reach = await reachable(ctx, ctx.failed);
     const observed: Observed = {

@@ -1,15 +1,18 @@
 /**
  * The fence's run and its verify after a crash decide through one function, so they cannot disagree (issue 10).
  */
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { SshError } from '../../src/hosts/ssh.js';
 import { parseProfileText } from '../../src/profile/validate.js';
 import { type FenceFacts, fenceVerdict } from '../../src/runbook/fencing.js';
 import type { StepContext } from '../../src/runbook/types.js';
 import { fenceStep } from '../../src/steps/fence.js';
+import { Redactor } from '../../src/ui/redact.js';
 import { repoRoot } from '../helpers/cli.js';
 import { runSteps } from '../helpers/run-step.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const base: FenceFacts = {
   method: 'haproxy',
@@ -82,6 +85,7 @@ function fenceContext(profile: ReturnType<typeof profileWith>, answers: boolean)
       },
     },
     log: () => {},
+    redactor: new Redactor(),
     now: () => new Date('2026-11-27T00:00:00Z'),
     checkpoint: async () => {},
   } as unknown as StepContext;
@@ -136,5 +140,75 @@ describe('fence: one plan for the first run and for the resume after a crash', (
     const run = await runSteps([fenceStep], ctx, { engine: { dryRun: true } });
     expect(run.engine.simulation[0]!.lines.join('\n')).toMatch(/would stop demo-web on h1/);
     expect(ran.some((c) => c.includes('stop'))).toBe(false);
+  });
+});
+
+describe('fence with a power fence (STONITH)', () => {
+  /** A fence agent on this machine: `off` writes "off" to a file, `status` exits 2 once it says off, else 0. */
+  function agent() {
+    const dir = tempDir();
+    const state = join(dir, 'power');
+    writeFileSync(state, 'on');
+    const script = join(dir, 'agent');
+    writeFileSync(
+      script,
+      `#!/bin/sh\ncase "$1" in\n  off) echo off > "${state}" ;;\n  status) grep -q off "${state}" && exit 2; exit 0 ;;\nesac\n`,
+    );
+    chmodSync(script, 0o755);
+    return {
+      state,
+      off: () => readFileSync(state, 'utf8').trim() === 'off',
+      power: { off: [script, 'off', '{failed}'], status: [script, 'status', '{failed}'] },
+    };
+  }
+
+  function powered(traffic: unknown) {
+    const a = agent();
+    const profile = profileWith(traffic);
+    (profile as { fencing?: unknown }).fencing = { power: { ...a.power, timeout_ms: 5000 } };
+    const ran: string[] = [];
+    // The failed host answers until it is powered off.
+    const { ctx } = fenceContext(profile, true);
+    (ctx as { ssh: unknown }).ssh = {
+      async exec(_h: unknown, argv: string[]) {
+        if (a.off()) throw new SshError('timeout', 'h1', 'ssh: connect to host h1: Connection timed out');
+        ran.push(argv.join(' '));
+        return { exitCode: 0, stdout: '', stderr: '' };
+      },
+    };
+    return { ctx, ran, a };
+  }
+
+  test('the host is powered off and that alone is the evidence, even where the traffic method cannot take it out', async () => {
+    const { ctx, ran, a } = powered({ method: 'none' });
+    const run = await runSteps([fenceStep], ctx);
+    expect(run.error).toBeUndefined();
+    expect(a.off()).toBe(true);
+    expect(run.record('fence').outputs).toMatchObject({
+      fenced: true,
+      evidence: { powerConfigured: true, poweredOff: true, reachable: false },
+    });
+    // Powered off, not stopped: deploy.stop never ran.
+    expect(ran.some((c) => c.includes('stop'))).toBe(false);
+    expect(run.record('fence').actions!.map((x) => [x.id, x.status])).toEqual([['power:off', 'done']]);
+  });
+
+  test('an agent whose status never says off: not fenced, and switch cannot run', async () => {
+    const { ctx, a } = powered({ method: 'none' });
+    (ctx.profile as { fencing: { power: { off: string[] } } }).fencing.power.off = ['true'];
+    const run = await runSteps([fenceStep], ctx);
+    expect(a.off()).toBe(false);
+    expect(run.error).toMatchObject({ code: 'E_STEP_FAILED' });
+    expect(String((run.error as Error).message)).toMatch(/power off h1/);
+    expect(run.record('fence').status).toBe('failed');
+  });
+
+  test('a dry run asks the agent for status only, never to power off', async () => {
+    const { ctx, a } = powered({ method: 'none' });
+    const run = await runSteps([fenceStep], ctx, { engine: { dryRun: true } });
+    expect(a.off()).toBe(false);
+    expect(run.engine.simulation[0]!.lines.join('\n')).toMatch(
+      /h1 power \(fence agent status\): on[\s\S]*would power off h1/,
+    );
   });
 });
