@@ -2,44 +2,75 @@
  * Profile hooks: commands run around steps, on the target, on the failed host, or on the machine running persona.
  */
 import { PersonaError } from '../errors.js';
-import type { Profile } from '../profile/schema.js';
+import type { Hook, Profile } from '../profile/schema.js';
 import { localEnv } from '../runbook/local-env.js';
 import { privileged } from '../runbook/remote.js';
-import type { StepContext } from '../runbook/types.js';
+import type { Action, StepContext } from '../runbook/types.js';
 import { substitute } from '../traffic/router.js';
 
 export type HookPhase = keyof NonNullable<Profile['hooks']>;
 
-export async function runHooks(ctx: StepContext, phase: HookPhase): Promise<string[]> {
-  const hooks = ctx.profile.hooks?.[phase] ?? [];
-  const ran: string[] = [];
-  for (const hook of hooks) {
-    const host = hook.on === 'failed' ? ctx.failed : ctx.target;
-    const argv = substitute(hook.run, {
-      host: ctx.target.name,
-      address: ctx.target.address,
-      app: ctx.profile.id,
-      failed: ctx.failed.name,
+function hookArgv(ctx: StepContext, hook: Hook): string[] {
+  return substitute(hook.run, {
+    host: ctx.target.name,
+    address: ctx.target.address,
+    app: ctx.profile.id,
+    failed: ctx.failed.name,
+  });
+}
+
+/** Runs one hook; what it ran, as "on: argv". */
+async function runHook(ctx: StepContext, phase: HookPhase, hook: Hook): Promise<string> {
+  const host = hook.on === 'failed' ? ctx.failed : ctx.target;
+  const argv = hookArgv(ctx, hook);
+  ctx.log(`hook ${phase} on ${hook.on}: ${argv.join(' ')}`);
+  if (hook.on === 'local') {
+    const { execa } = await import('execa');
+    const r = await execa(argv[0]!, argv.slice(1), {
+      reject: false,
+      timeout: hook.timeout_ms,
+      cancelSignal: ctx.signal,
+      env: localEnv(ctx.env),
+      extendEnv: false,
     });
-    ctx.log(`hook ${phase} on ${hook.on}: ${argv.join(' ')}`);
-    if (hook.on === 'local') {
-      const { execa } = await import('execa');
-      const r = await execa(argv[0]!, argv.slice(1), {
-        reject: false,
-        timeout: hook.timeout_ms,
-        cancelSignal: ctx.signal,
-        env: localEnv(ctx.env),
-        extendEnv: false,
-      });
-      if (r.exitCode !== 0)
-        throw new PersonaError(
-          'E_STEP_FAILED',
-          `hook ${phase} \`${argv.join(' ')}\` exited with ${r.exitCode ?? r.signal}: ${String(r.stderr).trim().slice(-300)}`,
-        );
-    } else {
-      await ctx.ssh.run(host, privileged(host, argv), { timeoutMs: hook.timeout_ms, signal: ctx.signal });
-    }
-    ran.push(`${hook.on}: ${argv.join(' ')}`);
+    if (r.exitCode !== 0)
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `hook ${phase} \`${argv.join(' ')}\` exited with ${r.exitCode ?? r.signal}: ${String(r.stderr).trim().slice(-300)}`,
+      );
+  } else {
+    await ctx.ssh.run(host, privileged(host, argv), { timeoutMs: hook.timeout_ms, signal: ctx.signal });
   }
+  return `${hook.on}: ${argv.join(' ')}`;
+}
+
+/**
+ * A phase's hooks as actions, in order: one per hook (id `hook:<phase>:<index>`), mutating and unobservable (a
+ * plan cannot see that a hook ran, so the engine runs each once per run). Its outputs: `{ ran: "on: argv" }`.
+ */
+export function hookActions(ctx: StepContext, phase: HookPhase): Action[] {
+  return (ctx.profile.hooks?.[phase] ?? []).map((hook, index) => ({
+    id: `hook:${phase}:${index}`,
+    title: `hook ${phase} on ${hook.on}: ${hookArgv(ctx, hook).join(' ')}`,
+    touches: hook.on === 'local' ? 'this machine' : hook.on === 'failed' ? ctx.failed.name : ctx.target.name,
+    mutates: true,
+    observable: false,
+    apply: async (actx) => ({ ran: await runHook(actx, phase, hook) }),
+  }));
+}
+
+/** What the hooks of a phase ran in this run, in order, from the actions' outputs ("on: argv"). */
+export function hooksRan(phase: HookPhase, applied: ReadonlyMap<string, Record<string, unknown>>): string[] {
+  const prefix = `hook:${phase}:`;
+  return [...applied.entries()]
+    .filter(([id, out]) => id.startsWith(prefix) && typeof out.ran === 'string')
+    .sort(([a], [b]) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)))
+    .map(([, out]) => out.ran as string);
+}
+
+/** Runs a phase's hooks now, in order (for steps not yet planning as data). */
+export async function runHooks(ctx: StepContext, phase: HookPhase): Promise<string[]> {
+  const ran: string[] = [];
+  for (const hook of ctx.profile.hooks?.[phase] ?? []) ran.push(await runHook(ctx, phase, hook));
   return ran;
 }
