@@ -48,7 +48,7 @@ const WRITE_AUTHORIZED_KEYS = [
 ].join('\n');
 
 /** Loads the ruleset, then records the digest of the table's listing as nft shows it now (root-only file). */
-const LOAD_NFT = [
+export const LOAD_NFT = [
   'set -e',
   'nft -f "$1"',
   `nftdigest() { ${NFT_LISTING_DIGEST}; }`,
