@@ -134,6 +134,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
           redactor: ctx.redactor,
         }),
       );
+      notes.push(`secret ${key.secret} for key ${key.name}: available`);
     } catch (error) {
       if (!(error instanceof PersonaError)) throw error;
       blocked ??= { message: error.message, ...(error.hint ? { hint: error.hint } : {}) };

@@ -344,6 +344,7 @@ describe('configure plans what differs, and a second plan sees it done', () => {
     expect(observable(final)).toEqual([]);
     expect(ids(final.actions)).toEqual(['hook:pre_configure:0', 'install:0']);
     expect(final.notes).toContain('all packages already present on lab-2');
+    expect(first.notes).toContain('secret env:DEMO_SESSION_KEY for key session-key: available');
     expect(w.ran).toEqual([
       ['echo', 'pre', 'lab-2'],
       ['systemctl', 'daemon-reload'],
