@@ -1,16 +1,19 @@
 /**
  * configure: make the target host what the profile says. Packages at their versions, the firewall rules
  * (nftables), users, groups and keys (secrets resolved from their references, written with tight modes, never
- * logged), and the application's files. Each part checks before it changes, so running it twice is safe.
+ * logged), and the application's files. The plan asks the target for the state of all of it in one SSH call
+ * (host-state.ts) and plans an action for each thing that differs; a second plan after the actions sees them done.
  */
 import { PersonaError } from '../errors.js';
-import { remoteSha256, runPrivileged, writeRemoteFile } from '../runbook/remote.js';
+import type { InventoryHost } from '../hosts/inventory.js';
+import { runPrivileged, writeRemoteFile } from '../runbook/remote.js';
 import { resolveSecret } from '../runbook/secrets.js';
-import type { Step, StepContext } from '../runbook/types.js';
+import type { Action, Applied, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { sha256 } from '../util/hash.js';
 import { nftRuleset, nftTableName } from './firewall.js';
-import { runHooks } from './hooks.js';
-import { installPackages, missingPackages, packageState } from './packages.js';
+import { hookActions, hooksRan } from './hooks.js';
+import { Ask, fileDiff, firewallDiff, hostReport, NFT_LISTING_DIGEST, userDiff } from './host-state.js';
+import { installPackages, missingPackages, type PackageState, packageState } from './packages.js';
 
 const ENSURE_GROUP = 'getent group "$1" >/dev/null || groupadd -- "$1"';
 const ENSURE_USER = [
@@ -21,40 +24,60 @@ const ENSURE_USER = [
   '  if getent group "$name" >/dev/null; then set -- -g "$name"; else set -- -U; fi',
   '  if [ -n "$shell" ]; then set -- "$@" -s "$shell"; fi',
   '  useradd -m "$@" -- "$name"',
+  'elif [ -n "$shell" ]; then usermod -s "$shell" -- "$name"',
   'fi',
   '[ -z "$groups" ] || usermod -a -G "$groups" -- "$name"',
-  'home=$(getent passwd -- "$name" | cut -d: -f6)',
-  'install -d -m 700 -o "$name" -g "$(id -gn -- "$name")" -- "$home/.ssh"',
-  'echo "$home"',
 ].join('\n');
 
-async function packages(ctx: StepContext) {
-  const stack = ctx.profile.software_stack;
-  const names = stack.map((s) => s.split('=')[0]!);
-  const before = await packageState(ctx.ssh, ctx.target, names, ctx.signal);
-  const missing = missingPackages(stack, before);
-  if (missing.length > 0) {
-    ctx.log(`installing ${missing.join(' ')} on ${ctx.target.name}`);
-    await installPackages(ctx.ssh, ctx.target, missing, before.manager, ctx.signal);
-    const after = await packageState(ctx.ssh, ctx.target, names, ctx.signal);
-    const still = missingPackages(stack, after);
-    if (still.length > 0)
-      throw new PersonaError(
-        'E_STEP_FAILED',
-        `${ctx.target.name}: still missing after install: ${still.join(' ')}`,
-      );
-    return {
-      installed: missing,
-      already_present: stack.filter((s) => !missing.includes(s)),
-      versions: after.installed,
-    };
-  }
-  return { installed: [], already_present: [...stack], versions: before.installed };
+/** The user's ~/.ssh (mode 700) and authorized_keys (0600, the user's), written atomically; content on stdin. */
+const WRITE_AUTHORIZED_KEYS = [
+  'set -e',
+  'name=$1',
+  'home=$(getent passwd "$name" | cut -d: -f6)',
+  '[ -n "$home" ] || { echo "no home directory for $name" >&2; exit 1; }',
+  'grp=$(id -gn -- "$name")',
+  'install -d -m 700 -o "$name" -g "$grp" -- "$home/.ssh"',
+  'umask 077',
+  'tmp=$(mktemp -- "$home/.ssh/authorized_keys.persona.XXXXXX")',
+  'trap \'rm -f -- "$tmp"\' EXIT',
+  'cat > "$tmp"',
+  'chown -- "$name:$grp" "$tmp"',
+  'chmod 600 "$tmp"',
+  'mv -f -- "$tmp" "$home/.ssh/authorized_keys"',
+  'trap - EXIT',
+].join('\n');
+
+/** Loads the ruleset, then records the digest of the table's listing as nft shows it now (root-only file). */
+export const LOAD_NFT = [
+  'set -e',
+  'nft -f "$1"',
+  `nftdigest() { ${NFT_LISTING_DIGEST}; }`,
+  'digest=$(nftdigest "$2")',
+  '[ -n "$digest" ]',
+  'umask 077',
+  'printf "%s\\n" "$digest" > "$3.tmp"',
+  'mv -f -- "$3.tmp" "$3"',
+].join('\n');
+
+const rulesetPath = (app: string) => `/etc/persona/nftables/${app}.nft`;
+const listingPath = (app: string) => `/etc/persona/nftables/${app}.listing.sha256`;
+
+/** The facts a plan leaves for the conclusion; never a secret, nor a digest of one. */
+interface ConfigureFacts {
+  packages: { manager: PackageState['manager']; versions: Record<string, string>; missing: string[] };
+  firewall: { rules: number; table?: string; file?: string; not_applied: Record<string, unknown> };
+  groups: string[];
+  users: Array<{ name: string; groups: string[]; authorized_keys: number }>;
+  keys: Array<{ name: string; path: string; mode: string; owner: string; from: string }>;
+  files: Array<{ path: string; mode: string }>;
+  install_commands: number;
+  /** Observable actions of this plan: the conclusion holds only when there are none. */
+  pending: string[];
 }
 
-async function firewall(ctx: StepContext) {
+function notApplied(ctx: StepContext): Record<string, unknown> {
   const net = ctx.profile.network_configuration;
-  const notApplied = {
+  return {
     ip_ranges: net.ip_ranges.length
       ? {
           values: net.ip_ranges,
@@ -68,107 +91,309 @@ async function firewall(ctx: StepContext) {
         }
       : undefined,
   };
-  for (const [what, v] of Object.entries(notApplied))
-    if (v) ctx.log(`${what} ${JSON.stringify(v.values)}: ${v.status}`);
-  if (net.firewall_rules.length === 0) return { rules: 0, not_applied: notApplied };
-  const check = await ctx.ssh.exec(ctx.target, ['sh', '-c', 'command -v nft'], { signal: ctx.signal });
-  if (check.exitCode !== 0) {
-    throw new PersonaError(
-      'E_STEP_FAILED',
-      `${ctx.target.name} has no nft: the firewall rules cannot be applied`,
-      {
-        hint: 'Add "nftables" to software_stack.',
-      },
-    );
-  }
-  const path = `/etc/persona/nftables/${ctx.profile.id}.nft`;
-  await writeRemoteFile(
-    ctx.ssh,
-    ctx.target,
-    { path, content: nftRuleset(ctx.profile), mode: '0600', owner: 'root' },
-    ctx.signal,
-  );
-  await runPrivileged(ctx.ssh, ctx.target, ['nft', '-f', path], ctx.signal);
-  ctx.log(
-    `firewall: table inet ${nftTableName(ctx.profile.id)} with ${net.firewall_rules.length} rules loaded`,
-  );
+}
+
+/** An observable, mutating action on the target. */
+function onTarget(
+  target: InventoryHost,
+  id: string,
+  title: string,
+  apply: (ctx: StepContext) => Promise<StepOutputs | undefined>,
+): Action {
+  return { id, title, touches: target.name, mutates: true, observable: true, apply };
+}
+
+/** The same action, hitting a checkpoint at the end of its apply. */
+function thenCheckpoint(action: Action, name: string): Action {
   return {
-    rules: net.firewall_rules.length,
-    table: `inet ${nftTableName(ctx.profile.id)}`,
-    file: path,
-    not_applied: notApplied,
+    ...action,
+    apply: async (ctx) => {
+      const out = await action.apply(ctx);
+      await ctx.checkpoint(name);
+      return out;
+    },
   };
 }
 
-async function security(ctx: StepContext) {
-  const sec = ctx.profile.security_profile;
-  const groups = new Set([...sec.groups, ...sec.users.flatMap((u) => u.groups)]);
-  for (const g of groups)
-    await runPrivileged(ctx.ssh, ctx.target, ['sh', '-c', ENSURE_GROUP, 'persona-group', g], ctx.signal);
-  const users = [];
-  for (const u of sec.users) {
-    const r = await runPrivileged(
-      ctx.ssh,
-      ctx.target,
-      ['sh', '-c', ENSURE_USER, 'persona-user', u.name, u.shell ?? '', u.groups.join(',')],
-      ctx.signal,
-    );
-    const home = r.stdout.trim().split('\n').pop()!;
-    if (u.authorized_keys.length > 0) {
-      await writeRemoteFile(
-        ctx.ssh,
-        ctx.target,
-        {
-          path: `${home}/.ssh/authorized_keys`,
-          content: `${u.authorized_keys.join('\n')}\n`,
-          mode: '0600',
-          owner: u.name,
-        },
-        ctx.signal,
-      );
-    }
-    users.push({ name: u.name, groups: u.groups, authorized_keys: u.authorized_keys.length });
-  }
-  const keys = [];
+async function plan(ctx: StepContext): Promise<StepPlan> {
+  const p = ctx.profile;
+  const t = ctx.target;
+  const sec = p.security_profile;
+  const notes: string[] = [];
+  let blocked: StepPlan['blocked'];
+
+  // Secrets first, on this machine: one that cannot be read stops the step before anything changes.
+  const secrets = new Map<string, string>();
   for (const key of sec.encryption_keys) {
-    const value = await resolveSecret(key.secret, `security_profile key ${key.name}`, {
-      env: ctx.env,
-      backend: ctx.backend,
-      redactor: ctx.redactor,
-    });
-    const owner = key.group ? `${key.owner}:${key.group}` : key.owner;
-    const current = await remoteSha256(ctx.ssh, ctx.target, key.path, ctx.signal);
-    if (current !== sha256(value)) {
-      await writeRemoteFile(
-        ctx.ssh,
-        ctx.target,
-        { path: key.path, content: value, mode: key.mode, owner },
-        ctx.signal,
+    try {
+      secrets.set(
+        key.name,
+        await resolveSecret(key.secret, `security_profile key ${key.name}`, {
+          env: ctx.env,
+          backend: ctx.backend,
+          redactor: ctx.redactor,
+        }),
       );
+      notes.push(`secret ${key.secret} for key ${key.name}: available`);
+    } catch (error) {
+      if (!(error instanceof PersonaError)) throw error;
+      blocked ??= { message: error.message, ...(error.hint ? { hint: error.hint } : {}) };
     }
-    keys.push({
-      name: key.name,
-      path: key.path,
-      mode: key.mode,
-      owner,
-      from: key.secret.split(':')[0],
-      changed: current !== sha256(value),
-    });
-    ctx.log(`key ${key.name} written to ${key.path} (mode ${key.mode}, owner ${owner})`);
   }
-  return { groups: [...groups], users, keys };
+
+  const ask = new Ask();
+  const names = p.software_stack.map((s) => s.split('=')[0]!);
+  const pkgs = names.map((n) => [n, ask.pkg(n)] as const);
+  const rules = p.network_configuration.firewall_rules.length;
+  const table = nftTableName(p.id);
+  const fw =
+    rules > 0 ? { file: ask.file(rulesetPath(p.id)), nft: ask.nft(table, listingPath(p.id)) } : undefined;
+  const groups = [...new Set([...sec.groups, ...sec.users.flatMap((u) => u.groups)])];
+  const groupState = groups.map((g) => [g, ask.group(g)] as const);
+  const users = sec.users.map(
+    (u) =>
+      [u, ask.user(u.name), u.authorized_keys.length > 0 ? ask.authorizedKeys(u.name) : undefined] as const,
+  );
+  const keys = sec.encryption_keys.map((k) => [k, ask.file(k.path)] as const);
+  const files = p.deploy.files.map((f) => [f, ask.file(f.path)] as const);
+  const report = await hostReport(ctx.ssh, t, ask.queries, ctx.signal);
+
+  const actions: Action[] = [...hookActions(ctx, 'pre_configure')];
+
+  // Packages.
+  const state: PackageState = { manager: report.manager, installed: {} };
+  for (const [n, version] of pkgs) {
+    const v = version(report);
+    if (v !== undefined) state.installed[n] = v;
+  }
+  const missing = missingPackages(p.software_stack, state);
+  if (missing.length === 0) notes.push(`all packages already present on ${t.name}`);
+  else if (state.manager === 'none')
+    blocked ??= {
+      message: `${t.name} has no package manager persona knows (dpkg or rpm) to install ${missing.join(' ')}`,
+      hint: `Install them on ${t.name} by hand, then resume.`,
+    };
+  else
+    actions.push(
+      thenCheckpoint(
+        onTarget(t, 'packages', `install on ${t.name}: ${missing.join(' ')}`, async (c) => {
+          c.log(`installing ${missing.join(' ')} on ${t.name}`);
+          await installPackages(c.ssh, t, missing, state.manager, c.signal);
+          const after = await packageState(c.ssh, t, names, c.signal);
+          const still = missingPackages(p.software_stack, after);
+          if (still.length > 0)
+            throw new PersonaError(
+              'E_STEP_FAILED',
+              `${t.name}: still missing after install: ${still.join(' ')}`,
+            );
+          return { installed: missing, versions: after.installed };
+        }),
+        'after-packages',
+      ),
+    );
+
+  // Firewall.
+  const net = notApplied(ctx);
+  for (const [what, v] of Object.entries(net))
+    if (v)
+      notes.push(
+        `${what} ${JSON.stringify((v as { values: unknown }).values)}: ${(v as { status: string }).status}`,
+      );
+  if (fw) {
+    const ruleset = nftRuleset(p);
+    const why = firewallDiff(sha256(ruleset), fw.file(report), fw.nft(report));
+    const nftComing = missing.some((s) => s.split('=')[0] === 'nftables');
+    if (why && !report.nft && !nftComing) {
+      blocked ??= {
+        message: `${t.name} has no nft: the firewall rules cannot be applied`,
+        hint: 'Add "nftables" to software_stack.',
+      };
+    } else if (why) {
+      actions.push(
+        onTarget(
+          t,
+          'firewall',
+          `load firewall table inet ${table} (${rules} rules) on ${t.name}: ${why}`,
+          async (c) => {
+            const path = rulesetPath(p.id);
+            await writeRemoteFile(
+              c.ssh,
+              t,
+              { path, content: ruleset, mode: '0600', owner: 'root' },
+              c.signal,
+            );
+            await runPrivileged(
+              c.ssh,
+              t,
+              ['sh', '-c', LOAD_NFT, 'persona-nft', path, table, listingPath(p.id)],
+              c.signal,
+            );
+            c.log(`firewall: table inet ${table} with ${rules} rules loaded`);
+            return { table: `inet ${table}`, rules, file: path };
+          },
+        ),
+      );
+    } else notes.push(`firewall table inet ${table} on ${t.name} is as persona loaded it`);
+  }
+
+  // Users, groups, keys.
+  const security: Action[] = [];
+  for (const [g, exists] of groupState) {
+    if (exists(report)) continue;
+    security.push(
+      onTarget(t, `group:${g}`, `create group ${g} on ${t.name}`, async (c) => {
+        await runPrivileged(c.ssh, t, ['sh', '-c', ENSURE_GROUP, 'persona-group', g], c.signal);
+        return { group: g };
+      }),
+    );
+  }
+  for (const [u, have, akeys] of users) {
+    const why = userDiff(u, have(report));
+    if (why)
+      security.push(
+        onTarget(t, `user:${u.name}`, `ensure user ${u.name} on ${t.name}: ${why}`, async (c) => {
+          await runPrivileged(
+            c.ssh,
+            t,
+            ['sh', '-c', ENSURE_USER, 'persona-user', u.name, u.shell ?? '', u.groups.join(',')],
+            c.signal,
+          );
+          return { user: u.name, groups: u.groups };
+        }),
+      );
+    const content = `${u.authorized_keys.join('\n')}\n`;
+    const keysWhy =
+      akeys && fileDiff({ sha256: sha256(content), mode: '0600', owner: u.name }, akeys(report));
+    if (keysWhy)
+      security.push(
+        onTarget(
+          t,
+          `authorized_keys:${u.name}`,
+          `write ${u.name}'s authorized_keys (${u.authorized_keys.length} keys) on ${t.name}: ${keysWhy}`,
+          async (c) => {
+            await runPrivileged(
+              c.ssh,
+              t,
+              ['sh', '-c', WRITE_AUTHORIZED_KEYS, 'persona-authorized-keys', u.name],
+              c.signal,
+              content,
+            );
+            return { user: u.name, authorized_keys: u.authorized_keys.length };
+          },
+        ),
+      );
+  }
+  for (const [k, have] of keys) {
+    const value = secrets.get(k.name);
+    if (value === undefined) continue; // blocked above
+    const owner = k.group ? `${k.owner}:${k.group}` : k.owner;
+    const why = fileDiff(
+      { sha256: sha256(value), mode: k.mode, owner: k.owner, ...(k.group ? { group: k.group } : {}) },
+      have(report),
+    );
+    if (why)
+      security.push(
+        onTarget(
+          t,
+          `key:${k.name}`,
+          `write key ${k.name} to ${k.path} (mode ${k.mode}, owner ${owner}): ${why}`,
+          async (c) => {
+            await writeRemoteFile(c.ssh, t, { path: k.path, content: value, mode: k.mode, owner }, c.signal);
+            c.log(`key ${k.name} written to ${k.path} (mode ${k.mode}, owner ${owner})`);
+            return { key: k.name, path: k.path };
+          },
+        ),
+      );
+  }
+  if (security.length > 0) security.push(thenCheckpoint(security.pop()!, 'after-security'));
+  actions.push(...security);
+
+  // The application's files, then its install commands (which cannot be seen: once per run).
+  for (const [f, have] of files) {
+    const why = fileDiff({ sha256: sha256(f.content), mode: f.mode, owner: f.owner }, have(report));
+    if (why)
+      actions.push(
+        onTarget(
+          t,
+          `file:${f.path}`,
+          `write ${f.path} (mode ${f.mode}, owner ${f.owner}) on ${t.name}: ${why}`,
+          async (c) => {
+            await writeRemoteFile(c.ssh, t, f, c.signal);
+            return { path: f.path };
+          },
+        ),
+      );
+  }
+  p.deploy.install.forEach((cmd, i) => {
+    actions.push({
+      id: `install:${i}`,
+      title: `run on ${t.name}: ${cmd.join(' ')}`,
+      touches: t.name,
+      mutates: true,
+      observable: false,
+      apply: async (c) => {
+        await runPrivileged(c.ssh, t, cmd, c.signal);
+        return { ran: cmd.join(' ') };
+      },
+    });
+  });
+
+  const facts: ConfigureFacts = {
+    packages: { manager: state.manager, versions: state.installed, missing },
+    firewall: fw
+      ? { rules, table: `inet ${table}`, file: rulesetPath(p.id), not_applied: net }
+      : { rules: 0, not_applied: net },
+    groups,
+    users: sec.users.map((u) => ({
+      name: u.name,
+      groups: u.groups,
+      authorized_keys: u.authorized_keys.length,
+    })),
+    keys: sec.encryption_keys.map((k) => ({
+      name: k.name,
+      path: k.path,
+      mode: k.mode,
+      owner: k.group ? `${k.owner}:${k.group}` : k.owner,
+      from: k.secret.split(':')[0]!,
+    })),
+    files: p.deploy.files.map((f) => ({ path: f.path, mode: f.mode })),
+    install_commands: p.deploy.install.length,
+    pending: actions.filter((a) => a.observable && a.mutates).map((a) => a.title),
+  };
+  return {
+    actions,
+    after: hookActions(ctx, 'post_configure'),
+    notes,
+    ...(blocked ? { blocked } : {}),
+    facts: facts as unknown as StepOutputs,
+  };
 }
 
-async function deployFiles(ctx: StepContext) {
-  const files = [];
-  for (const f of ctx.profile.deploy.files) {
-    const current = await remoteSha256(ctx.ssh, ctx.target, f.path, ctx.signal);
-    const changed = current !== sha256(f.content);
-    if (changed) await writeRemoteFile(ctx.ssh, ctx.target, f, ctx.signal);
-    files.push({ path: f.path, mode: f.mode, changed });
-  }
-  for (const cmd of ctx.profile.deploy.install) await runPrivileged(ctx.ssh, ctx.target, cmd, ctx.signal);
-  return { files, install_commands: ctx.profile.deploy.install.length };
+/** The outputs, in the shape configure always recorded, from the final plan's facts and what the actions did. */
+export function configureOutputs(ctx: StepContext, facts: ConfigureFacts, applied: Applied): StepOutputs {
+  const installed = (applied.get('packages')?.installed as string[] | undefined) ?? [];
+  const { rules, not_applied, ...firewall } = facts.firewall;
+  return {
+    packages: {
+      installed,
+      already_present: ctx.profile.software_stack.filter((s) => !installed.includes(s)),
+      versions: facts.packages.versions,
+    },
+    firewall:
+      rules > 0
+        ? { rules, ...firewall, not_applied, loaded: applied.has('firewall') }
+        : { rules, not_applied },
+    security: {
+      groups: facts.groups,
+      users: facts.users,
+      keys: facts.keys.map((k) => ({ ...k, changed: applied.has(`key:${k.name}`) })),
+    },
+    deploy: {
+      files: facts.files.map((f) => ({ ...f, changed: applied.has(`file:${f.path}`) })),
+      install_commands: facts.install_commands,
+    },
+    hooks: [...hooksRan('pre_configure', applied), ...hooksRan('post_configure', applied)],
+  };
 }
 
 export const configureStep: Step = {
@@ -185,65 +410,27 @@ export const configureStep: Step = {
       `deploy: ${p.deploy.files.length} file(s), ${p.deploy.install.length} install command(s)`,
     ];
   },
-  async simulate(ctx) {
-    const names = ctx.profile.software_stack.map((s) => s.split('=')[0]!);
-    const state = await packageState(ctx.ssh, ctx.target, names, ctx.signal);
-    const missing = missingPackages(ctx.profile.software_stack, state);
-    const lines = [
-      missing.length
-        ? `would install on ${ctx.target.name}: ${missing.join(' ')}`
-        : `all packages already present on ${ctx.target.name}`,
+  plan,
+  checks(ctx) {
+    const p = ctx.profile;
+    return [
+      `every package of software_stack on ${ctx.target.name}, at its pinned version`,
+      ...(p.network_configuration.firewall_rules.length > 0
+        ? [
+            `table inet ${nftTableName(p.id)} loaded from persona's ruleset, its listing as persona recorded it`,
+          ]
+        : []),
+      'groups, users (with their groups and shell), authorized_keys, keys and deploy files as the profile says (content, mode, owner)',
     ];
-    for (const key of ctx.profile.security_profile.encryption_keys) {
-      try {
-        await resolveSecret(key.secret, `key ${key.name}`, {
-          env: ctx.env,
-          backend: ctx.backend,
-          redactor: ctx.redactor,
-        });
-        lines.push(`secret ${key.secret} for ${key.name}: available`);
-      } catch (error) {
-        lines.push(`secret ${key.secret} for ${key.name}: MISSING (${(error as Error).message})`);
-      }
-    }
-    lines.push(
-      `would load ${ctx.profile.network_configuration.firewall_rules.length} firewall rule(s), ensure ${ctx.profile.security_profile.users.length} user(s), write ${ctx.profile.deploy.files.length} file(s)`,
-    );
-    return lines;
   },
-  async verify(ctx) {
-    const names = ctx.profile.software_stack.map((s) => s.split('=')[0]!);
-    if (
-      missingPackages(ctx.profile.software_stack, await packageState(ctx.ssh, ctx.target, names, ctx.signal))
-        .length > 0
-    )
-      return false;
-    for (const f of ctx.profile.deploy.files)
-      if ((await remoteSha256(ctx.ssh, ctx.target, f.path, ctx.signal)) !== sha256(f.content)) return false;
-    for (const u of ctx.profile.security_profile.users) {
-      if ((await ctx.ssh.exec(ctx.target, ['id', '-u', '--', u.name], { signal: ctx.signal })).exitCode !== 0)
-        return false;
-    }
-    if (ctx.profile.network_configuration.firewall_rules.length > 0) {
-      const r = await ctx.ssh.exec(
-        ctx.target,
-        ['nft', 'list', 'table', 'inet', nftTableName(ctx.profile.id)],
-        { signal: ctx.signal },
+  async conclude(ctx, { plan: final, applied }) {
+    const facts = final.facts as unknown as ConfigureFacts | undefined;
+    if (!facts) throw new PersonaError('E_STEP_FAILED', `configure found no facts about ${ctx.target.name}`);
+    if (facts.pending.length > 0)
+      throw new PersonaError(
+        'E_STEP_FAILED',
+        `${ctx.target.name} is not configured as the profile says: ${facts.pending.join('; ')}`,
       );
-      if (r.exitCode !== 0) return false;
-    }
-    // Keys are checked by writing them again: configure is idempotent and secrets are not kept anywhere to compare.
-    return ctx.profile.security_profile.encryption_keys.length === 0;
-  },
-  async run(ctx) {
-    const hooks = await runHooks(ctx, 'pre_configure');
-    const pkgs = await packages(ctx);
-    await ctx.checkpoint('after-packages');
-    const fw = await firewall(ctx);
-    const sec = await security(ctx);
-    await ctx.checkpoint('after-security');
-    const deploy = await deployFiles(ctx);
-    hooks.push(...(await runHooks(ctx, 'post_configure')));
-    return { packages: pkgs, firewall: fw, security: sec, deploy, hooks };
+    return configureOutputs(ctx, facts, applied);
   },
 };

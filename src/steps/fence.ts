@@ -15,7 +15,7 @@ import {
 } from '../runbook/power-fence.js';
 import { privileged } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
-import { hookActions } from './hooks.js';
+import { hookActions, hooksRan } from './hooks.js';
 import { reachable } from './reach.js';
 import { trafficRouter } from './traffic.js';
 

@@ -1,6 +1,5 @@
 /**
  * Profile hooks: commands run around steps, on the target, on the failed host, or on the machine running persona.
- * Steps plan them as actions (hookActions); the engine runs them.
  */
 import { PersonaError } from '../errors.js';
 import type { Hook, Profile } from '../profile/schema.js';
@@ -11,8 +10,19 @@ import { substitute } from '../traffic/router.js';
 
 export type HookPhase = keyof NonNullable<Profile['hooks']>;
 
-/** Runs one hook; what ran, for the journal. */
-async function runHook(ctx: StepContext, phase: HookPhase, hook: Hook, argv: string[]): Promise<string> {
+function hookArgv(ctx: StepContext, hook: Hook): string[] {
+  return substitute(hook.run, {
+    host: ctx.target.name,
+    address: ctx.target.address,
+    app: ctx.profile.id,
+    failed: ctx.failed.name,
+  });
+}
+
+/** Runs one hook; what it ran, as "on: argv". */
+async function runHook(ctx: StepContext, phase: HookPhase, hook: Hook): Promise<string> {
+  const host = hook.on === 'failed' ? ctx.failed : ctx.target;
+  const argv = hookArgv(ctx, hook);
   ctx.log(`hook ${phase} on ${hook.on}: ${argv.join(' ')}`);
   if (hook.on === 'local') {
     ctx.assertHeld();
@@ -30,42 +40,31 @@ async function runHook(ctx: StepContext, phase: HookPhase, hook: Hook, argv: str
         `hook ${phase} \`${argv.join(' ')}\` exited with ${r.exitCode ?? r.signal}: ${String(r.stderr).trim().slice(-300)}`,
       );
   } else {
-    const host = hook.on === 'failed' ? ctx.failed : ctx.target;
     await ctx.ssh.run(host, privileged(host, argv), { timeoutMs: hook.timeout_ms, signal: ctx.signal });
   }
   return `${hook.on}: ${argv.join(' ')}`;
 }
 
-/** Runs a phase's hooks now, in order (for code that does not plan yet). */
-export async function runHooks(ctx: StepContext, phase: HookPhase): Promise<string[]> {
-  const ran: string[] = [];
-  for (const a of hookActions(ctx, phase)) ran.push(String((await a.apply(ctx))?.ran));
-  return ran;
-}
-
 /**
- * A phase's hooks as actions: persona cannot see what a hook did, so each runs once per run (the journal says it
- * ran) and is planned again only until it has.
+ * A phase's hooks as actions, in order: one per hook (id `hook:<phase>:<index>`), mutating and unobservable (a
+ * plan cannot see that a hook ran, so the engine runs each once per run). Its outputs: `{ ran: "on: argv" }`.
  */
 export function hookActions(ctx: StepContext, phase: HookPhase): Action[] {
-  return (ctx.profile.hooks?.[phase] ?? []).map((hook, i) => {
-    const argv = substitute(hook.run, {
-      host: ctx.target.name,
-      address: ctx.target.address,
-      app: ctx.profile.id,
-      failed: ctx.failed.name,
-    });
-    const where =
-      hook.on === 'local' ? 'this machine' : hook.on === 'failed' ? ctx.failed.name : ctx.target.name;
-    return {
-      id: `hook:${phase}:${i}`,
-      title: `hook ${phase}: ${argv.join(' ')}`,
-      touches: where,
-      mutates: true,
-      observable: false,
-      async apply(c) {
-        return { ran: await runHook(c, phase, hook, argv) };
-      },
-    };
-  });
+  return (ctx.profile.hooks?.[phase] ?? []).map((hook, index) => ({
+    id: `hook:${phase}:${index}`,
+    title: `hook ${phase} on ${hook.on}: ${hookArgv(ctx, hook).join(' ')}`,
+    touches: hook.on === 'local' ? 'this machine' : hook.on === 'failed' ? ctx.failed.name : ctx.target.name,
+    mutates: true,
+    observable: false,
+    apply: async (actx) => ({ ran: await runHook(actx, phase, hook) }),
+  }));
+}
+
+/** What the hooks of a phase ran in this run, in order, from the actions' outputs ("on: argv"). */
+export function hooksRan(phase: HookPhase, applied: ReadonlyMap<string, Record<string, unknown>>): string[] {
+  const prefix = `hook:${phase}:`;
+  return [...applied.entries()]
+    .filter(([id, out]) => id.startsWith(prefix) && typeof out.ran === 'string')
+    .sort(([a], [b]) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)))
+    .map(([, out]) => out.ran as string);
 }

@@ -4,7 +4,8 @@
  * (data-source.ts); refused, clearly, otherwise. The target's free
  * space is checked first; the copy is rsync over the same SSH settings as everything else (delta-efficient on
  * resume), staged on this machine for host-to-host copies (space checked first, removed afterwards), owners set
- * by name from the source, and verified by comparing manifests of contents, owners and modes.
+ * by name from the source, and verified by comparing manifests of contents, owners and modes. The plan compares
+ * the manifests of both ends and copies each path that differs; the plan after the copies is the verification.
  */
 import { rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -13,15 +14,16 @@ import type { InventoryHost } from '../hosts/inventory.js';
 import {
   CHOWN_SCRIPT,
   localManifest,
+  MANIFEST_SCRIPT,
   type Manifest,
   OWNERS_SCRIPT,
+  parseManifest,
   parseOwners,
   privileged,
   remoteManifest,
   runPrivileged,
-  sameTree,
 } from '../runbook/remote.js';
-import type { Step, StepContext } from '../runbook/types.js';
+import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { decideSource, type SourceFacts } from './data-source.js';
 import { type Reach, reachable } from './reach.js';
 
@@ -67,10 +69,12 @@ function fenceFacts(ctx: StepContext): SourceFacts['fence'] {
 }
 
 /**
- * planning (a dry run, before any fence): the fence is assumed to find the host as it answers now, and the
- * reason says so.
+ * Before the fence has run (its record is still pending: a dry run), the fence is assumed to find the host as it
+ * answers now, and the reason says so. A source that cannot be used is `blocked`, with the cause and the choice.
  */
-async function chooseSource(ctx: StepContext, planning = false): Promise<{ source: Source; why: string }> {
+async function chooseSource(
+  ctx: StepContext,
+): Promise<{ source: Source; why: string } | { blocked: NonNullable<StepPlan['blocked']> }> {
   const dataFrom = ctx.journal.options.data_from ?? 'auto';
   const reach: Reach = dataFrom === 'backup' ? { ok: true } : await reachable(ctx, ctx.failed);
   const failedHasData =
@@ -80,7 +84,8 @@ async function chooseSource(ctx: StepContext, planning = false): Promise<{ sourc
       Boolean,
     );
   const recorded = fenceFacts(ctx);
-  const assumed = planning && !recorded && !reach.ok;
+  const fenceAhead = ctx.previous('fence')?.status === 'pending';
+  const assumed = fenceAhead && !recorded && !reach.ok;
   const decision = decideSource({
     failedName: ctx.failed.name,
     reach,
@@ -89,44 +94,43 @@ async function chooseSource(ctx: StepContext, planning = false): Promise<{ sourc
     dataFrom,
   });
   if ('refuse' in decision)
-    throw new PersonaError('E_STEP_FAILED', `not migrating ${ctx.profile.id}'s data: ${decision.refuse}`, {
-      hint: decision.hint,
-    });
-  if (assumed && 'use' in decision)
+    return {
+      blocked: { message: `not migrating ${ctx.profile.id}'s data: ${decision.refuse}`, hint: decision.hint },
+    };
+  if (assumed)
     decision.why = decision.why.replace('the fence found it down too', 'if the fence finds it down too');
   if (decision.use === 'failed-host')
     return { source: { kind: 'failed-host', host: ctx.failed }, why: decision.why };
   const why = decision.why;
   const backup = ctx.profile.data.backup;
   if (!backup) {
-    throw new PersonaError(
-      'E_STEP_FAILED',
-      `no source for ${ctx.profile.id}'s data: ${why}, and the profile names no backup`,
-      {
+    return {
+      blocked: {
+        message: `no source for ${ctx.profile.id}'s data: ${why}, and the profile names no backup`,
         hint: `Bring ${ctx.failed.name} back long enough to copy the data, or restore it onto ${ctx.target.name} by hand and skip this step.`,
       },
-    );
+    };
   }
   if (backup.host) {
     const host = ctx.findHost(backup.host);
-    if (!(await remoteDirExists(ctx, host, backup.path))) {
-      throw new PersonaError(
-        'E_STEP_FAILED',
-        `no source for the data: ${why}, and the backup ${backup.host}:${backup.path} is not there`,
-      );
-    }
+    if (!(await remoteDirExists(ctx, host, backup.path)))
+      return {
+        blocked: {
+          message: `no source for the data: ${why}, and the backup ${backup.host}:${backup.path} is not there`,
+        },
+      };
     return {
       source: { kind: 'backup-host', host, path: backup.path },
       why: `${why}; restoring from ${backup.host}:${backup.path}`,
     };
   }
   const info = await stat(backup.path).catch(() => undefined);
-  if (!info?.isDirectory()) {
-    throw new PersonaError(
-      'E_STEP_FAILED',
-      `no source for the data: ${why}, and the backup ${backup.path} is not a directory on this machine`,
-    );
-  }
+  if (!info?.isDirectory())
+    return {
+      blocked: {
+        message: `no source for the data: ${why}, and the backup ${backup.path} is not a directory on this machine`,
+      },
+    };
   return {
     source: { kind: 'backup-local', path: backup.path },
     why: `${why}; restoring from ${backup.path} on this machine`,
@@ -135,18 +139,6 @@ async function chooseSource(ctx: StepContext, planning = false): Promise<{ sourc
 
 function sourceHost(source: Source): InventoryHost | undefined {
   return source.kind === 'backup-local' ? undefined : source.host;
-}
-
-async function sourceBytes(ctx: StepContext, source: Source, from: string): Promise<number> {
-  const host = sourceHost(source);
-  if (!host) {
-    const { execa } = await import('execa');
-    return Number(
-      String((await execa('du', ['-sb', '--', from], { cancelSignal: ctx.signal })).stdout).split(/\s/)[0],
-    );
-  }
-  const r = await runPrivileged(ctx.ssh, host, ['du', '-sb', '--', from], ctx.signal);
-  return Number(r.stdout.split(/\s/)[0]);
 }
 
 async function targetFreeBytes(ctx: StepContext, path: string): Promise<{ free: number; mount: string }> {
@@ -202,11 +194,13 @@ async function rshArgs(
   return { e: ['-e', rsh, ...sudo], spec: (path) => `${name}:${path}` };
 }
 
+/** `needed`: the source's bytes, which the staging area must hold for a host-to-host copy. */
 async function copyOne(
   ctx: StepContext,
   source: Source,
   copy: Copy,
   index: number,
+  needed: number,
 ): Promise<{ transferred: number }> {
   await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(copy.target)], ctx.signal);
   const to = await rshArgs(ctx, ctx.target);
@@ -219,7 +213,7 @@ async function copyOne(
   const staging = join(stagingDir(ctx), String(index));
   const { mkdir } = await import('node:fs/promises');
   await mkdir(staging, { recursive: true, mode: 0o700 });
-  await checkStagingSpace(ctx, staging, await sourceBytes(ctx, source, copy.from));
+  await checkStagingSpace(ctx, staging, needed);
   const from = await rshArgs(ctx, host);
   const pulled = await rsync(ctx, [...from.e, from.spec(`${copy.from}/`), `${staging}/`]);
   ctx.log(`pulled ${copy.from} from ${host.name} (${pulled.bytes} bytes transferred)`);
@@ -279,19 +273,17 @@ async function applyOwners(ctx: StepContext, source: Source, copy: Copy): Promis
   }
 }
 
-async function verifyCopies(
-  ctx: StepContext,
-  source: Source,
-): Promise<Array<{ path: string; source: Manifest; target: Manifest }>> {
-  const out = [];
-  for (const copy of copies(ctx, source)) {
-    const [src, dst] = await Promise.all([
-      manifestOf(ctx, source, copy.from),
-      remoteManifest(ctx.ssh, ctx.target, copy.target, ctx.signal),
-    ]);
-    out.push({ path: copy.target, source: src, target: dst });
-  }
-  return out;
+/** The target's manifest of a data path, or undefined when the directory is not there. */
+const TARGET_MANIFEST = `[ -d "$1" ] || { echo absent; exit 0; }\n${MANIFEST_SCRIPT}`;
+
+async function targetManifest(ctx: StepContext, path: string): Promise<Manifest | undefined> {
+  const r = await runPrivileged(
+    ctx.ssh,
+    ctx.target,
+    ['sh', '-c', TARGET_MANIFEST, 'persona-manifest', path],
+    ctx.signal,
+  );
+  return r.stdout.trim() === 'absent' ? undefined : parseManifest(r.stdout);
 }
 
 const describeSource = (s: Source) =>
@@ -300,6 +292,147 @@ const describeSource = (s: Source) =>
     : s.kind === 'backup-host'
       ? `${s.host.name}:${s.path} (backup)`
       : s.host.name;
+
+const MiB = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+
+/** Why the target's copy is not the source's, or undefined when it is. */
+export function copyDiff(
+  source: Manifest,
+  target: Manifest | undefined,
+  targetName: string,
+): string | undefined {
+  if (!target) return `absent on ${targetName}`;
+  if (source.digest !== target.digest) return 'contents differ';
+  if (source.meta !== target.meta) return 'owners or modes differ';
+  return undefined;
+}
+
+interface PathFacts {
+  path: string;
+  from: string;
+  source: Manifest;
+  target: Manifest | null;
+}
+
+/** The facts a plan leaves for the conclusion: the source and both manifests of every path. */
+type MigrateFacts =
+  | { skipped: string }
+  | { source: { kind: Source['kind']; host?: string; why: string }; paths: PathFacts[] };
+
+/**
+ * Free space on the target, per filesystem, for the paths to copy: each needs the source's bytes less what the
+ * target already holds of it (a resumed copy moves only the delta). A message when one is short.
+ */
+export function spaceShortfall(
+  targetName: string,
+  needs: Array<{ path: string; mount: string; free: number; needed: number }>,
+): string | undefined {
+  const byMount = new Map<string, { free: number; needed: number; paths: string[] }>();
+  for (const n of needs) {
+    const m = byMount.get(n.mount) ?? { free: n.free, needed: 0, paths: [] };
+    m.needed += n.needed;
+    m.paths.push(n.path);
+    byMount.set(n.mount, m);
+  }
+  for (const [mount, m] of byMount)
+    if (m.needed > m.free)
+      return `${targetName}:${mount} has ${(m.free / GiB).toFixed(2)} GiB free; ${m.paths.join(', ')} ${m.paths.length > 1 ? 'need' : 'needs'} ${(m.needed / GiB).toFixed(2)} GiB`;
+  return undefined;
+}
+
+async function plan(ctx: StepContext): Promise<StepPlan> {
+  const { data } = ctx.profile;
+  if (data.migration === 'none' || data.paths.length === 0)
+    return {
+      actions: [],
+      notes: ['no data to migrate (data.migration is none or no paths)'],
+      facts: { skipped: 'no data to migrate' },
+    };
+  const chosen = await chooseSource(ctx);
+  if ('blocked' in chosen) return { actions: [], notes: [], blocked: chosen.blocked };
+  const { source, why } = chosen;
+  const notes = [`data source: ${describeSource(source)} — ${why}`];
+  const list = copies(ctx, source);
+  const found: Array<{ copy: Copy; index: number; source: Manifest; target: Manifest | undefined }> = [];
+  for (const [index, copy] of list.entries()) {
+    const [src, dst] = await Promise.all([
+      manifestOf(ctx, source, copy.from),
+      targetManifest(ctx, copy.target),
+    ]);
+    found.push({ copy, index, source: src, target: dst });
+  }
+  const todo = found.flatMap((f) => {
+    const why = copyDiff(f.source, f.target, ctx.target.name);
+    if (!why) {
+      notes.push(
+        `${f.copy.target}: ${f.target!.files} files, ${MiB(f.target!.bytes)}, the same contents, owners and modes as the source`,
+      );
+      return [];
+    }
+    return [{ ...f, why }];
+  });
+
+  const short = spaceShortfall(
+    ctx.target.name,
+    await Promise.all(
+      todo.map(async (f) => {
+        const { free, mount } = await targetFreeBytes(ctx, f.copy.target);
+        return {
+          path: f.copy.target,
+          mount,
+          free,
+          needed: Math.max(0, f.source.bytes - (f.target?.bytes ?? 0)),
+        };
+      }),
+    ),
+  );
+
+  const actions: Action[] = todo.map((f, i) => ({
+    id: `copy:${f.copy.target}`,
+    title: `copy from ${describeSource(source)}: ${f.copy.target} (${MiB(f.source.bytes)}, ${f.source.files} files; ${f.why})`,
+    touches: ctx.target.name,
+    mutates: true,
+    observable: true,
+    apply: async (c) => {
+      const started = Date.now();
+      let transferred: number;
+      try {
+        ({ transferred } = await copyOne(c, source, f.copy, f.index, f.source.bytes));
+        await applyOwners(c, source, f.copy);
+      } finally {
+        // Staged data is a full copy of the application's data on this machine: never left behind. An
+        // interrupted run keeps it, so that its resume moves only the delta; the resumed run removes it.
+        if (!c.signal.aborted) await rm(stagingDir(c), { recursive: true, force: true });
+      }
+      if (i === todo.length - 1) await c.checkpoint('after-copy');
+      return {
+        path: f.copy.target,
+        from: f.copy.from,
+        transferred_bytes: transferred,
+        duration_ms: Date.now() - started,
+      };
+    },
+  }));
+
+  const host = sourceHost(source);
+  const facts: MigrateFacts = {
+    source: { kind: source.kind, ...(host ? { host: host.name } : {}), why },
+    paths: found.map((f) => ({
+      path: f.copy.target,
+      from: f.copy.from,
+      source: f.source,
+      target: f.target ?? null,
+    })),
+  };
+  return {
+    actions,
+    notes,
+    facts: facts as unknown as StepOutputs,
+    ...(short
+      ? { blocked: { message: short, hint: 'Free space on the target, or choose another target.' } }
+      : {}),
+  };
+}
 
 export const migrateStep: Step = {
   kind: 'migrate',
@@ -317,69 +450,21 @@ export const migrateStep: Step = {
       `rsync ${data.paths.join(', ')} to ${ctx.target.name}: from ${ctx.failed.name} if it answers${backup}; verified by checksum manifests`,
     ];
   },
-  async simulate(ctx) {
+  plan,
+  checks(ctx) {
     const { data } = ctx.profile;
-    if (data.migration === 'none' || data.paths.length === 0) return ['nothing to migrate'];
-    const { source, why } = await chooseSource(ctx, true);
-    const lines = [`would copy from ${describeSource(source)}: ${why}`];
-    for (const copy of copies(ctx, source)) {
-      const [bytes, free] = await Promise.all([
-        sourceBytes(ctx, source, copy.from),
-        targetFreeBytes(ctx, copy.target),
-      ]);
-      lines.push(
-        `${copy.target}: ${(bytes / 1024 ** 2).toFixed(1)} MiB to copy; ${(free.free / GiB).toFixed(2)} GiB free on ${ctx.target.name}:${free.mount}${bytes > free.free ? ' — NOT ENOUGH' : ''}`,
-      );
-    }
-    return lines;
+    if (data.migration === 'none' || data.paths.length === 0) return [];
+    return [
+      `${data.paths.join(', ')} on ${ctx.target.name}: the source's contents, owners and modes (sha256 manifests of both ends)`,
+    ];
   },
-  async verify(ctx) {
-    if (ctx.profile.data.migration === 'none' || ctx.profile.data.paths.length === 0) return true;
-    const { source } = await chooseSource(ctx);
-    return (await verifyCopies(ctx, source)).every((c) => sameTree(c.source, c.target));
-  },
-  async run(ctx) {
-    const { data } = ctx.profile;
-    if (data.migration === 'none' || data.paths.length === 0) return { skipped: 'no data to migrate' };
-    const { source, why } = await chooseSource(ctx);
-    ctx.log(`data source: ${describeSource(source)} — ${why}`);
-    const plan = copies(ctx, source);
-    for (const copy of plan) {
-      const [bytes, free] = await Promise.all([
-        sourceBytes(ctx, source, copy.from),
-        targetFreeBytes(ctx, copy.target),
-      ]);
-      if (bytes > free.free) {
-        throw new PersonaError(
-          'E_STEP_FAILED',
-          `${ctx.target.name}:${free.mount} has ${(free.free / GiB).toFixed(2)} GiB free; ${copy.target} needs ${(bytes / GiB).toFixed(2)} GiB`,
-          {
-            hint: 'Free space on the target, or choose another target.',
-          },
-        );
-      }
-    }
-    const transfers = [];
-    try {
-      for (const [i, copy] of plan.entries()) {
-        const started = Date.now();
-        const { transferred } = await copyOne(ctx, source, copy, i);
-        await applyOwners(ctx, source, copy);
-        transfers.push({
-          path: copy.target,
-          from: copy.from,
-          transferred_bytes: transferred,
-          duration_ms: Date.now() - started,
-        });
-      }
-    } finally {
-      // Staged data is a full copy of the application's data on this machine: never left behind. An interrupted
-      // run keeps it, so that its resume moves only the delta; the resumed run removes it.
-      if (!ctx.signal.aborted) await rm(stagingDir(ctx), { recursive: true, force: true });
-    }
-    await ctx.checkpoint('after-copy');
-    const verified = await verifyCopies(ctx, source);
-    for (const v of verified) {
+  async conclude(ctx, { plan: final, applied }) {
+    const facts = final.facts as unknown as MigrateFacts | undefined;
+    if (!facts) throw new PersonaError('E_STEP_FAILED', 'migrate found no facts about the data');
+    if ('skipped' in facts) return { skipped: facts.skipped };
+    for (const v of facts.paths) {
+      if (!v.target)
+        throw new PersonaError('E_STEP_FAILED', `${v.path} is not on ${ctx.target.name} after the copy`);
       if (v.source.digest !== v.target.digest) {
         throw new PersonaError(
           'E_STEP_FAILED',
@@ -398,14 +483,17 @@ export const migrateStep: Step = {
       );
     }
     return {
-      source: { kind: source.kind, ...(sourceHost(source) ? { host: sourceHost(source)!.name } : {}), why },
-      transfers,
-      verified: verified.map((v) => ({
+      source: facts.source,
+      transfers: facts.paths.flatMap((p) => {
+        const done = applied.get(`copy:${p.path}`);
+        return done ? [done] : [];
+      }),
+      verified: facts.paths.map((v) => ({
         path: v.path,
-        files: v.target.files,
-        bytes: v.target.bytes,
-        digest: v.target.digest,
-        meta: v.target.meta,
+        files: v.target!.files,
+        bytes: v.target!.bytes,
+        digest: v.target!.digest,
+        meta: v.target!.meta,
       })),
     };
   },

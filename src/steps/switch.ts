@@ -4,7 +4,7 @@
  */
 import { fenceEvidence } from '../runbook/fencing.js';
 import type { Action, Step, StepPlan } from '../runbook/types.js';
-import { hookActions } from './hooks.js';
+import { hookActions, hooksRan } from './hooks.js';
 import { trafficRouter } from './traffic.js';
 
 export const switchStep: Step = {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { InventoryHost } from '../../src/hosts/inventory.js';
@@ -59,49 +59,48 @@ describe('decideSource: the backup only when the failed host is proven down', ()
 const host = (name: string): InventoryHost => ({ name, address: name, labels: {}, apps: [] });
 const ok = (stdout = ''): ExecResult => ({ exitCode: 0, stdout, stderr: '', durationMs: 1 });
 
-/** A transport whose failed host fails with one SSH failure kind; the target answers `df`. */
-function fakeSsh(failedKind: SshFailureKind) {
-  const exec = async (target: SshTarget): Promise<ExecResult> => {
+/** A transport whose failed host fails with one SSH failure kind; the target answers `df` and has no data yet. */
+function fakeSsh(failedKind: SshFailureKind, freeKiB = 99000000) {
+  const exec = async (target: SshTarget, argv: readonly string[] = []): Promise<ExecResult> => {
     if (target.name === 'web-1') throw new SshError(failedKind, 'web-1', `web-1: ${failedKind}`);
+    if (argv.includes('persona-manifest')) return ok('absent');
+    if (argv.includes('persona-df')) return ok(`/dev/sda1 100000000 1000 ${freeKiB} 1% /srv`);
     return ok();
   };
-  return {
-    exec,
-    run: async (target: SshTarget) => {
-      await exec(target);
-      return ok('/dev/sda1 100000000 1000 99000000 1% /srv');
-    },
-  };
+  return { exec, run: exec };
 }
 
 function migrateContext(
   failedKind: SshFailureKind,
-  fence: Record<string, unknown> | undefined,
+  fence: Record<string, unknown> | 'pending' | undefined,
   dataFrom?: DataFrom,
+  freeKiB?: number,
 ): StepContext {
   const backupDir = tempDir('persona-backup-');
+  writeFileSync(join(backupDir, 'a.txt'), 'x'.repeat(4096));
   const raw = JSON.parse(readFileSync(join(repoRoot, 'profiles/demo-web.json'), 'utf8'));
   raw.data.backup = { path: backupDir };
   const profile = validateProfileValue('demo-web.json', raw, 'demo-web');
-  const steps: StepRecord[] = fence
-    ? [
-        {
-          kind: 'fence',
-          title: 'fence',
-          mutates: true,
-          status: 'succeeded',
-          attempts: 1,
-          log: [],
-          // The fence's evidence, as the fence step records it (src/runbook/fencing.ts).
+  const fenceRecord = {
+    kind: 'fence',
+    title: 'fence',
+    mutates: true,
+    status: fence === 'pending' ? 'pending' : 'succeeded',
+    attempts: fence === 'pending' ? 0 : 1,
+    log: [],
+    // The fence's evidence, as the fence step records it (src/runbook/fencing.ts).
+    ...(fence && fence !== 'pending'
+      ? {
           outputs: {
             evidence: {
               reachable: fence.host_reachable,
               ...(fence.kind ? { unreachableKind: fence.kind } : {}),
             },
           },
-        } as StepRecord,
-      ]
-    : [];
+        }
+      : {}),
+  } as StepRecord;
+  const steps: StepRecord[] = fence ? [fenceRecord] : [];
   return {
     journal: {
       run_id: 'r1',
@@ -111,7 +110,7 @@ function migrateContext(
     profile,
     failed: host('web-1'),
     target: host('web-2'),
-    ssh: fakeSsh(failedKind) as never,
+    ssh: fakeSsh(failedKind, freeKiB) as never,
     signal: new AbortController().signal,
     stateDir: tempDir(),
     env: {},
@@ -124,35 +123,53 @@ function migrateContext(
 }
 
 describe('migrate chooses its source from the failure kind', () => {
-  test('an authentication failure does not fall back to the backup: the step stops and names --data-from backup', async () => {
-    const ctx = migrateContext('auth', { host_reachable: true });
-    const error = await migrateStep.simulate(ctx).catch((e: Error) => e);
-    expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message).toMatch(/does not let persona in \(auth/);
-    expect((error as { hint?: string }).hint).toContain('--data-from backup');
+  test('an authentication failure does not fall back to the backup: the step is blocked and names --data-from backup', async () => {
+    const plan = await migrateStep.plan(migrateContext('auth', { host_reachable: true }));
+    expect(plan.actions).toEqual([]);
+    expect(plan.blocked?.message).toMatch(/does not let persona in \(auth/);
+    expect(plan.blocked?.hint).toContain('--data-from backup');
   });
 
   test('a changed host key does not fall back to the backup', async () => {
     const ctx = migrateContext('host-key-changed', { host_reachable: false, kind: 'host-key-changed' });
-    await expect(migrateStep.simulate(ctx)).rejects.toThrow(/host-key-changed/);
+    expect((await migrateStep.plan(ctx)).blocked?.message).toMatch(/host-key-changed/);
   });
 
-  test('refused, and the fence found the host down: the backup', async () => {
-    const ctx = migrateContext('refused', { host_reachable: false, kind: 'refused' });
-    const lines = await migrateStep.simulate(ctx);
-    expect(lines[0]).toMatch(/would copy from .*backup on this machine.*web-1 is down/);
+  test('refused, and the fence found the host down: the backup, one copy planned', async () => {
+    const plan = await migrateStep.plan(
+      migrateContext('refused', { host_reachable: false, kind: 'refused' }),
+    );
+    expect(plan.blocked).toBeUndefined();
+    expect(plan.notes[0]).toMatch(/data source: .*backup on this machine.*web-1 is down/);
+    expect(plan.actions.map((a) => [a.id, a.observable, a.mutates])).toEqual([
+      ['copy:/srv/demo-web/data', true, true],
+    ]);
+    expect(plan.actions[0]!.title).toMatch(
+      /^copy from \S+ \(backup on this machine\): \/srv\/demo-web\/data \(0\.0 MiB, 1 files; absent on web-2\)$/,
+    );
   });
 
-  test('a dry run (no fence yet) plans the backup for a host that is down now, and says it depends on the fence', async () => {
-    const ctx = migrateContext('refused', undefined);
-    const lines = await migrateStep.simulate(ctx);
-    expect(lines[0]).toMatch(/backup on this machine.*if the fence finds it down too/);
-    await expect(migrateStep.run(ctx)).rejects.toThrow(/no fence step recorded it as down/);
+  test('a dry run (the fence still pending) plans the backup for a host that is down now, and says it depends on the fence', async () => {
+    const plan = await migrateStep.plan(migrateContext('refused', 'pending'));
+    expect(plan.blocked).toBeUndefined();
+    expect(plan.notes[0]).toMatch(/backup on this machine.*if the fence finds it down too/);
+  });
+
+  test('no fence record at all: the backup is refused', async () => {
+    const plan = await migrateStep.plan(migrateContext('refused', undefined));
+    expect(plan.blocked?.message).toMatch(/no fence step recorded it as down/);
   });
 
   test('--data-from backup accepts the backup whatever the failure', async () => {
-    const ctx = migrateContext('auth', { host_reachable: true }, 'backup');
-    const lines = await migrateStep.simulate(ctx);
-    expect(lines[0]).toMatch(/backup on this machine.*as asked/);
+    const plan = await migrateStep.plan(migrateContext('auth', { host_reachable: true }, 'backup'));
+    expect(plan.notes[0]).toMatch(/backup on this machine.*as asked/);
+  });
+
+  test('not enough room on the target blocks the step, naming the filesystem', async () => {
+    const ctx = migrateContext('refused', { host_reachable: false, kind: 'refused' }, undefined, 1);
+    const plan = await migrateStep.plan(ctx);
+    expect(plan.blocked?.message).toMatch(
+      /^web-2:\/srv has 0\.00 GiB free; \/srv\/demo-web\/data needs 0\.00 GiB$/,
+    );
   });
 });
