@@ -6,7 +6,6 @@
 import { hostname } from 'node:os';
 import { type RankedHost, rankHosts, requirementsOf, type Strategy } from '../broker/broker.js';
 import { probeWithProgress } from '../cli/probe-ui.js';
-import { renderRanking } from '../cli/ranking-table.js';
 import type { Context } from '../context.js';
 import { PersonaError } from '../errors.js';
 import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory.js';
@@ -279,7 +278,7 @@ async function runEngine(
   } finally {
     await lock?.release();
   }
-  if (how.dryRun) return dryRunSummary(ctx, run, engine.simulation);
+  if (how.dryRun) return dryRunSummary(run, engine.simulation);
   return summarize(run.journal, `${js.dir}/runs/${run.journal.run_id}.json`);
 }
 
@@ -325,8 +324,7 @@ async function recoverApp(
       failedHost: failed.name,
       exclude: req.exclude,
     });
-    ctx.reporter.event('ranking', { app, hosts: ranking });
-    if (!ctx.mode.json) renderRanking(ctx.out, ranking, requirements);
+    ctx.reporter.event('ranking', { app, hosts: ranking, requirements });
     const chosen = await chooseTarget(ctx, ranking, req, app);
     const target = findHost(inventory, chosen.host);
     const journal: Journal = {
@@ -369,7 +367,6 @@ async function recoverApp(
       steps: plan,
       ...extras,
     });
-    if (!ctx.mode.json) printPlan(ctx, app, failed, target, stored.version, plan, extras);
     if (req.dryRun) return await runEngine(ctx, run, undefined, await journals(ctx), { dryRun: true });
     if (req.forceNoFence) {
       await confirmOrDecline(
@@ -390,33 +387,6 @@ async function recoverApp(
   }
 }
 
-function printPlan(
-  ctx: Context,
-  app: string,
-  failed: InventoryHost,
-  target: InventoryHost,
-  version: number,
-  plan: Array<{ kind: string; mutates: boolean; lines: string[] }>,
-  extras: PlanExtras,
-): void {
-  const { out } = ctx;
-  out.line(
-    out.c.bold(`Plan: recover ${app} (profile version ${version}) from ${failed.name} onto ${target.name}`),
-  );
-  plan.forEach((step, i) => {
-    out.line(`  ${i + 1}. ${out.c.bold(step.kind)}${step.mutates ? '' : out.c.dim(' (read-only)')}`);
-    for (const line of step.lines) out.line(`     ${line}`);
-  });
-  if (extras.hooks.length > 0) {
-    out.line('  hooks:');
-    for (const h of extras.hooks) out.line(`     ${h.phase} on ${h.on}: ${h.run.join(' ')}`);
-  }
-  if (extras.secrets.length > 0) {
-    out.line('  secrets (references; values are never shown):');
-    for (const x of extras.secrets) out.line(`     ${x.where}: ${x.ref} (${x.source})`);
-  }
-}
-
 interface PlanExtras {
   /** Every hook, local ones included: they run on this machine with a minimal environment. */
   hooks: Array<{ phase: string; on: string; run: string[] }>;
@@ -430,14 +400,8 @@ function planExtras(profile: Profile): PlanExtras {
   return { hooks, secrets: secretUses(profile) };
 }
 
-function dryRunSummary(ctx: Context, run: RunPieces, steps: SimulatedStep[]): RunSummary {
-  if (!ctx.mode.json) {
-    ctx.out.line(ctx.out.c.bold('Dry run: nothing was changed. What each step would do:'));
-    for (const s of steps) {
-      ctx.out.line(`  ${s.kind}:`);
-      for (const l of s.lines) ctx.out.line(`     ${l}`);
-    }
-  }
+/** The human saw the dry run as `simulate` events; this is its result. */
+function dryRunSummary(run: RunPieces, steps: SimulatedStep[]): RunSummary {
   return {
     run_id: run.journal.run_id,
     app: run.journal.app,
