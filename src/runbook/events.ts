@@ -5,8 +5,8 @@
  */
 import type { RankedHost, Requirements } from '../broker/broker.js';
 import type { ProbeFailureKind } from '../hosts/probe.js';
+import type { StepKind, StepRecord } from './journal-schema.js';
 import type { SecretUse } from './secrets.js';
-import type { StepKind, StepRecord } from './types.js';
 
 /** An action as the plan and the journal show it (what it is; never how it is done). */
 export interface ActionView {
