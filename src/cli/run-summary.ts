@@ -1,4 +1,4 @@
-import type { RunSummary } from '../runbook/recover.js';
+import type { RunSummary } from '../recover/summary.js';
 import type { HumanOut } from '../ui/output.js';
 
 const secs = (ms?: number) => (ms === undefined ? '' : `${(ms / 1000).toFixed(1)} s`);

@@ -176,7 +176,6 @@ export class Engine {
         try {
           const plan = await this.planOf(step, record, ctx);
           entry = { kind: step.kind, status: 'simulated', lines: planLines(plan, step.checks?.(ctx) ?? []) };
-          this.planEvent(step, plan);
         } catch (error) {
           if (this.options.signal.aborted) throw this.interruptedError();
           entry = {
@@ -258,7 +257,7 @@ export class Engine {
 
   private planEvent(step: Step, plan: StepPlan): void {
     const brief = (a: Action) => ({ id: a.id, title: a.title, touches: a.touches, mutates: a.mutates });
-    this.deps.reporter.event('plan', {
+    this.deps.reporter.event('step-plan', {
       run_id: this.journal.run_id,
       step: step.kind,
       notes: plan.notes,
@@ -302,13 +301,14 @@ export class Engine {
       outputs = await action.apply(ctx);
     } catch (error) {
       entry.status = 'failed';
-      entry.error = toError(error)!.message;
+      const failure = toError(error)!;
+      entry.error = failure.message;
       this.deps.reporter.event('action', {
         run_id: this.journal.run_id,
         step: step.kind,
         action: brief,
         status: 'failed',
-        error: entry.error,
+        error: failure,
       });
       throw error;
     }

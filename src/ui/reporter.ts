@@ -4,7 +4,10 @@
  */
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { Mode, Streams } from '../cli/mode.js';
+import { type EventData, type RunEventType, runEvent } from '../runbook/events.js';
+import { humanOut } from './output.js';
 import type { Redactor } from './redact.js';
+import { RunEventRenderer } from './run-events.js';
 
 export interface Task {
   update(text: string): void;
@@ -16,8 +19,8 @@ export interface Task {
 export interface Reporter {
   info(message: string): void;
   warn(message: string): void;
-  /** A machine-readable event; the human reporter renders the ones people need. */
-  event(type: string, data: Record<string, unknown>): void;
+  /** A run event (runbook/events.ts): the JSON reporter writes each; the human one renders those people need. */
+  event<T extends RunEventType>(type: T, data: EventData<T>): void;
   task(label: string): Task;
 }
 
@@ -25,6 +28,7 @@ const elapsed = (start: number) => `${((Date.now() - start) / 1000).toFixed(1)}s
 
 export class HumanReporter implements Reporter {
   readonly c: ChalkInstance;
+  private readonly events: RunEventRenderer;
 
   private constructor(
     private readonly streams: Streams,
@@ -33,6 +37,12 @@ export class HumanReporter implements Reporter {
     private readonly ora: OraFactory | undefined,
   ) {
     this.c = new Chalk({ level: mode.colorErr ? 1 : 0 });
+    // Results (the plan, the ranking, the dry run) on stdout, as a command's result; progress on stderr.
+    this.events = new RunEventRenderer({
+      out: humanOut(streams.stdout, mode.colorOut, redactor),
+      note: (text) => this.write(text),
+      c: this.c,
+    });
   }
 
   /** ora is loaded only when spinners will be shown (a terminal that reports its width). */
@@ -53,14 +63,8 @@ export class HumanReporter implements Reporter {
     this.write(`${this.c.yellow('warning:')} ${message}`);
   }
 
-  event(type: string, data: Record<string, unknown>): void {
-    if (type === 'confirm')
-      this.write(`${this.c.cyan('?')} ${String(data.question)} ${this.c.dim(`yes (${String(data.by)})`)}`);
-    else if (type === 'select')
-      this.write(
-        `${this.c.cyan('?')} ${String(data.question)} ${this.c.dim(`${String(data.answer)} (${String(data.by)})`)}`,
-      );
-    else if (type === 'log') this.write(String(data.message));
+  event<T extends RunEventType>(type: T, data: EventData<T>): void {
+    this.events.render(runEvent(type, data));
   }
 
   task(label: string): Task {
@@ -137,7 +141,7 @@ export class JsonReporter implements Reporter {
     this.streams.stderr.write(`warning: ${this.redactor.redact(message)}\n`);
   }
 
-  event(type: string, data: Record<string, unknown>): void {
+  event<T extends RunEventType>(type: T, data: EventData<T>): void {
     // Redacted as a value, so the line stays valid JSON whatever the secret contains.
     const line = JSON.stringify(this.redactor.deep({ type, ts: new Date().toISOString(), ...data }));
     this.streams.stdout.write(`${line}\n`);
@@ -146,7 +150,7 @@ export class JsonReporter implements Reporter {
   task(label: string): Task {
     const start = Date.now();
     this.event('task', { label, status: 'started' });
-    const end = (status: string, text?: string) =>
+    const end = (status: 'succeeded' | 'failed' | 'warning', text?: string) =>
       this.event('task', { label: text ?? label, status, duration_ms: Date.now() - start });
     return {
       update: (text) => this.event('task', { label: text, status: 'progress' }),

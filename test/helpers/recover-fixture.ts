@@ -4,8 +4,8 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { freshStepRecords } from '../../src/recover/plan.js';
 import { JournalStore } from '../../src/runbook/journal.js';
-import { freshStepRecords } from '../../src/runbook/recover.js';
 import type { Journal } from '../../src/runbook/types.js';
 import { openBackend } from '../../src/stores/open.js';
 import { ProfileStore } from '../../src/stores/profile-store.js';

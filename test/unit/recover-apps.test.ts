@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { PersonaError } from '../../src/errors.js';
-import { selectApps } from '../../src/runbook/recover-apps.js';
+import { selectApps } from '../../src/recover/apps.js';
 
 const sources = { inventory: 'inv.json', store: 'file:store', exampleApp: 'demo-web' };
 const where = new Map([

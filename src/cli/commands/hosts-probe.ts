@@ -1,7 +1,7 @@
 import { gib } from '../../broker/broker.js';
 import { ExitCode } from '../../errors.js';
 import { findHost } from '../../hosts/inventory.js';
-import { probeWithProgress } from '../probe-ui.js';
+import { probeWithProgress } from '../../hosts/probe-progress.js';
 import type { CommandRun } from '../spec.js';
 
 export const run: CommandRun = async (ctx, { args, opts }) => {

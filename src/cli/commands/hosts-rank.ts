@@ -1,8 +1,8 @@
 import { rankHosts, requirementsOf, type Strategy } from '../../broker/broker.js';
 import { PersonaError } from '../../errors.js';
 import { notProbed } from '../../hosts/probe.js';
-import { probeWithProgress } from '../probe-ui.js';
-import { renderRanking } from '../ranking-table.js';
+import { probeWithProgress } from '../../hosts/probe-progress.js';
+import { renderRanking } from '../../ui/ranking-table.js';
 import type { CommandRun } from '../spec.js';
 
 export const run: CommandRun = async (ctx, { opts }) => {

@@ -1,7 +1,7 @@
 import type { Strategy } from '../../broker/broker.js';
 import { PersonaError } from '../../errors.js';
+import { recoverHost, resumeRun } from '../../recover/runner.js';
 import { type DataFrom, dataFromChoices } from '../../runbook/journal-schema.js';
-import { recoverHost, resumeRun } from '../../runbook/recover.js';
 import { renderSummary } from '../run-summary.js';
 import type { CommandRun } from '../spec.js';
 

@@ -1,4 +1,4 @@
-import { resumeRun } from '../../runbook/recover.js';
+import { resumeRun } from '../../recover/runner.js';
 import { renderSummary } from '../run-summary.js';
 import type { CommandRun } from '../spec.js';
 import { dataFromOpt } from './recover.js';

@@ -2,8 +2,8 @@
  * Probing with progress for people (a spinner on a terminal, plain lines otherwise) and events for --json.
  */
 import type { Context } from '../context.js';
-import type { InventoryHost } from '../hosts/inventory.js';
-import { type ProbeOptions, type ProbeResult, probeHosts } from '../hosts/probe.js';
+import type { InventoryHost } from './inventory.js';
+import { type ProbeOptions, type ProbeResult, probeHosts } from './probe.js';
 
 export async function probeWithProgress(
   ctx: Context,

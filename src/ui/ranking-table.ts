@@ -1,5 +1,5 @@
 import type { RankedHost, Requirements } from '../broker/broker.js';
-import type { HumanOut } from '../ui/output.js';
+import type { HumanOut } from './output.js';
 
 const GiB = 1024 ** 3;
 

@@ -1,0 +1,296 @@
+/**
+ * `persona recover <host>`: which applications ran there; for each, its profile (version pinned), its lock, the
+ * ranked candidates, a target, the plan, a confirmation, the runbook, the record. And resuming a run from its
+ * journal, on this machine or (with a shared store) another one.
+ *
+ * The runner reads the world, asks, holds the lock and drives the engine; plan.ts decides, from what it read.
+ * It prints nothing itself: it reports events (runbook/events.ts), which the reporters render.
+ */
+import { hostname } from 'node:os';
+import { rankHosts, requirementsOf } from '../broker/broker.js';
+import type { Context } from '../context.js';
+import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory.js';
+import { notProbed } from '../hosts/probe.js';
+import { probeWithProgress } from '../hosts/probe-progress.js';
+import type { Profile } from '../profile/schema.js';
+import { Engine } from '../runbook/engine.js';
+import { JournalStore, newRunId } from '../runbook/journal.js';
+import { registerSecrets } from '../runbook/secrets.js';
+import { type RunPieces, stepContext } from '../runbook/step-context.js';
+import type { Journal } from '../runbook/types.js';
+import { runbook } from '../steps/index.js';
+import { fencedBackend } from '../stores/fenced-backend.js';
+import type { LockHandle } from '../stores/kv.js';
+import type { ProfileStore } from '../stores/profile-store.js';
+import { confirmOrDecline } from '../ui/prompter.js';
+import { declareApps, selectApps, whereAppsRun } from './apps.js';
+import { takeLock } from './lock.js';
+import {
+  chooseTarget,
+  type Driver,
+  forceNoFenceQuestion,
+  planRecovery,
+  planResume,
+  type RecoverRequest,
+  type ResumeRequest,
+} from './plan.js';
+import { dryRunSummary, type RunSummary, summarize } from './summary.js';
+
+function resumeCommand(ctx: Context, runId: string): string {
+  const g = ctx.globals;
+  const flags = [
+    g.store ? `--store ${g.store}` : '',
+    g.stateDir ? `--state-dir ${g.stateDir}` : '',
+    g.inventory ? `--inventory ${g.inventory}` : '',
+  ].filter(Boolean);
+  return ['persona recover --resume', runId, ...flags].join(' ');
+}
+
+const driver = (ctx: Context): Driver => ({
+  who: ctx.author,
+  pid: process.pid,
+  host: hostname(),
+  at: ctx.now(),
+});
+
+/** The run's journals; with the run's lock, their mirror writes carry its fence. */
+async function journals(ctx: Context, lock?: LockHandle): Promise<JournalStore> {
+  const store = await ctx.store();
+  const held = lock ? () => lock.assertHeld() : undefined;
+  const mirror = !store.backend.shared
+    ? undefined
+    : lock
+      ? fencedBackend(store.backend, lock)
+      : store.backend;
+  return new JournalStore(ctx.stateDir, mirror, ctx.redactor, held);
+}
+
+interface World {
+  profile: Profile;
+  inventory: Inventory;
+  failed: InventoryHost;
+  target: InventoryHost;
+  store: ProfileStore;
+  ssh: RunPieces['ssh'];
+  lock: LockHandle | undefined;
+}
+
+function pieces(ctx: Context, journal: Journal, w: World): RunPieces {
+  return {
+    journal,
+    profile: w.profile,
+    inventory: w.inventory,
+    failed: w.failed,
+    target: w.target,
+    ssh: w.ssh,
+    // Every store write of the run (the record step's) carries the lock's fence.
+    backend: w.lock ? fencedBackend(w.store.backend, w.lock) : w.store.backend,
+    reporter: ctx.reporter,
+    redactor: ctx.redactor,
+    stateDir: ctx.stateDir,
+    env: ctx.env,
+    now: () => ctx.now(),
+  };
+}
+
+interface EngineRun {
+  dryRun?: boolean;
+  stepByStep?: boolean;
+  /** The question that confirms the run; the engine asks it before anything is written. */
+  confirm?: string;
+}
+
+/** Runs (or, in a dry run, simulates) a run's steps through the engine, which alone decides what may change. */
+async function runEngine(
+  ctx: Context,
+  run: RunPieces,
+  lock: LockHandle | undefined,
+  js: JournalStore,
+  how: EngineRun,
+): Promise<RunSummary> {
+  const engine = new Engine(
+    run.journal,
+    runbook,
+    {
+      journals: js,
+      reporter: ctx.reporter,
+      prompter: ctx.prompter,
+      context: (signal, record) =>
+        stepContext({ ...run, ...(lock ? { assertHeld: () => lock.assertHeld() } : {}) }, signal, record),
+      now: () => ctx.now(),
+    },
+    {
+      interactive: ctx.mode.interactive,
+      dryRun: how.dryRun === true,
+      stepByStep: how.stepByStep === true,
+      ...(how.confirm ? { confirm: how.confirm } : {}),
+      resumeCommand: resumeCommand(ctx, run.journal.run_id),
+      signal: ctx.signal,
+      ...(lock ? { lockLost: lock.lost, assertHeld: () => lock.assertHeld() } : {}),
+    },
+  );
+  try {
+    await engine.run();
+  } finally {
+    await lock?.release();
+  }
+  if (how.dryRun) return dryRunSummary(run.journal, engine.simulation);
+  return summarize(run.journal, `${js.dir}/runs/${run.journal.run_id}.json`);
+}
+
+export async function recoverHost(ctx: Context, req: RecoverRequest): Promise<RunSummary[]> {
+  const [inventory, store] = await Promise.all([ctx.inventory(), ctx.store()]);
+  const failed = findHost(inventory, req.failedHost);
+  const { apps, undeclared } = selectApps(failed.name, req.apps, await whereAppsRun(inventory, store), {
+    inventory: inventory.source,
+    store: store.describe,
+    exampleApp: (await store.backend.list('profiles/'))[0]?.key.slice('profiles/'.length) ?? 'APP',
+  });
+  await declareApps(ctx, store, failed.name, undeclared, req.dryRun);
+  ctx.reporter.info(`${failed.name} ran: ${apps.join(', ')}`);
+  const results: RunSummary[] = [];
+  for (const app of apps) results.push(await recoverApp(ctx, req, app, failed, inventory, store));
+  return results;
+}
+
+async function recoverApp(
+  ctx: Context,
+  req: RecoverRequest,
+  app: string,
+  failed: InventoryHost,
+  inventory: Inventory,
+  store: ProfileStore,
+): Promise<RunSummary> {
+  const { stored, profile } = await store.load(app);
+  await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
+  const runId = newRunId(app, ctx.now());
+  const lock = req.dryRun ? undefined : await takeLock(ctx, app, runId, `recover ${app} from ${failed.name}`);
+  try {
+    const ssh = await ctx.ssh();
+    const skip = (h: InventoryHost) => h.name === failed.name || req.exclude.includes(h.name);
+    const requirements = requirementsOf(profile);
+    const probed = await probeWithProgress(
+      ctx,
+      inventory.hosts.filter((h) => !skip(h)),
+      { dataPath: requirements.dataPath, packages: requirements.packages },
+    );
+    const skipped = inventory.hosts.filter(skip).map(notProbed);
+    const ranking = rankHosts(requirements, [...probed, ...skipped], {
+      strategy: req.strategy,
+      failedHost: failed.name,
+      exclude: req.exclude,
+    });
+    ctx.reporter.event('ranking', { app, hosts: ranking, requirements });
+    const choice = chooseTarget(ranking, req, app, ctx.mode.interactive && !ctx.mode.yes);
+    let chosen: string;
+    if ('decided' in choice) {
+      if (choice.by === 'top of the ranking')
+        ctx.reporter.event('select', {
+          question: `target for ${app}`,
+          answer: choice.decided.host,
+          by: choice.by,
+        });
+      chosen = choice.decided.host;
+    } else {
+      chosen = (
+        await ctx.prompter.select(
+          `Recover ${app} onto which host?`,
+          choice.ask.map((r) => ({
+            name: r.verdict === 'eligible' ? `${r.rank}. ${r.host}  score ${r.score!.total}` : `   ${r.host}`,
+            value: r,
+            ...(r.verdict === 'eligible' ? {} : { disabled: r.reasons.map((x) => x.message).join('; ') }),
+          })),
+          { default: choice.default },
+        )
+      ).host;
+    }
+    const world: World = {
+      profile,
+      inventory,
+      failed,
+      target: findHost(inventory, chosen),
+      store,
+      ssh,
+      lock,
+    };
+    const planned = planRecovery({
+      runId,
+      app,
+      profile,
+      stored,
+      inventory,
+      store: store.describe,
+      failedHost: failed.name,
+      targetHost: chosen,
+      ranking,
+      request: req,
+      driver: driver(ctx),
+      describeContext: (journal, record) => stepContext(pieces(ctx, journal, world), ctx.signal, record),
+    });
+    const run = pieces(ctx, planned.journal, world);
+    ctx.reporter.event('plan', planned.plan);
+    if (req.dryRun) return await runEngine(ctx, run, undefined, await journals(ctx), { dryRun: true });
+    if (req.forceNoFence) await confirmOrDecline(ctx.prompter, forceNoFenceQuestion(failed.name, chosen));
+    if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
+    const js = await journals(ctx, lock);
+    ctx.reporter.event('run', { run_id: runId, journal: `${js.dir}/runs/${runId}.json` });
+    return await runEngine(ctx, run, lock, js, { stepByStep: req.stepByStep, confirm: planned.confirm });
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
+}
+
+/** Goes on with a run from its journal. */
+export async function resumeRun(
+  ctx: Context,
+  runId: string,
+  req: ResumeRequest = { dryRun: false, stepByStep: false, forceNoFence: false },
+): Promise<RunSummary> {
+  const before = await (await journals(ctx)).load(runId);
+  if (before.status === 'succeeded') {
+    ctx.reporter.info(`run ${runId} already succeeded; nothing to do`);
+    return summarize(before);
+  }
+  const [inventory, store] = await Promise.all([ctx.inventory(), ctx.store()]);
+  // A dry run changes nothing, the lock included.
+  const lock = req.dryRun ? undefined : await takeLock(ctx, before.app, runId, `resume ${runId}`, true);
+  try {
+    // Read again under the lock: the previous driver may have saved since; our saves must follow that copy.
+    const js = await journals(ctx, lock);
+    const loaded = await js.load(runId);
+    const { stored, profile } = await store.load(loaded.app);
+    await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
+    const plan = planResume(loaded, { inventory, stored, request: req, driver: driver(ctx) });
+    const { journal, failed, target } = plan;
+    if (plan.profileChanged) {
+      const { from, to } = plan.profileChanged;
+      ctx.reporter.warn(`profile ${journal.app} changed since run ${runId} started: version ${from} → ${to}`);
+      const { unifiedDiff } = await import('../ui/diff.js');
+      const then = await store.version(journal.app, from);
+      if (then)
+        ctx.reporter.info(
+          unifiedDiff(`version ${from} (the run's)`, `version ${to} (now)`, then.text, stored.text),
+        );
+      if (!req.dryRun)
+        await confirmOrDecline(ctx.prompter, `Continue run ${runId} with profile version ${to}?`);
+    }
+    if (plan.dataFromChanged)
+      ctx.reporter.warn(
+        `--data-from ${plan.dataFromChanged}: migrate's data source changes for the rest of run ${runId}`,
+      );
+    ctx.reporter.info(plan.describe);
+    const ssh = await ctx.ssh();
+    const run = pieces(ctx, journal, { profile, inventory, failed, target, store, ssh, lock });
+    if (req.dryRun) return await runEngine(ctx, run, undefined, js, { dryRun: true });
+    if (plan.confirmForceNoFence) {
+      await confirmOrDecline(ctx.prompter, forceNoFenceQuestion(failed.name, target.name));
+      journal.options.force_no_fence = true;
+    }
+    if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
+    return await runEngine(ctx, run, lock, js, { stepByStep: req.stepByStep, confirm: plan.confirm });
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
+}
