@@ -181,9 +181,7 @@ export const fenceStep: Step = {
           : 'Power it off out of band (IPMI, cloud console), then resume; or resume with --force-no-fence to switch anyway.',
       });
     }
-    const hooks = [...applied.entries()]
-      .filter(([id]) => id.startsWith('hook:pre_fence'))
-      .map(([, o]) => o.ran);
+    const hooks = hooksRan('pre_fence', applied);
     return { fenced: true, ...(traffic ? { traffic } : {}), evidence, hooks };
   },
 };

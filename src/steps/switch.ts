@@ -52,9 +52,7 @@ export const switchStep: Step = {
     const verified = await router.verify(ctx.target, [ctx.target.name, hostname].filter(Boolean), ctx.signal);
     ctx.log(`traffic now reaches ${ctx.target.name}: ${JSON.stringify(verified)}`);
     const traffic = applied.get('traffic:in');
-    const hooks = [...applied.entries()]
-      .filter(([id]) => id.startsWith('hook:pre_switch'))
-      .map(([, o]) => o.ran);
+    const hooks = hooksRan('pre_switch', applied);
     return {
       ...(traffic ? { traffic } : {}),
       verified,
