@@ -6,7 +6,7 @@ import { hostname, userInfo } from 'node:os';
 import type { Mode, Streams } from './cli/mode.js';
 import type { ResolvedSettings } from './cli/settings.js';
 import type { Inventory } from './hosts/inventory.js';
-import type { SshTransport } from './hosts/ssh.js';
+import type { Transport } from './hosts/ssh.js';
 import type { ProfileStore } from './stores/profile-store.js';
 import type { HumanOut } from './ui/output.js';
 import type { Prompter } from './ui/prompter.js';
@@ -54,7 +54,7 @@ export interface Context {
   /** The inventory named by the inventory setting (default ./inventory.json), loaded on first use. */
   inventory(): Promise<Inventory>;
   /** The SSH transport (one per run: its master connections are closed when the command ends). */
-  ssh(): Promise<SshTransport>;
+  ssh(): Promise<Transport>;
 }
 
 export function resolveAuthor(env: NodeJS.ProcessEnv): string {

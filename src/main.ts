@@ -12,7 +12,7 @@ import { describeSource, loadSettings, type ResolvedSettings } from './cli/setti
 import { type Context, type GlobalOptions, resolveAuthor } from './context.js';
 import { ExitCode, isPersonaError, PersonaError } from './errors.js';
 import type { Inventory } from './hosts/inventory.js';
-import type { SshTransport } from './hosts/ssh.js';
+import type { Transport } from './hosts/ssh.js';
 import type { ProfileStore } from './stores/profile-store.js';
 import { isQuietOutputClose, watchOutput } from './ui/closed-output.js';
 import { errorResultLine, resultErrorOf, resultLine } from './ui/json-result.js';
@@ -30,6 +30,11 @@ export interface World {
   signals?: Pick<NodeJS.Process, 'on' | 'off'>;
   /** Tests pass a scripted prompter. */
   prompter?: (reporter: Reporter) => Prompter;
+  /**
+   * Tests only: the transport to the hosts (a fake, test/fakes/fake-hosts.ts) instead of OpenSSH. Built once per
+   * command, when the command first needs it, and closed when it ends, like the real one.
+   */
+  transport?: () => Transport;
 }
 
 function packageVersion(): string {
@@ -133,7 +138,7 @@ async function run(
 
   let store: ProfileStore | undefined;
   let inventory: Promise<Inventory> | undefined;
-  let ssh: SshTransport | undefined;
+  let ssh: Transport | undefined;
   const ctx: Context = {
     argv,
     env,
@@ -186,6 +191,7 @@ async function run(
       return inventory;
     },
     async ssh() {
+      if (!ssh && world.transport) ssh = world.transport();
       if (!ssh) {
         const { SshTransport } = await import('./hosts/ssh.js');
         const inv = values.ssh_config.value ? undefined : await ctx.inventory().catch(() => undefined);

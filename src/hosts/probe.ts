@@ -8,7 +8,7 @@ import { mapPool } from '../util/pool.js';
 import type { InventoryHost } from './inventory.js';
 import { type HostFacts, ProbeParseError, parseProbeOutput } from './parse-probe.js';
 import { probeScript } from './probe-script.js';
-import { SshError, type SshFailureKind, type SshTransport } from './ssh.js';
+import { SshError, type SshFailureKind, type Transport } from './ssh.js';
 
 /** `skipped`: not probed on purpose (the failed host, an excluded host). */
 export type ProbeFailureKind = SshFailureKind | 'probe' | 'skipped';
@@ -41,7 +41,7 @@ export interface ProbeOptions {
 export const DEFAULT_PROBE_CONCURRENCY = Math.max(16, availableParallelism() * 16);
 
 export async function probeHost(
-  ssh: SshTransport,
+  ssh: Transport,
   host: InventoryHost,
   options: ProbeOptions = {},
 ): Promise<ProbeResult> {
@@ -101,7 +101,7 @@ export function notProbed(host: InventoryHost): ProbeResult {
  * stopped: hosts cut short did not fail, so they are never reported as results (nor ranked as unreachable).
  */
 export async function probeHosts(
-  ssh: SshTransport,
+  ssh: Transport,
   hosts: readonly InventoryHost[],
   options: ProbeOptions = {},
 ): Promise<ProbeResult[]> {

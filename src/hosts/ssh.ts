@@ -234,7 +234,29 @@ async function sweepStaleControlDirs(base: string): Promise<void> {
   );
 }
 
-export class SshTransport {
+/**
+ * What persona asks of a connection to its hosts: the port the runbook, the probe and the CLI use. SshTransport is
+ * the real one (OpenSSH); tests pass a fake through World.transport (test/fakes/fake-hosts.ts).
+ */
+export interface Transport {
+  /** Runs argv on the target; resolves with the remote exit code, throws SshError when the connection failed. */
+  exec(target: SshTarget, argv: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /** Runs a POSIX sh script (on stdin) with quoted arguments. */
+  script(
+    target: SshTarget,
+    script: string,
+    args?: readonly string[],
+    options?: ExecOptions,
+  ): Promise<ExecResult>;
+  /** Like exec, but a non-zero exit is an SshError of kind "command". */
+  run(target: SshTarget, argv: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /** The ssh command for `rsync -e` and the host to name after it. */
+  rsyncShell(target: SshTarget): Promise<{ rsh: string; host: string }>;
+  /** Closes what the transport keeps open (master connections). */
+  close(): Promise<void>;
+}
+
+export class SshTransport implements Transport {
   /** The private directory of master sockets; a promise, so that parallel first calls share one. */
   private controlDir: Promise<string> | undefined;
   private readonly options: Required<Omit<SshOptions, 'configFile' | 'env' | 'runtimeDir'>> &

@@ -3,7 +3,7 @@
  * paths and names are positional parameters of a fixed script, never spliced into it.
  */
 import type { InventoryHost } from '../hosts/inventory.js';
-import type { ExecResult, SshTransport } from '../hosts/ssh.js';
+import type { ExecResult, Transport } from '../hosts/ssh.js';
 
 /** Commands run as root: directly for root, through `sudo -n` for anyone else. */
 export function privileged(host: InventoryHost, argv: readonly string[]): string[] {
@@ -11,7 +11,7 @@ export function privileged(host: InventoryHost, argv: readonly string[]): string
 }
 
 export async function runPrivileged(
-  ssh: SshTransport,
+  ssh: Transport,
   host: InventoryHost,
   argv: readonly string[],
   signal?: AbortSignal,
@@ -38,7 +38,7 @@ const WRITE_FILE = [
 
 /** Writes a file atomically on the host (temp file, then rename), with its owner and mode; content on stdin. */
 export async function writeRemoteFile(
-  ssh: SshTransport,
+  ssh: Transport,
   host: InventoryHost,
   file: { path: string; content: string; mode: string; owner: string },
   signal?: AbortSignal,
@@ -54,7 +54,7 @@ export async function writeRemoteFile(
 
 /** sha256 of the file at path on the host, or undefined when it does not exist. */
 export async function remoteSha256(
-  ssh: SshTransport,
+  ssh: Transport,
   host: InventoryHost,
   path: string,
   signal?: AbortSignal,
@@ -119,7 +119,7 @@ export function parseOwners(text: string): Map<string, string[]> {
 export const CHOWN_SCRIPT = 'cd -- "$1" && xargs -0r chown -h -- "$2"';
 
 export async function remoteManifest(
-  ssh: SshTransport,
+  ssh: Transport,
   host: InventoryHost,
   dir: string,
   signal?: AbortSignal,

@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { PersonaError } from '../errors.js';
 import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory.js';
-import type { SshTransport } from '../hosts/ssh.js';
+import type { Transport } from '../hosts/ssh.js';
 import type { Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
@@ -23,7 +23,7 @@ export interface RunPieces {
   inventory: Inventory;
   failed: InventoryHost;
   target: InventoryHost;
-  ssh: SshTransport;
+  ssh: Transport;
   backend: KvBackend;
   reporter: Reporter;
   redactor: Redactor;

@@ -3,7 +3,7 @@
  * when to ask, what to skip in a dry run, how to retry, and writes the journal around every step.
  */
 import type { InventoryHost } from '../hosts/inventory.js';
-import type { SshTransport } from '../hosts/ssh.js';
+import type { Transport } from '../hosts/ssh.js';
 import type { Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
@@ -22,7 +22,7 @@ export interface StepContext {
   readonly profile: Profile;
   readonly failed: InventoryHost;
   readonly target: InventoryHost;
-  readonly ssh: SshTransport;
+  readonly ssh: Transport;
   readonly backend: KvBackend;
   readonly reporter: Reporter;
   readonly redactor: Redactor;

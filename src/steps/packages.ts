@@ -2,7 +2,7 @@
  * Installing the software stack through the host's package manager, exact versions when the profile pins them.
  */
 import type { InventoryHost } from '../hosts/inventory.js';
-import type { SshTransport } from '../hosts/ssh.js';
+import type { Transport } from '../hosts/ssh.js';
 import { runPrivileged } from '../runbook/remote.js';
 
 export interface PackageState {
@@ -24,7 +24,7 @@ const QUERY = [
 ].join('\n');
 
 export async function packageState(
-  ssh: SshTransport,
+  ssh: Transport,
   host: InventoryHost,
   names: readonly string[],
   signal?: AbortSignal,
@@ -49,7 +49,7 @@ export function missingPackages(stack: readonly string[], state: PackageState): 
 }
 
 export async function installPackages(
-  ssh: SshTransport,
+  ssh: Transport,
   host: InventoryHost,
   specs: readonly string[],
   manager: PackageState['manager'],

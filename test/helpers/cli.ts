@@ -6,6 +6,7 @@ import type { EventEmitter } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { execa, type Options } from 'execa';
+import type { Transport } from '../../src/hosts/ssh.js';
 import { main } from '../../src/main.js';
 import type { Choice, Prompter } from '../../src/ui/prompter.js';
 
@@ -64,6 +65,8 @@ export interface InProcessOptions {
   signals?: EventEmitter;
   /** Instead of a sink that keeps the text. */
   stdout?: NodeJS.WritableStream;
+  /** The hosts persona talks to, instead of OpenSSH (a FakeHosts, say). */
+  transport?: Transport;
 }
 
 export async function runInProcess(argv: string[], options: InProcessOptions = {}): Promise<CliResult> {
@@ -79,6 +82,7 @@ export async function runInProcess(argv: string[], options: InProcessOptions = {
     cwd: options.cwd ?? repoRoot,
     ...(options.prompter ? { prompter: () => options.prompter! } : {}),
     ...(options.signals ? { signals: options.signals as unknown as Pick<NodeJS.Process, 'on' | 'off'> } : {}),
+    ...(options.transport ? { transport: () => options.transport! } : {}),
   });
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
