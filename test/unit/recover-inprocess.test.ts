@@ -31,6 +31,13 @@ const service = {
   status: ['systemctl', 'is-active', '--quiet', 'web'],
 };
 const CONF = { path: '/etc/web/web.conf', content: 'listen 8080\n', mode: '0644', owner: 'root' };
+/** The health check: answered from the service's state on the host it runs on. */
+const HEALTH = ['curl', '-fsS', 'http://127.0.0.1:8080/health'];
+const health: FakeCommand = {
+  argv: HEALTH,
+  mutates: false,
+  answer: (h) => (h.running ? { stdout: 'ok\n' } : { exitCode: 7, stderr: 'curl: (7) Connection refused' }),
+};
 
 type Profile = Record<string, unknown> & {
   deploy: Record<string, unknown>;
@@ -38,7 +45,7 @@ type Profile = Record<string, unknown> & {
   traffic: Record<string, unknown>;
 };
 
-/** Few configure parts (one file), no data to move, health from deploy.status, 1 s windows. */
+/** Few configure parts (one file), no data to move, a health command, 1 s windows (the schema's least). */
 function baseProfile(marks: { fence: string; switch: string }): Profile {
   return {
     id: APP,
@@ -58,7 +65,7 @@ function baseProfile(marks: { fence: string; switch: string }): Profile {
     },
     data: { paths: [], migration: 'none' },
     deploy: { port: 8080, files: [CONF], install: [], ...service },
-    health_checks: [{ name: 'active', type: 'command', command: service.status }],
+    health_checks: [{ name: 'health', type: 'command', command: HEALTH }],
     traffic: { method: 'command', fence: ['touch', marks.fence], switch: ['touch', marks.switch] },
   };
 }
@@ -111,7 +118,7 @@ function world(
   const fake = new FakeHosts({
     hosts: options.hosts ?? { h1: { running: true }, h2: {} },
     service,
-    ...(options.commands ? { commands: options.commands } : {}),
+    commands: [health, ...(options.commands ?? [])],
   });
   fakes.push(fake);
   const env = {
@@ -247,5 +254,315 @@ describe('recover in-process against fake hosts', () => {
     const assignment = JSON.parse((await store.get(`assignments/${APP}`))!.value);
     await store.close();
     expect(assignment).toMatchObject({ host: 'h2', previous: 'h1', run_id: run.run_id });
+  });
+
+  test("fresh --dry-run: it looks (probe, deploy.status, the target's state) but changes nothing and writes no journal", async () => {
+    const w = world();
+    const r = await w.recover('h1', '--dry-run', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(result(r.stdout).runs![0]).toMatchObject({ status: 'dry-run' });
+    expect(w.fake.mutations()).toEqual([]);
+    // It did look: otherwise "nothing changed" would prove nothing.
+    expect(w.fake.seen('h2')).toContain('probe');
+    expect(w.fake.seen('h2')).toContain('persona-state');
+    expect(w.fake.seen('h1')).toContain('deploy.status');
+    expect(w.fake.host('h1').running).toBe(true);
+    expect(w.fake.host('h2').files.has(CONF.path)).toBe(false);
+    expect(existsSync(w.marks.fence)).toBe(false);
+    expect(existsSync(w.marks.switch)).toBe(false);
+    expect(existsSync(join(w.state, 'runs')) ? readdirSync(join(w.state, 'runs')) : []).toEqual([]);
+    const store = await openBackend(`file:${w.store}`, w.env, repoRoot);
+    expect(await store.get(`assignments/${APP}`)).toBeUndefined();
+    await store.close();
+  });
+
+  test('--resume RUN --dry-run on an interrupted fence: read-only commands only, the journal byte for byte as it was', async () => {
+    const w = world();
+    await savedRun(w, { fence: { status: 'running', attempts: 1 } });
+    const before = readFileSync(w.journalFile, 'utf8');
+    const r = await w.recover('--resume', RUN_ID, '--dry-run', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(result(r.stdout).runs![0]).toMatchObject({ status: 'dry-run', run_id: RUN_ID });
+    expect(w.fake.mutations()).toEqual([]);
+    expect(w.fake.seen('h1')).toContain('deploy.status');
+    expect(w.fake.host('h1').running).toBe(true);
+    expect(readFileSync(w.journalFile, 'utf8')).toBe(before);
+    expect(existsSync(w.marks.fence)).toBe(false);
+    expect(existsSync(w.marks.switch)).toBe(false);
+  });
+});
+
+describe('an interrupted fence, resumed', () => {
+  const noStatus = (p: Profile) => {
+    delete p.deploy.status;
+  };
+
+  test('h1 answers and there is no deploy.status: the resume runs deploy.stop on h1 before anything else, and only once', async () => {
+    const w = world({ profile: noStatus });
+    // Killed after the fence command took h1 out, before the stop (PERSONA_FAILPOINT=fence:after-traffic).
+    await savedRun(w, {
+      fence: {
+        status: 'running',
+        attempts: 1,
+        actions: [{ ...done('traffic:out'), touches: 'command', observable: false }],
+      },
+    });
+    const r = await w.recover('--resume', RUN_ID, '--yes', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(w.fake.mutations().map((c) => `${c.host} ${c.what}`)).toEqual([
+      'h1 deploy.stop',
+      'h2 persona-write',
+      'h2 deploy.start',
+    ]);
+    expect(w.fake.host('h1').running).toBe(false);
+    // The fence command ran in the first attempt (the journal says so): not again. Switch did run.
+    expect(existsSync(w.marks.fence)).toBe(false);
+    expect(existsSync(w.marks.switch)).toBe(true);
+    const fence = w.step('fence');
+    expect(actionIds(fence)).toEqual(['traffic:out:done', 'stop:done']);
+    expect(fence.outputs).toMatchObject({
+      fenced: true,
+      evidence: { fenced: true, stopExitCode: 0, reachable: true },
+    });
+    expect(w.step('switch').outputs).toMatchObject({ forced_without_fence: false });
+  });
+
+  test('h1 answers, no deploy.status, and deploy.stop fails: exit 5, switch never runs, the journal says why', async () => {
+    const w = world({
+      profile: noStatus,
+      hosts: { h1: { running: true, stop: { exitCode: 1, stderr: 'Failed to stop web.service\n' } }, h2: {} },
+    });
+    await savedRun(w, {
+      fence: {
+        status: 'running',
+        attempts: 1,
+        actions: [{ ...done('traffic:out'), touches: 'command', observable: false }],
+      },
+      configure: succeeded(),
+      migrate: succeeded(),
+      validate: succeeded(),
+    });
+    const r = await w.recover('--resume', RUN_ID, '--yes', '--json');
+    expect(r.code, r.stderr).toBe(5);
+    expect(existsSync(w.marks.switch)).toBe(false);
+    expect(w.step('fence')).toMatchObject({ status: 'failed', error: { code: 'E_STEP_FAILED' } });
+    expect(w.step('fence').error!.message).toContain('exited 1');
+    expect(w.step('switch').status).toBe('pending');
+    expect(w.journal().status).toBe('failed');
+  });
+
+  test.each([
+    ['none', (_switchMark: string) => ({ method: 'none' })],
+    [
+      'command without a fence command',
+      (switchMark: string) => ({ method: 'command', switch: ['touch', switchMark] }),
+    ],
+  ])(
+    'h1 silent and traffic method %s cannot take it out: exit 5, switch never runs, the journal says failed with the reason',
+    async (_name, traffic) => {
+      const w = world({
+        hosts: { h1: { down: 'timeout', running: true }, h2: { running: true } },
+        profile: (p, dir) => {
+          p.traffic = traffic(join(dir, 'switch-ran'));
+        },
+      });
+      await savedRun(w, {
+        fence: { status: 'running', attempts: 1 },
+        configure: succeeded(),
+        migrate: succeeded(),
+        validate: succeeded(),
+      });
+      const r = await w.recover('--resume', RUN_ID, '--yes', '--json');
+      expect(r.code, r.stderr).toBe(5);
+      expect(result(r.stdout)).toMatchObject({ ok: false, error: { code: 'E_STEP_FAILED' } });
+      expect(existsSync(w.marks.switch)).toBe(false);
+      expect(w.fake.mutations()).toEqual([]);
+      const j = w.journal();
+      expect(j.status).toBe('failed');
+      const fence = j.steps.find((s) => s.kind === 'fence')!;
+      expect(fence.status).toBe('failed');
+      expect(fence.error!.message).toMatch(
+        /cannot fence h1: the host does not answer .*timed out.* it may still serve/,
+      );
+      expect(j.steps.find((s) => s.kind === 'switch')!.status).toBe('pending');
+    },
+  );
+});
+
+describe('secrets', () => {
+  // Quotes and a backslash: the JSON-escaped form differs from the raw one.
+  const SECRET = 'hunter2-"q"\\back';
+  const forms = [SECRET, JSON.stringify(SECRET).slice(1, -1)];
+
+  function filesUnder(dir: string): string[] {
+    return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+      .map((f) => join(dir, f))
+      .filter((f) => statSync(f).isFile());
+  }
+
+  test('an env: key the fence command prints and h1 echoes on failure: the value is nowhere in output, journal or store', async () => {
+    const w = world({
+      hosts: {
+        h1: { running: true, stop: { exitCode: 1, stdout: SECRET, stderr: `cannot stop: key=${SECRET}\n` } },
+        h2: {},
+      },
+      env: { WEB_KEY: SECRET },
+      profile: (p, dir) => {
+        const file = join(dir, 'printed');
+        writeFileSync(file, `${SECRET}\n`);
+        p.traffic = { method: 'command', fence: ['cat', file], switch: ['touch', join(dir, 'switch-ran')] };
+        p.security_profile = {
+          users: [],
+          encryption_keys: [
+            { name: 'tls', secret: 'env:WEB_KEY', path: '/etc/web/key.pem', owner: 'root', mode: '0600' },
+          ],
+        };
+      },
+    });
+    const r = await w.recover('h1', '--yes', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    // The secret was used and printed: the greps below are not vacuous.
+    expect(w.fake.host('h2').files.get('/etc/web/key.pem')).toMatchObject({ content: SECRET, mode: '0600' });
+    const runId = result(r.stdout).runs![0]!.run_id as string;
+    expect(JSON.stringify(w.step('fence', runId).outputs)).toContain('[redacted]');
+    const texts: Array<[string, string]> = [
+      ['stdout', r.stdout],
+      ['stderr', r.stderr],
+      ...jsonLines(r.stdout).map((l, i): [string, string] => [`--json line ${i}`, JSON.stringify(l)]),
+      ...[...filesUnder(w.state), ...filesUnder(w.store)].map((f): [string, string] => [
+        f,
+        readFileSync(f, 'utf8'),
+      ]),
+    ];
+    expect(texts.some(([name]) => name === w.journalFile.replace(RUN_ID, runId))).toBe(true);
+    const leaks = texts.flatMap(([name, text]) => forms.filter((f) => text.includes(f)).map(() => name));
+    expect(leaks).toEqual([]);
+  });
+});
+
+describe('the lock', () => {
+  async function holdLock(w: World, runId: string) {
+    const backend = await openBackend(`file:${w.store}`, w.env, repoRoot);
+    const lock = await backend.acquireLock(
+      lockName(APP),
+      {
+        holder: 'bob@ops',
+        host: hostname(),
+        pid: process.pid,
+        run_id: runId,
+        purpose: 'recover web',
+        started_at: at,
+      },
+      { ttlMs: 2000 },
+    );
+    return {
+      async release() {
+        await lock.release();
+        await backend.close();
+      },
+    };
+  }
+
+  test('held by another live driver: a fresh recover exits 4 (E_LOCK_HELD) before any remote command', async () => {
+    const w = world();
+    const held = await holdLock(w, '20261127T000000Z-web-other0');
+    try {
+      const r = await w.recover('h1', '--yes', '--json');
+      expect(r.code, r.stderr).toBe(4);
+      expect(result(r.stdout)).toMatchObject({ ok: false, error: { code: 'E_LOCK_HELD' } });
+      expect(w.fake.calls).toEqual([]);
+      expect(existsSync(w.marks.fence)).toBe(false);
+      expect(w.fake.host('h1').running).toBe(true);
+    } finally {
+      await held.release();
+    }
+  });
+
+  test('held by another run: --resume exits 4 and leaves the journal and the hosts alone', async () => {
+    const w = world();
+    await savedRun(w, { fence: { status: 'running', attempts: 1 } });
+    const before = readFileSync(w.journalFile, 'utf8');
+    const held = await holdLock(w, '20261127T000000Z-web-other0');
+    try {
+      const r = await w.recover('--resume', RUN_ID, '--yes', '--json');
+      expect(r.code, r.stderr).toBe(4);
+      expect(result(r.stdout)).toMatchObject({ ok: false, error: { code: 'E_LOCK_HELD' } });
+      expect(w.fake.mutations()).toEqual([]);
+      expect(readFileSync(w.journalFile, 'utf8')).toBe(before);
+      expect(existsSync(w.marks.fence)).toBe(false);
+    } finally {
+      await held.release();
+    }
+  });
+});
+
+describe('a crash in the middle of configure, resumed', () => {
+  const KEYS = ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake ops@example'];
+
+  test('only what is left runs: no group, user or hook again; keys, files and the install command once', async () => {
+    const prep: FakeCommand = { argv: ['web-prep'], mutates: true, answer: () => ({}) };
+    const setup: FakeCommand = { argv: ['web-setup', '--init'], mutates: true, answer: () => ({}) };
+    const w = world({
+      // As the first attempt left h2: the group and the user exist.
+      hosts: { h1: { down: 'refused' }, h2: { groups: ['webops'], users: { web: { groups: ['webops'] } } } },
+      commands: [prep, setup],
+      env: { WEB_KEY: 'k3y-material' },
+      profile: (p) => {
+        p.security_profile = {
+          groups: ['webops'],
+          users: [{ name: 'web', groups: ['webops'], authorized_keys: KEYS }],
+          encryption_keys: [
+            { name: 'tls', secret: 'env:WEB_KEY', path: '/etc/web/key.pem', owner: 'web', mode: '0600' },
+          ],
+        };
+        p.deploy.install = [setup.argv];
+        p.hooks = { pre_configure: [{ run: prep.argv, on: 'target' }] };
+      },
+    });
+    await savedRun(w, {
+      fence: succeeded(fencedOutputs),
+      configure: {
+        status: 'running',
+        attempts: 1,
+        actions: [
+          { ...done('hook:pre_configure:0'), observable: false },
+          done('group:webops'),
+          done('user:web'),
+          { ...done('authorized_keys:web'), status: 'running' },
+        ],
+      },
+    });
+    const r = await w.recover('--resume', RUN_ID, '--yes', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(w.fake.mutations().map((c) => `${c.host} ${c.what}`)).toEqual([
+      'h2 persona-authorized-keys',
+      'h2 persona-write',
+      'h2 persona-write',
+      'h2 web-setup --init',
+      'h2 deploy.start',
+    ]);
+    expect(w.fake.seen('h1')).toEqual([]);
+    expect(existsSync(w.marks.fence)).toBe(false);
+    const h2 = w.fake.host('h2');
+    expect(h2.files.get('/home/web/.ssh/authorized_keys')).toMatchObject({
+      content: `${KEYS[0]}\n`,
+      owner: 'web',
+    });
+    expect(h2.files.get('/etc/web/key.pem')).toMatchObject({
+      content: 'k3y-material',
+      owner: 'web',
+      mode: '0600',
+    });
+    expect(h2.files.get(CONF.path)).toMatchObject({ content: CONF.content });
+    expect(actionIds(w.step('configure'))).toEqual([
+      'hook:pre_configure:0:done',
+      'group:webops:done',
+      'user:web:done',
+      'authorized_keys:web:done',
+      'key:tls:done',
+      `file:${CONF.path}:done`,
+      'install:0:done',
+    ]);
+    expect(w.journal().status).toBe('succeeded');
   });
 });
