@@ -256,6 +256,44 @@ describe('recover in-process against fake hosts', () => {
     expect(assignment).toMatchObject({ host: 'h2', previous: 'h1', run_id: run.run_id });
   });
 
+  test('packages and firewall: installed and loaded on h2, and a second plan finds nothing left (the step converged)', async () => {
+    const w = world({
+      hosts: { h1: { running: true }, h2: { packages: { bash: '5.2.15-2+b8' }, nft: true } },
+      profile: (p) => {
+        // What the recorded probe (debian12-root-cgroup1) says the host's sources offer.
+        p.software_stack = ['rsync', 'socat=1.7.4.4-2'];
+        p.network_configuration = {
+          ip_ranges: [],
+          vlans: [],
+          firewall_rules: [{ port: 8080, protocol: 'tcp', source: '10.0.0.0/8', action: 'accept' }],
+        };
+      },
+    });
+    const r = await w.recover('h1', '--yes', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const h2 = w.fake.host('h2');
+    expect(Object.fromEntries(h2.packages)).toEqual({
+      bash: '5.2.15-2+b8',
+      rsync: '1.0-1',
+      socat: '1.7.4.4-2',
+    });
+    expect(h2.tables.get(`persona_${APP}`)).toContain('ip saddr 10.0.0.0/8 tcp dport 8080 accept');
+    const runId = result(r.stdout).runs![0]!.run_id as string;
+    expect(actionIds(w.step('configure', runId))).toEqual([
+      'packages:done',
+      'firewall:done',
+      `file:${CONF.path}:done`,
+    ]);
+    expect(w.fake.mutations('h2').map((c) => c.what)).toEqual([
+      'apt-get update',
+      'apt-get install',
+      'persona-write',
+      'persona-nft',
+      'persona-write',
+      'deploy.start',
+    ]);
+  });
+
   test("fresh --dry-run: it looks (probe, deploy.status, the target's state) but changes nothing and writes no journal", async () => {
     const w = world();
     const r = await w.recover('h1', '--dry-run', '--json');
