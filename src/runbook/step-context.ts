@@ -41,7 +41,7 @@ const REMOTE = new Set(['exec', 'run', 'script', 'rsyncShell']);
  * The run's transport, with the lock checked before every remote command: a driver whose lock lapsed (a stopped
  * laptop, SIGSTOP) sends nothing more, even in the middle of an action of several commands.
  */
-export function guardedTransport(ssh: SshTransport, assertHeld?: () => void): SshTransport {
+export function guardedTransport(ssh: Transport, assertHeld?: () => void): Transport {
   if (!assertHeld) return ssh;
   return new Proxy(ssh, {
     get(target, property, receiver) {

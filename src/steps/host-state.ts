@@ -5,7 +5,7 @@
  * and reading the report are pure, and tested.
  */
 import type { InventoryHost } from '../hosts/inventory.js';
-import type { SshTransport } from '../hosts/ssh.js';
+import type { Transport } from '../hosts/ssh.js';
 import { privileged } from '../runbook/remote.js';
 
 export type Query =
@@ -176,7 +176,7 @@ function fileState(f: string[] | undefined): FileState | undefined {
 
 /** Asks the host, as root (it reads other users' files and the firewall), in one SSH call. */
 export async function hostReport(
-  ssh: SshTransport,
+  ssh: Transport,
   host: InventoryHost,
   queries: readonly Query[],
   signal?: AbortSignal,

@@ -12,8 +12,9 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { lockName } from '../../src/recover/lock.js';
+import { freshStepRecords } from '../../src/recover/plan.js';
 import { JournalStore } from '../../src/runbook/journal.js';
-import { freshStepRecords, lockName } from '../../src/runbook/recover.js';
 import type { Journal, StepRecord } from '../../src/runbook/types.js';
 import { openBackend } from '../../src/stores/open.js';
 import { ProfileStore } from '../../src/stores/profile-store.js';
