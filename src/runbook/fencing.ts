@@ -34,6 +34,11 @@ export interface FenceFacts {
    * needed); undefined: not checked. With a power fence, `reachable` must be looked at after this check.
    */
   poweredOff?: boolean;
+  /**
+   * Whether the host answered over SSH when this run powered it off (absent: no power off ran): migrate then
+   * treats it as found answering, since its data may be newer than the backup.
+   */
+  answeredBeforePowerOff?: boolean;
   /** What the power fence's status reported, in words (off, on, unknown (why)); see powerFacts in power-fence.ts. */
   powerStatus?: string;
 }

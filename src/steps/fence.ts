@@ -103,6 +103,7 @@ export const fenceStep: Step = {
       // The power decides (Pacemaker's STONITH): off, as its status reports, and silent. Before any other look.
       const state = await powerStatus(power, ctx);
       notes.push(`${ctx.failed.name} power (fence agent status): ${powerStateText(state)}`);
+      const reach = await reachable(ctx, ctx.failed);
       if (state !== 'off') {
         actions.push({
           id: 'power:off',
@@ -116,11 +117,11 @@ export const fenceStep: Step = {
             c.log(
               `power off ${c.failed.name}: ${result.off.ended}; status ${powerStateText(result.state)} after ${result.checks} check(s)`,
             );
-            return { ...result, state: powerStateText(result.state) };
+            // Whether it answered when persona cut its power: then its data may be newer than any backup.
+            return { ...result, state: powerStateText(result.state), answered_before: reach.ok };
           },
         });
       }
-      const reach = await reachable(ctx, ctx.failed);
       const observed: Observed = {
         method: router.method,
         canTakeOut: router.canFence,
@@ -172,6 +173,8 @@ export const fenceStep: Step = {
       facts.takenOut = observed.canTakeOut ? traffic !== undefined : undefined;
     const stop = applied.get('stop') as { exitCode?: number } | undefined;
     if (observed.reachable && stop?.exitCode !== undefined) facts.stopExitCode = stop.exitCode;
+    const power = applied.get('power:off') as { answered_before?: boolean } | undefined;
+    if (power?.answered_before !== undefined) facts.answeredBeforePowerOff = power.answered_before;
     const evidence: FenceEvidence = { ...facts, ...fenceVerdict(facts), checked_at: ctx.now().toISOString() };
     ctx.log(`${evidence.fenced ? 'fenced' : 'NOT fenced'}: ${evidence.reason}`);
     if (!evidence.fenced) {

@@ -59,9 +59,11 @@ async function remoteDirExists(ctx: StepContext, host: InventoryHost, path: stri
 
 function fenceFacts(ctx: StepContext): SourceFacts['fence'] {
   const evidence = ctx.previous('fence')?.outputs?.evidence as
-    | { reachable?: unknown; unreachableKind?: unknown }
+    | { reachable?: unknown; unreachableKind?: unknown; answeredBeforePowerOff?: unknown }
     | undefined;
   if (!evidence) return undefined;
+  // Powered off by this run while it answered: down now, but its data may be newer than the backup.
+  if (evidence.answeredBeforePowerOff === true) return { host_reachable: true };
   return {
     ...(typeof evidence.reachable === 'boolean' ? { host_reachable: evidence.reachable } : {}),
     ...(typeof evidence.unreachableKind === 'string' ? { kind: evidence.unreachableKind } : {}),

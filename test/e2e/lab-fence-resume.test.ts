@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { fail, type LabState, releaseLab, sshExec } from '../lab/lab.js';
+import { fail, fenceAgent, type LabState, labPowerFence, releaseLab, sshExec } from '../lab/lab.js';
 import {
   failpointReached,
   freshLab,
@@ -65,5 +65,48 @@ describe('resuming an interrupted fence (lab)', () => {
     const steps = (journal(ws, runId) as unknown as { steps: Step[] }).steps;
     expect(steps.find((s) => s.kind === 'fence')!.status).toBe('failed');
     expect(steps.find((s) => s.kind === 'switch')!.status).toBe('pending');
+  });
+
+  test('(c) a power fence (the lab fence agent): lab-1 still answers, the fence powers it off, and that is the evidence', async () => {
+    const lab: LabState = await freshLab();
+    const ws = workspace(lab);
+    const file = join(ws.store, 'demo-web.json');
+    const profile = JSON.parse(readFileSync(file, 'utf8'));
+    // A traffic method that cannot take hosts out: only the power can fence.
+    profile.traffic = { method: 'none' };
+    profile.fencing = { power: labPowerFence() };
+    writeFileSync(file, JSON.stringify(profile, null, 2));
+    try {
+      const r = await persona(['recover', 'lab-1', '--yes', '--json'], ws);
+      // lab-1 answered, with its data, when the fence cut its power: its data may be newer than the backup, so
+      // migrate does not fall back to it on its own.
+      expect(r.code, r.stderr).toBe(5);
+      expect(r.stderr).toMatch(/--data-from backup/);
+      expect((await fenceAgent('status', 'lab-1')).exitCode).toBe(2);
+      const runId = runIdIn(r.stdout + r.stderr);
+      const resumed = await persona(
+        ['recover', '--resume', runId, '--data-from', 'backup', '--yes', '--json'],
+        ws,
+      );
+      expect(resumed.code, resumed.stderr).toBe(0);
+      const steps = (
+        journal(ws, runId) as unknown as { steps: Array<Step & { actions?: Array<{ id: string }> }> }
+      ).steps;
+      const fence = steps.find((s) => s.kind === 'fence')!;
+      expect(fence.outputs).toMatchObject({
+        fenced: true,
+        evidence: {
+          fenced: true,
+          powerConfigured: true,
+          poweredOff: true,
+          reachable: false,
+          answeredBeforePowerOff: true,
+        },
+      });
+      expect(fence.actions!.map((a) => a.id)).toContain('power:off');
+      expect(steps.find((s) => s.kind === 'switch')!.status).toBe('succeeded');
+    } finally {
+      await fenceAgent('on', 'lab-1');
+    }
   });
 });

@@ -181,7 +181,9 @@ describe('recover (built CLI, lab)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Dry run: nothing was changed');
     expect(r.stdout).toMatch(/would install on lab-2: nftables/);
-    expect(r.stdout).toMatch(/validate:\n\s+cannot simulate/);
+    // validate plans its start; what it checks (health, targets) it can only say.
+    expect(r.stdout).toMatch(/validate:\n(?:\s+.*\n)*?\s+would start demo-web on lab-2/);
+    expect(r.stdout).toMatch(/then check: 2 health check\(s\)/);
     expect(r.stdout).toMatch(/would copy from lab-1/);
     expect(await haproxyServers(lab)).toEqual(before);
     expect(await hostHasPackage('lab-2', 'nftables')).toBe(false);

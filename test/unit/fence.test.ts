@@ -186,7 +186,7 @@ describe('fence with a power fence (STONITH)', () => {
     expect(a.off()).toBe(true);
     expect(run.record('fence').outputs).toMatchObject({
       fenced: true,
-      evidence: { powerConfigured: true, poweredOff: true, reachable: false },
+      evidence: { powerConfigured: true, poweredOff: true, reachable: false, answeredBeforePowerOff: true },
     });
     // Powered off, not stopped: deploy.stop never ran.
     expect(ran.some((c) => c.includes('stop'))).toBe(false);
