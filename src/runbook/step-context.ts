@@ -14,6 +14,7 @@ import type { Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
 import type { Reporter } from '../ui/reporter.js';
+import { execaLocal, type LocalRunner } from '../util/local-process.js';
 import { stripTerminalControls } from '../util/sanitize.js';
 import type { Journal, StepContext, StepRecord } from './types.js';
 
@@ -32,6 +33,8 @@ export interface RunPieces {
   now(): Date;
   /** Throws when the run's lock can no longer be trusted (LockHandle.assertHeld). */
   assertHeld?: () => void;
+  /** Commands on this machine (default: execa); tests pass their own. */
+  local?: LocalRunner;
 }
 
 /** The methods of the transport that reach a host: each checks the lock first. */
@@ -75,6 +78,7 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
     env,
     now: pieces.now,
     assertHeld: () => pieces.assertHeld?.(),
+    local: pieces.local ?? execaLocal,
     findHost: (name) => findHost(pieces.inventory, name),
     previous: (kind) => journal.steps.find((s) => s.kind === kind),
     log(line) {

@@ -8,6 +8,7 @@ import type { Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
 import type { Reporter } from '../ui/reporter.js';
+import type { LocalRunner } from '../util/local-process.js';
 
 import type { Journal, StepKind, StepRecord } from './journal-schema.js';
 
@@ -37,6 +38,8 @@ export interface StepContext {
   checkpoint(name: string): Promise<void>;
   /** A line for the human and the journal. */
   log(line: string): void;
+  /** Runs a command on this machine (local hooks, traffic commands): no shell, only the environment given. */
+  local: LocalRunner;
   /**
    * Throws E_LOCK_LOST when the run's lock can no longer be trusted. The engine calls it before every mutating
    * action, the transport before every remote command, the router before every traffic change, hooks before

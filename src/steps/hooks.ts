@@ -7,6 +7,7 @@ import { localEnv } from '../runbook/local-env.js';
 import { privileged } from '../runbook/remote.js';
 import type { Action, StepContext } from '../runbook/types.js';
 import { substitute } from '../traffic/router.js';
+import { endedAs } from '../util/local-process.js';
 
 export type HookPhase = keyof NonNullable<Profile['hooks']>;
 
@@ -26,18 +27,15 @@ async function runHook(ctx: StepContext, phase: HookPhase, hook: Hook): Promise<
   ctx.log(`hook ${phase} on ${hook.on}: ${argv.join(' ')}`);
   if (hook.on === 'local') {
     ctx.assertHeld();
-    const { execa } = await import('execa');
-    const r = await execa(argv[0]!, argv.slice(1), {
-      reject: false,
-      timeout: hook.timeout_ms,
-      cancelSignal: ctx.signal,
+    const r = await ctx.local(argv, {
       env: localEnv(ctx.env),
-      extendEnv: false,
+      timeoutMs: hook.timeout_ms,
+      signal: ctx.signal,
     });
     if (r.exitCode !== 0)
       throw new PersonaError(
         'E_STEP_FAILED',
-        `hook ${phase} \`${argv.join(' ')}\` exited with ${r.exitCode ?? r.signal}: ${String(r.stderr).trim().slice(-300)}`,
+        `hook ${phase} \`${argv.join(' ')}\` ended with ${endedAs(r)}: ${r.stderr.trim().slice(-300)}`,
       );
   } else {
     await ctx.ssh.run(host, privileged(host, argv), { timeoutMs: hook.timeout_ms, signal: ctx.signal });

@@ -26,5 +26,6 @@ export function trafficRouter(ctx: StepContext): TrafficRouter {
     },
     consulAgent: (url) => nodeAgent(url, ctx.env.CONSUL_HTTP_TOKEN?.trim() || undefined),
     guard: () => ctx.assertHeld(),
+    local: ctx.local,
   });
 }

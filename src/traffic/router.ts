@@ -7,6 +7,7 @@ import type { InventoryHost } from '../hosts/inventory.js';
 import type { Profile } from '../profile/schema.js';
 import { localEnv } from '../runbook/local-env.js';
 import type { ConsulApi } from '../stores/consul-api.js';
+import { endedAs, execaLocal, type LocalRunner } from '../util/local-process.js';
 import { type NodeAgent, nodeAgent } from './consul-agent.js';
 import { ConsulRouter } from './consul-router.js';
 import { HaproxyRuntime, inMaintenance, readStateFile } from './haproxy.js';
@@ -53,6 +54,8 @@ export interface RouterDeps {
    * lock can no longer be trusted, so a stale holder moves no traffic.
    */
   guard?: () => void;
+  /** Runs the `command` method's commands on this machine (default: execa). */
+  local?: LocalRunner;
 }
 
 /** Fence and switch check the guard first (for routers without a finer one). */
@@ -77,7 +80,10 @@ export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRoute
     case 'haproxy':
       return guardedRouter(new HaproxyRouter(profile.id, traffic, guard), guard);
     case 'command':
-      return guardedRouter(new CommandRouter(profile.id, traffic, localEnv(deps.env ?? {})), guard);
+      return guardedRouter(
+        new CommandRouter(profile.id, traffic, localEnv(deps.env ?? {}), deps.local ?? execaLocal),
+        guard,
+      );
     case 'none':
       return new NoRouter();
     case 'consul':
@@ -263,6 +269,7 @@ class CommandRouter implements TrafficRouter {
     private readonly app: string,
     private readonly cfg: Extract<Profile['traffic'], { method: 'command' }>,
     private readonly env: Record<string, string>,
+    private readonly run: LocalRunner,
   ) {
     this.canFence = cfg.fence !== undefined;
   }
@@ -272,21 +279,14 @@ class CommandRouter implements TrafficRouter {
   }
 
   private async local(argv: string[], signal: AbortSignal): Promise<Evidence> {
-    const { execa } = await import('execa');
-    const r = await execa(argv[0]!, argv.slice(1), {
-      reject: false,
-      cancelSignal: signal,
-      timeout: 120_000,
-      env: this.env,
-      extendEnv: false,
-    });
+    const r = await this.run(argv, { env: this.env, timeoutMs: 120_000, signal });
     if (r.exitCode !== 0) {
       throw new PersonaError(
         'E_STEP_FAILED',
-        `\`${argv.join(' ')}\` exited with ${r.exitCode ?? r.signal}: ${String(r.stderr).trim().slice(-300)}`,
+        `\`${argv.join(' ')}\` ended with ${endedAs(r)}: ${r.stderr.trim().slice(-300)}`,
       );
     }
-    return { command: argv, stdout: String(r.stdout).trim().slice(-500) };
+    return { command: argv, stdout: r.stdout.trim().slice(-500) };
   }
 
   describeFence(failed: InventoryHost): string {

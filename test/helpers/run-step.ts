@@ -6,6 +6,7 @@ import { Engine, type EngineOptions } from '../../src/runbook/engine.js';
 import { JournalStore } from '../../src/runbook/journal.js';
 import type { Journal, Step, StepContext, StepRecord } from '../../src/runbook/types.js';
 import type { Reporter } from '../../src/ui/reporter.js';
+import { execaLocal } from '../../src/util/local-process.js';
 import { ScriptedPrompter } from './cli.js';
 import { testJournal } from './journal.js';
 import { tempDir } from './tmp.js';
@@ -54,6 +55,7 @@ export async function runSteps(
         ({
           checkpoint: async () => {},
           assertHeld: () => {},
+          local: execaLocal,
           now: () => new Date('2026-11-27T00:00:00Z'),
           previous: (kind: Step['kind']) => journal.steps.find((s) => s.kind === kind),
           ...ctx,

@@ -1,0 +1,53 @@
+/**
+ * Commands on the machine running persona (hooks `on: local`, a `command` traffic method), behind one small
+ * interface: no shell, only the environment given (never persona's own), stdin closed. Tests pass their own.
+ */
+export interface LocalResult {
+  /** Undefined when it did not exit by itself (a signal, a timeout, a program that cannot start). */
+  exitCode?: number;
+  signal?: string;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+  /** Why it did not run or did not finish, when it has no exit code. */
+  error?: string;
+}
+
+export interface LocalRunOptions {
+  env: Record<string, string>;
+  timeoutMs: number;
+  signal: AbortSignal;
+}
+
+export type LocalRunner = (argv: readonly string[], options: LocalRunOptions) => Promise<LocalResult>;
+
+/** The real one: execa, without a shell, with exactly `env`. */
+export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal }) => {
+  const { execa } = await import('execa');
+  const r = await execa(argv[0]!, argv.slice(1), {
+    reject: false,
+    env,
+    extendEnv: false,
+    timeout: timeoutMs,
+    cancelSignal: signal,
+    stdin: 'ignore',
+    maxBuffer: 1_000_000,
+  });
+  return {
+    ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
+    ...(r.signal ? { signal: r.signal } : {}),
+    timedOut: r.timedOut,
+    stdout: String(r.stdout ?? ''),
+    stderr: String(r.stderr ?? ''),
+    ...(r.exitCode === undefined && !r.signal && !r.timedOut
+      ? { error: r.originalMessage ?? r.shortMessage ?? 'did not run' }
+      : {}),
+  };
+};
+
+/** How it ended, in words: "exit 1", "SIGKILL", "timed out", or why it did not run. */
+export function endedAs(r: LocalResult): string {
+  if (r.timedOut) return 'timed out';
+  if (r.exitCode !== undefined) return `exit ${r.exitCode}`;
+  return r.signal ?? r.error ?? 'did not finish';
+}
