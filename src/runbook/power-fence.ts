@@ -15,6 +15,7 @@ import type { PowerFence, Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import { substitute } from '../traffic/router.js';
 import type { Redactor } from '../ui/redact.js';
+import { execaLocal } from '../util/local-process.js';
 import { stripTerminalControls } from '../util/sanitize.js';
 import { sleep } from '../util/sleep.js';
 import type { FenceFacts } from './fencing.js';
@@ -143,27 +144,15 @@ export async function powerEnv(power: PowerFence, ctx: PowerContext): Promise<Re
   return env;
 }
 
-/** Runs a command on this machine: no shell, only the environment given, stdin closed. */
-export const execaRunner: CommandRunner = async (argv, { env, timeoutMs, signal }) => {
-  const { execa } = await import('execa');
-  const r = await execa(argv[0]!, argv.slice(1), {
-    reject: false,
-    env,
-    extendEnv: false,
-    timeout: timeoutMs,
-    cancelSignal: signal,
-    stdin: 'ignore',
-    all: true,
-    maxBuffer: 1_000_000,
-  });
+/** Runs a command on this machine (the LocalRunner port): no shell, only the environment given, stdin closed. */
+export const execaRunner: CommandRunner = async (argv, opts) => {
+  const { exitCode, signal, timedOut, output, error } = await execaLocal(argv, opts);
   return {
-    ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
-    ...(r.signal ? { signal: r.signal } : {}),
-    timedOut: r.timedOut,
-    output: String(r.all ?? ''),
-    ...(r.exitCode === undefined && !r.signal && !r.timedOut
-      ? { error: r.originalMessage ?? r.shortMessage ?? 'did not run' }
-      : {}),
+    ...(exitCode !== undefined ? { exitCode } : {}),
+    ...(signal ? { signal } : {}),
+    timedOut,
+    output,
+    ...(error ? { error } : {}),
   };
 };
 

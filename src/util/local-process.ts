@@ -9,6 +9,8 @@ export interface LocalResult {
   timedOut: boolean;
   stdout: string;
   stderr: string;
+  /** stdout and stderr interleaved as they were written. */
+  output: string;
   /** Why it did not run or did not finish, when it has no exit code. */
   error?: string;
 }
@@ -31,6 +33,7 @@ export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal }) 
     timeout: timeoutMs,
     cancelSignal: signal,
     stdin: 'ignore',
+    all: true,
     maxBuffer: 1_000_000,
   });
   return {
@@ -39,6 +42,7 @@ export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal }) 
     timedOut: r.timedOut,
     stdout: String(r.stdout ?? ''),
     stderr: String(r.stderr ?? ''),
+    output: String(r.all ?? ''),
     ...(r.exitCode === undefined && !r.signal && !r.timedOut
       ? { error: r.originalMessage ?? r.shortMessage ?? 'did not run' }
       : {}),

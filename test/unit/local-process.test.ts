@@ -19,7 +19,13 @@ test('the command traffic method runs through the port, with the minimal environ
   const calls: Array<[readonly string[], LocalRunOptions]> = [];
   const local: LocalRunner = async (argv, options) => {
     calls.push([argv, options]);
-    return { exitCode: argv[1] === 'in' ? 3 : 0, timedOut: false, stdout: 'ok\n', stderr: 'lb busy\n' };
+    return {
+      exitCode: argv[1] === 'in' ? 3 : 0,
+      timedOut: false,
+      stdout: 'ok\n',
+      stderr: 'lb busy\n',
+      output: '',
+    };
   };
   const router = routerFor(profile(), {
     local,
