@@ -3,12 +3,12 @@
  * persona's own format (JSON or YAML), or an Ansible inventory (INI or YAML). Every value is checked like a
  * profile value, because host names, addresses and users end up on an ssh command line.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { PersonaError, type Problem, ValidationError } from '../errors.js';
 import { parseJsonText } from '../profile/json-text.js';
-import { applicationId, integer, label, labelValue, unixName } from '../profile/rules.js';
+import { applicationId, integer, label, labelValue } from '../profile/rules.js';
 import { issuesToProblems } from '../profile/validate.js';
 import { stripBom } from '../util/text.js';
 import {
@@ -18,25 +18,46 @@ import {
   WarningCollector,
 } from './inventory-warnings.js';
 
-const hostName = z.string({ error: 'must be a host name' }).regex(/^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$/, {
-  error: 'must be a host name: letters, digits, ".", "_" or "-", starting with a letter or digit',
-});
+/**
+ * A host name as Ansible accepts it and ssh can take: a DNS name of labels of at most 63 characters each (253 in
+ * all; underscores allowed, as Ansible allows them), or an IPv6 address. Never an option, never a shell character.
+ */
+const dnsLabel = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?';
+const ipv6 = '[0-9A-Fa-f]*:[0-9A-Fa-f:.]*';
+const hostName = z
+  .string({ error: 'must be a host name' })
+  .max(253, { error: 'must be a host name of at most 253 characters' })
+  .regex(new RegExp(`^(?:${dnsLabel}(?:\\.${dnsLabel})*\\.?|${ipv6})$`), {
+    error:
+      'must be a host name: labels of letters, digits, "_" or "-" (at most 63 characters each) separated by ".", or an IPv6 address',
+  });
 
-const address = z
+export const address = z
   .string({ error: 'must be an address' })
   .max(253)
-  .regex(/^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|[0-9a-fA-F:]{2,39})$/, {
+  .regex(new RegExp(`^(?:${dnsLabel}(?:\\.${dnsLabel})*\\.?|${ipv6})$`), {
     error: 'must be a DNS name, an IPv4 or an IPv6 address (no spaces, no shell characters)',
   });
 
+/**
+ * The login name for ssh -l: what real fleets use (`deploy`, `john.doe`, `alice@corp.example.com` for directory
+ * accounts), but never an option, a space or a shell character.
+ */
+export const loginUser = z
+  .string({ error: 'must be a user name' })
+  .max(255)
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.@-]*\$?$/, {
+    error: 'must be a user name: letters, digits, ".", "_", "-" or "@", starting with a letter, digit or "_"',
+  });
+
 /** ssh -i: a path (ssh expands a leading ~); never an option, never a line break. */
-const keyFile = z
+export const keyFile = z
   .string({ error: 'must be a path to a private key' })
   .max(4096)
   .regex(/^[^\0\n\r-][^\0\n\r]*$/, { error: 'must be a path to a private key (not starting with "-")' });
 
 /** ssh -J: [user@]host[:port], comma-separated for several hops. */
-const jumpHost = z
+export const jumpHost = z
   .string({ error: 'must be a jump host' })
   .max(1024)
   .regex(/^[A-Za-z0-9_][A-Za-z0-9_.@:[\]-]*(?:,[A-Za-z0-9_][A-Za-z0-9_.@:[\]-]*)*$/, {
@@ -47,9 +68,11 @@ const inventoryHost = z.strictObject({
   name: hostName,
   address: address.optional(),
   port: integer(1, 65535).optional(),
-  user: unixName.optional(),
+  user: loginUser.optional(),
   key_file: keyFile.optional(),
   jump: jumpHost.optional(),
+  /** `local`: the machine persona runs on (Ansible's ansible_connection=local). */
+  connection: z.enum(['ssh', 'local']).optional(),
   labels: z.record(label, labelValue).default({}),
   apps: z.array(applicationId).default([]),
 });
@@ -58,7 +81,7 @@ export const inventorySchema = z.strictObject({
   $schema: z.string().optional(),
   defaults: z
     .strictObject({
-      user: unixName.optional(),
+      user: loginUser.optional(),
       port: integer(1, 65535).optional(),
       key_file: keyFile.optional(),
       jump: jumpHost.optional(),
@@ -81,6 +104,8 @@ export interface InventoryHost {
   keyFile?: string;
   /** ssh -J. */
   jump?: string;
+  /** `local`: Ansible's ansible_connection=local, the machine persona runs on. */
+  connection?: 'local';
   labels: Record<string, string>;
   apps: string[];
 }
@@ -166,6 +191,7 @@ export function normaliseInventory(
       ...((h.user ?? defaults.user) ? { user: h.user ?? defaults.user } : {}),
       ...((h.key_file ?? defaults.key_file) ? { keyFile: keyFileOf(h.key_file ?? defaults.key_file) } : {}),
       ...((h.jump ?? defaults.jump) ? { jump: h.jump ?? defaults.jump } : {}),
+      ...(h.connection === 'local' ? { connection: 'local' as const } : {}),
       labels: { ...defaults.labels, ...h.labels },
       apps: h.apps,
     })),
@@ -174,52 +200,63 @@ export function normaliseInventory(
 }
 
 export async function loadInventory(path: string): Promise<Inventory> {
-  let text: string;
+  let text: string | undefined;
   try {
+    if ((await stat(path)).isDirectory()) {
+      // A directory is an Ansible inventory: every file in it, with its group_vars/ and host_vars/.
+      const { readAnsibleInventory } = await import('./ansible-inventory.js');
+      const { value, warnings } = await readAnsibleInventory(path, { varsDir: path });
+      return normaliseInventory(path, value, path, warnings);
+    }
     text = await readFile(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
+    if (!code) throw error;
     throw new PersonaError(
       'E_USAGE',
       `inventory ${path}: ${code === 'ENOENT' ? 'no such file' : `cannot read (${code})`}`,
       {
-        hint: 'Pass --inventory FILE (JSON, YAML, or an Ansible inventory) or set PERSONA_INVENTORY.',
+        hint: 'Pass --inventory FILE (JSON, YAML, or an Ansible inventory file or directory) or set PERSONA_INVENTORY.',
       },
     );
   }
-  return parseInventoryText(path, text);
+  return parseInventoryText(path, text, { varsDir: dirname(path) });
 }
 
-export async function parseInventoryText(path: string, input: string): Promise<Inventory> {
+/**
+ * An inventory from its text: persona's JSON or YAML (a `hosts` list), else an Ansible inventory (INI, YAML, or the
+ * JSON of `ansible-inventory --list`). `varsDir` is where Ansible's group_vars/ and host_vars/ are looked for (the
+ * inventory's directory when it is read from disk; none for a text alone).
+ */
+export async function parseInventoryText(
+  path: string,
+  input: string,
+  options: { varsDir?: string } = {},
+): Promise<Inventory> {
   const text = stripBom(input);
   const baseDir = dirname(path);
   const trimmed = text.trimStart();
   if (trimmed.startsWith('{')) {
     const value = parseJsonText(path, text) as Record<string, unknown>;
-    return normaliseInventory(path, value, baseDir);
+    if (!('_meta' in value) && (!('hosts' in value) || Array.isArray(value.hosts) || '$schema' in value))
+      return normaliseInventory(path, value, baseDir);
+  } else if (!/^\s*\[[^\]]+\]/m.test(text)) {
+    const { parse } = await import('yaml');
+    let value: unknown;
+    try {
+      value = parse(text, { maxAliasCount: 100 });
+    } catch {
+      value = undefined; // not YAML: Ansible tries it as INI next
+    }
+    if (value && typeof value === 'object' && 'hosts' in value && Array.isArray((value as { hosts: unknown }).hosts))
+      return normaliseInventory(path, value, baseDir);
   }
-  const { fromAnsibleIni, fromAnsibleYaml, looksLikeIni } = await import('./ansible-inventory.js');
-  if (looksLikeIni(text)) {
-    const { value, warnings } = fromAnsibleIni(path, text);
-    return normaliseInventory(path, value, baseDir, warnings);
-  }
-  const { parse } = await import('yaml');
-  let value: unknown;
-  try {
-    value = parse(text, { maxAliasCount: 100 });
-  } catch (error) {
-    throw new PersonaError('E_INVALID_INPUT', `${path}: invalid YAML: ${(error as Error).message}`);
-  }
-  if (
-    value &&
-    typeof value === 'object' &&
-    'hosts' in value &&
-    Array.isArray((value as { hosts: unknown }).hosts)
-  ) {
-    return normaliseInventory(path, value, baseDir);
-  }
-  const ansible = fromAnsibleYaml(path, value);
-  return normaliseInventory(path, ansible.value, baseDir, ansible.warnings);
+  const { readAnsibleInventory } = await import('./ansible-inventory.js');
+  const { value, warnings } = await readAnsibleInventory(path, {
+    text,
+    ...(options.varsDir !== undefined ? { varsDir: options.varsDir } : {}),
+  });
+  return normaliseInventory(path, value, baseDir, warnings);
 }
 
 export function findHost(inventory: Inventory, name: string): InventoryHost {
