@@ -18,6 +18,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import { PersonaError } from '../errors.js';
 import { applicationId, integer, label, labelValue } from '../profile/rules.js';
 import { type PyValue, pyLiteral, shlexSplit } from './ansible-text.js';
+import { address, jumpHost, keyFile, loginUser } from './inventory.js';
 import {
   type InventoryWarning,
   looksSecret,
@@ -701,7 +702,13 @@ function readHostVars(h: ResolvedHost, warnings: WarningCollector, problems: str
       const port = integer(1, 65535).safeParse(Number(text));
       if (!/^\d+$/.test(text.trim()) || !port.success) problems.push(`${v.where}: host "${h.name}": ${name} "${text}" is not a port (1-65535)`);
       else host.port = Number(text);
-    } else host[field] = text;
+    } else {
+      const rule = { address, user: loginUser, key_file: keyFile }[field];
+      const checked = rule.safeParse(text);
+      if (!checked.success)
+        problems.push(`${v.where}: host "${h.name}": ${name} "${text}" ${checked.error.issues[0]?.message ?? 'is invalid'}`);
+      else host[field] = text;
+    }
   }
   for (const [variable, v] of h.vars) {
     if (REACH_VARS.has(variable)) continue;
@@ -721,7 +728,9 @@ function readHostVars(h: ResolvedHost, warnings: WarningCollector, problems: str
         continue;
       }
       const { jump, rest, problem } = sshArgsJump(text);
-      if (jump && !host.jump) host.jump = jump;
+      if (jump && !jumpHost.safeParse(jump).success)
+        problems.push(`${v.where}: host "${h.name}": ${variable}: the bastion "${jump}" must be [user@]host[:port]`);
+      else if (jump && !host.jump) host.jump = jump;
       if (problem) ignore(variable, v, problem);
       else if (rest) ignore(variable, v, 'persona uses only the bastion (ProxyJump, -J or ProxyCommand ssh -W) from it; put other ssh options in an ssh_config');
     } else if (variable === 'ansible_connection') {

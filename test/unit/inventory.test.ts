@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { expandHostPattern, proxyJump } from '../../src/hosts/ansible-inventory.js';
+import { expandHostPattern, proxyJump, sshArgsJump } from '../../src/hosts/ansible-inventory.js';
+import { pyLiteral, shlexSplit } from '../../src/hosts/ansible-text.js';
 import { parseInventoryText } from '../../src/hosts/inventory.js';
 import { looksSecret } from '../../src/hosts/inventory-warnings.js';
 import { SshTransport } from '../../src/hosts/ssh.js';
@@ -65,7 +66,7 @@ describe('inventory', () => {
       problems: [
         { path: '/hosts/0/name', message: expect.stringContaining('must be a host name') },
         { path: '/hosts/1/address', message: expect.stringContaining('must be a DNS name') },
-        { path: '/hosts/2/user', message: expect.stringContaining('user or group name') },
+        { path: '/hosts/2/user', message: expect.stringContaining('must be a user name') },
         { path: '/hosts/3/address', message: expect.stringContaining('must be a DNS name') },
       ],
     });
@@ -130,7 +131,7 @@ describe('inventory', () => {
   });
 
   test('host patterns expand with their zero padding', () => {
-    expect(expandHostPattern('n[08:10].x')).toEqual(['n08.x', 'n09.x', 'n10.x']);
+    expect(expandHostPattern('n[08:10].x')).toEqual({ names: ['n08.x', 'n09.x', 'n10.x'] });
   });
 
   test('Ansible: variables persona cannot use are warnings with host and file:line, not a failed inventory', async () => {
@@ -155,16 +156,9 @@ describe('inventory', () => {
     ]);
     expect(inv.warnings).toEqual([
       {
-        variable: 'ansible_become',
-        value: 'true',
-        message: 'an Ansible setting persona does not use',
-        hosts: ['web01'],
-        where: '/inv/hosts.ini:4',
-      },
-      {
         variable: 'ansible_ssh_common_args',
         value: '-J jump@bastion:2200 -o ServerAliveInterval=9',
-        message: expect.stringContaining('only ProxyJump'),
+        message: expect.stringContaining('persona uses only the bastion'),
         hosts: ['web01'],
         where: '/inv/hosts.ini:5',
       },
@@ -192,8 +186,8 @@ describe('inventory', () => {
     const inv = await parseInventoryText('hosts.yml', yaml);
     expect(inv.hosts[0]!.labels).toEqual({});
     expect(inv.warnings.map((w) => [w.variable, w.value, w.where])).toEqual([
-      ['mounts', undefined, 'hosts.yml'],
-      ['ansible_password', '<redacted>', 'hosts.yml'],
+      ['mounts', undefined, 'hosts.yml:5'],
+      ['ansible_password', '<redacted>', 'hosts.yml:6'],
     ]);
     expect(JSON.stringify(inv)).not.toContain('s3cr3t-pw');
   });
@@ -237,5 +231,97 @@ describe('inventory', () => {
     const ssh = new SshTransport({ multiplex: false });
     const argv = await ssh.argv({ name: 'a', keyFile: '/k/id', jump: 'ops@b' }, 'true');
     expect(argv.slice(-7)).toEqual(['-i', '/k/id', '-J', 'ops@b', '--', 'a', 'true']);
+  });
+
+  test('a range beyond the cap is an error naming the line, not a silent cut', async () => {
+    await expect(parseInventoryText('/inv/hosts.ini', '[big]\nn[0:99999].x\n')).rejects.toThrow(
+      /\/inv\/hosts.ini:2: the range "n\[0:99999\].x" makes 100000 hosts; persona reads at most 10000/,
+    );
+    expect(expandHostPattern('n[0:9999]').names).toHaveLength(10_000);
+  });
+
+  test('ranges: strides, letters, an empty start, nested, with a port', () => {
+    expect(expandHostPattern('n[01:07:3].x').names).toEqual(['n01.x', 'n04.x', 'n07.x']);
+    expect(expandHostPattern('r[a:c]').names).toEqual(['ra', 'rb', 'rc']);
+    expect(expandHostPattern('m[:2]').names).toEqual(['m0', 'm1', 'm2']);
+    expect(expandHostPattern('w[1:2]-[a:b]:2222')).toEqual({ names: ['w1-a', 'w1-b', 'w2-a', 'w2-b'], port: 2222 });
+    expect(expandHostPattern('[2001:db8::1]:22')).toEqual({ names: ['2001:db8::1'], port: 22 });
+    expect(expandHostPattern('2001:db8::1')).toEqual({ names: ['2001:db8::1'] });
+  });
+
+  test("INI values: shlex on host lines, Python literals as Ansible's literal_eval reads them", () => {
+    expect(shlexSplit(`h a="two words" b='x y' c=d#comment`)).toEqual(['h', 'a=two words', 'b=x y', 'c=d']);
+    expect(pyLiteral('22')).toBe(22);
+    expect(pyLiteral('True')).toBe(true);
+    expect(pyLiteral('1.10')).toBe(1.1);
+    expect(pyLiteral("'quoted'")).toBe('quoted');
+    expect(pyLiteral("{ 'root': 'HDD' }")).toEqual({ root: 'HDD' });
+    expect(pyLiteral("['/dev/sda']")).toEqual(['/dev/sda']);
+    expect(pyLiteral('{{ x }}')).toBe('{{ x }}');
+    expect(pyLiteral('042')).toBe('042');
+    expect(pyLiteral('a value')).toBe('a value');
+  });
+
+  test('errors name the host and file:line, not a JSON path', async () => {
+    const ini = '[web]\nweb01 ansible_user="root -oProxyCommand=x"\nweb02 ansible_port=99999\n';
+    const error = await parseInventoryText('/inv/hosts.ini', ini).catch((e: Error) => e);
+    expect(String(error)).toContain('/inv/hosts.ini:2: host "web01": ansible_user "root -oProxyCommand=x"');
+    expect(String(error)).toContain('/inv/hosts.ini:3: host "web02": ansible_port "99999" is not a port');
+    expect(String(error)).not.toContain('/hosts/');
+  });
+
+  test('users such as john.doe and alice@corp.example.com are accepted', async () => {
+    const inv = await parseInventoryText(
+      '/inv/hosts.ini',
+      'a ansible_user=john.doe\nb ansible_user=alice@corp.example.com\n',
+    );
+    expect(inv.hosts.map((h) => h.user)).toEqual(['john.doe', 'alice@corp.example.com']);
+  });
+
+  test('a bastion from ProxyCommand ssh -W, legacy ansible_ssh_*, become, connection=local', async () => {
+    const ini = [
+      '[app]',
+      "a1 ansible_ssh_host=192.0.2.1 ansible_ssh_port=2200 ansible_ssh_user=ops ansible_host=192.0.2.9",
+      '[app:vars]',
+      `ansible_ssh_common_args='-o ProxyCommand="ssh -W %h:%p -q -p 2222 ops@bastion"'`,
+      'ansible_become=true',
+      'ansible_become_user=root',
+      '[control]',
+      'localhost ansible_connection=local',
+    ].join('\n');
+    const inv = await parseInventoryText('/inv/hosts.ini', ini);
+    expect(inv.hosts[0]).toMatchObject({ address: '192.0.2.1', port: 2200, user: 'ops', jump: 'ops@bastion:2222' });
+    expect(inv.hosts[1]).toMatchObject({ name: 'localhost', connection: 'local' });
+    expect(inv.warnings.map((w) => w.variable)).toEqual(['ansible_host', 'ansible_connection']);
+    expect(sshArgsJump('-o ProxyCommand="nc -x p:1080 %h %p"').problem).toContain('a ProxyCommand persona cannot use');
+  });
+
+  test('Jinja, maps, lists, spaces, + and ! are warnings; the inventory is still read', async () => {
+    const ini = [
+      '[osds]',
+      `osd0 osd_crush_location="{ 'root': 'HDD' }" devices="['/dev/sda']" j="{{ x }}" s="a b" p=a+b e=wow! zone=a`,
+    ].join('\n');
+    const inv = await parseInventoryText('/inv/hosts.ini', ini);
+    expect(inv.hosts[0]!.labels).toEqual({ zone: 'a', 'group.osds': 'true' });
+    expect(inv.warnings.map((w) => [w.variable, w.where])).toEqual([
+      ['osd_crush_location', '/inv/hosts.ini:2'],
+      ['devices', '/inv/hosts.ini:2'],
+      ['j', '/inv/hosts.ini:2'],
+      ['s', '/inv/hosts.ini:2'],
+      ['p', '/inv/hosts.ini:2'],
+      ['e', '/inv/hosts.ini:2'],
+    ]);
+  });
+
+  test('an executable inventory script and an inventory plugin are refused: persona runs nothing', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { loadInventory } = await import('../../src/hosts/inventory.js');
+    const dir = mkdtempSync(join(tmpdir(), 'persona-inv-'));
+    writeFileSync(join(dir, 'inv.py'), '#!/bin/sh\ntouch /tmp/never\n', { mode: 0o755 });
+    await expect(loadInventory(join(dir, 'inv.py'))).rejects.toThrow(/never runs inventory scripts/);
+    writeFileSync(join(dir, 'aws_ec2.yml'), 'plugin: amazon.aws.aws_ec2\n');
+    await expect(loadInventory(join(dir, 'aws_ec2.yml'))).rejects.toThrow(/runs no inventory plugins/);
   });
 });
