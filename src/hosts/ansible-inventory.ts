@@ -84,7 +84,8 @@ export class AnsibleData {
     const g = this.group(group);
     if (key === 'ansible_group_priority') {
       const n = Number(v.value);
-      if (!Number.isInteger(n)) throw fail(v.where, `ansible_group_priority must be an integer, not "${String(v.value)}"`);
+      if (!Number.isInteger(n))
+        throw fail(v.where, `ansible_group_priority must be an integer, not "${String(v.value)}"`);
       g.priority = n;
     } else g.vars.set(key, v);
   }
@@ -170,7 +171,8 @@ function parseRange(line: string) {
   const nrange = line.slice(open + 1, close);
   const tail = line.slice(close + 1);
   const bounds = nrange.split(':');
-  if (bounds.length !== 2 && bounds.length !== 3) throw new Error('host range must be begin:end or begin:end:step');
+  if (bounds.length !== 2 && bounds.length !== 3)
+    throw new Error('host range must be begin:end or begin:end:step');
   const beg = bounds[0] || '0';
   const end = bounds[1]!;
   const stepText = bounds[2] ?? '1';
@@ -199,12 +201,19 @@ function parseRange(line: string) {
     throw new Error(`invalid range "[${nrange}]": bounds must be numbers or single letters`);
   const b = Number(beg);
   const e = Number(end);
-  const count = step > 0 ? (e >= b ? Math.floor((e - b) / step) + 1 : 0) : b > e ? Math.floor((b - e) / -step) + 1 : 0;
+  const count =
+    step > 0 ? (e >= b ? Math.floor((e - b) / step) + 1 : 0) : b > e ? Math.floor((b - e) / -step) + 1 : 0;
   const items = () => {
     const out: string[] = [];
     for (let k = 0; k < count; k++) {
       const n = b + k * step;
-      out.push(width ? String(Math.abs(n)).padStart(width - (n < 0 ? 1 : 0), '0').replace(/^/, n < 0 ? '-' : '') : String(n));
+      out.push(
+        width
+          ? String(Math.abs(n))
+              .padStart(width - (n < 0 ? 1 : 0), '0')
+              .replace(/^/, n < 0 ? '-' : '')
+          : String(n),
+      );
     }
     return out;
   };
@@ -295,7 +304,10 @@ export function readIni(data: AnsibleData, source: string, text: string): void {
     } else if (state === 'vars') {
       const eq = line.indexOf('=');
       if (eq < 0) throw fail(where, `expected key=value, got: ${line}`);
-      data.setGroupVar(group, line.slice(0, eq).trim(), { value: pyLiteral(line.slice(eq + 1).trim()), where });
+      data.setGroupVar(group, line.slice(0, eq).trim(), {
+        value: pyLiteral(line.slice(eq + 1).trim()),
+        where,
+      });
     } else {
       const m = GROUP_NAME.exec(line);
       if (!m) throw fail(where, `expected group name, got: ${line}`);
@@ -310,7 +322,10 @@ export function readIni(data: AnsibleData, source: string, text: string): void {
   for (const [name, p] of pending) {
     if (p.state === 'vars')
       throw fail(`${source}:${p.line}`, `section [${name}:vars] is not valid for undefined group: ${name}`);
-    throw fail(`${source}:${p.line}`, `section [${p.parents.at(-1)}:children] includes undefined group: ${name}`);
+    throw fail(
+      `${source}:${p.line}`,
+      `section [${p.parents.at(-1)}:children] includes undefined group: ${name}`,
+    );
   }
 }
 
@@ -360,10 +375,13 @@ function entries(y: YamlReader, node: unknown): Array<[string, unknown, string]>
 /** Reads an Ansible YAML inventory; false when the text is not one (so the INI reader gets it, as in Ansible). */
 export async function readYaml(data: AnsibleData, source: string, text: string): Promise<boolean> {
   const y = await yamlDocument(source, text);
-  if (!y || !y.isMap(y.doc.contents)) return false;
+  if (!y?.isMap(y.doc.contents)) return false;
   const top = entries(y, y.doc.contents) ?? [];
   if (top.some(([k]) => k === 'plugin'))
-    throw fail(source, 'an inventory plugin configuration: persona runs no inventory plugins (it only parses files)');
+    throw fail(
+      source,
+      'an inventory plugin configuration: persona runs no inventory plugins (it only parses files)',
+    );
   if (top.some(([k]) => k === '_meta')) {
     readListJson(data, source, toJs(y, y.doc.contents) as Record<string, unknown>);
     return true;
@@ -379,7 +397,8 @@ export async function readYaml(data: AnsibleData, source: string, text: string):
           throw fail(at, `invalid "${key}" entry for group "${name}": it must be a mapping`);
         continue;
       }
-      if (key === 'vars') for (const [k, v, w] of items) data.setGroupVar(name, k, { value: toJs(y, v), where: w });
+      if (key === 'vars')
+        for (const [k, v, w] of items) data.setGroupVar(name, k, { value: toJs(y, v), where: w });
       else if (key === 'children')
         for (const [child, childNode, w] of items) {
           parseGroup(child, childNode, w);
@@ -409,13 +428,15 @@ function readListJson(data: AnsibleData, source: string, value: Record<string, u
     data.group(name);
     const g = node as { hosts?: unknown; children?: unknown; vars?: unknown };
     if (Array.isArray(g.children)) for (const child of g.children) data.addChild(name, String(child));
-    if (Array.isArray(g.hosts)) for (const host of g.hosts) data.addHost(String(host), name, undefined, source);
+    if (Array.isArray(g.hosts))
+      for (const host of g.hosts) data.addHost(String(host), name, undefined, source);
     if (g.vars && typeof g.vars === 'object')
       for (const [k, v] of Object.entries(g.vars)) data.setGroupVar(name, k, { value: v, where: source });
   }
   for (const [host, vars] of Object.entries(meta?.hostvars ?? {})) {
     const h = data.addHost(host, undefined, undefined, source);
-    for (const [k, v] of Object.entries(vars ?? {})) h.vars.set(k, { value: v, where: `${source} (hostvars of ${host})` });
+    for (const [k, v] of Object.entries(vars ?? {}))
+      h.vars.set(k, { value: v, where: `${source} (hostvars of ${host})` });
   }
 }
 
@@ -423,7 +444,8 @@ function readListJson(data: AnsibleData, source: string, value: Record<string, u
 // Sources: files, directories, group_vars/ and host_vars/.
 
 /** Names Ansible skips in an inventory directory (INVENTORY_IGNORE_EXTS and the always-ignored names). */
-const IGNORED = /^\.|^host_vars$|^group_vars$|^vars_plugins$|(?:\.pyc|\.pyo|\.swp|\.bak|~|\.rpm|\.md|\.txt|\.rst|\.orig|\.ini|\.cfg|\.retry)$/;
+const IGNORED =
+  /^\.|^host_vars$|^group_vars$|^vars_plugins$|(?:\.pyc|\.pyo|\.swp|\.bak|~|\.rpm|\.md|\.txt|\.rst|\.orig|\.ini|\.cfg|\.retry)$/;
 
 /** Reads one inventory source (a file or a directory) into data, as Ansible's inventory manager does. */
 export async function readAnsibleSource(data: AnsibleData, path: string, text?: string): Promise<void> {
@@ -442,7 +464,10 @@ export async function readAnsibleSource(data: AnsibleData, path: string, text?: 
       () => false,
     );
     if (executable)
-      throw fail(path, 'an executable inventory script: persona never runs inventory scripts (save its --list output as JSON)');
+      throw fail(
+        path,
+        'an executable inventory script: persona never runs inventory scripts (save its --list output as JSON)',
+      );
   }
   const ext = extname(path);
   if (ext === '.toml') throw fail(path, 'a TOML inventory: persona reads INI, YAML and JSON inventories');
@@ -477,7 +502,10 @@ async function dirVarsFiles(dir: string): Promise<string[]> {
 async function readVarsFile(path: string): Promise<Map<string, Var>> {
   const text = await readFile(path, 'utf8');
   if (text.startsWith('$ANSIBLE_VAULT'))
-    throw fail(path, 'an Ansible Vault file: persona cannot decrypt it (leave secrets out of the inventory it reads)');
+    throw fail(
+      path,
+      'an Ansible Vault file: persona cannot decrypt it (leave secrets out of the inventory it reads)',
+    );
   const y = await yamlDocument(path, text);
   if (!y) throw fail(path, 'invalid YAML');
   const out = new Map<string, Var>();
@@ -492,7 +520,8 @@ async function varsFromDirs(dirs: readonly string[], kind: 'group_vars' | 'host_
   const out = new Map<string, Var>();
   if (name.startsWith('/')) return out;
   for (const dir of dirs)
-    for (const file of await varsFiles(join(dir, kind), name)) for (const [k, v] of await readVarsFile(file)) out.set(k, v);
+    for (const file of await varsFiles(join(dir, kind), name))
+      for (const [k, v] of await readVarsFile(file)) out.set(k, v);
   return out;
 }
 
@@ -500,12 +529,15 @@ async function varsFromDirs(dirs: readonly string[], kind: 'group_vars' | 'host_
 // Precedence: ansible.vars.manager.VariableManager.get_vars for an inventory host.
 
 function reconcile(data: AnsibleData): void {
-  for (const g of data.groups.values()) if (g.name !== 'all' && g.parents.size === 0) data.addChild('all', g.name);
+  for (const g of data.groups.values())
+    if (g.name !== 'all' && g.parents.size === 0) data.addChild('all', g.name);
   const member = new Set<string>();
-  for (const g of data.groups.values()) if (g.name !== 'all' && g.name !== 'ungrouped') for (const h of g.hosts) member.add(h);
+  for (const g of data.groups.values())
+    if (g.name !== 'all' && g.name !== 'ungrouped') for (const h of g.hosts) member.add(h);
   const ungrouped = data.group('ungrouped');
   ungrouped.hosts = ungrouped.hosts.filter((h) => !member.has(h));
-  for (const h of data.hosts.keys()) if (!member.has(h) && !ungrouped.hosts.includes(h)) ungrouped.hosts.push(h);
+  for (const h of data.hosts.keys())
+    if (!member.has(h) && !ungrouped.hosts.includes(h)) ungrouped.hosts.push(h);
 }
 
 function depths(data: AnsibleData): Map<string, number> {
@@ -580,7 +612,12 @@ export async function resolveHosts(data: AnsibleData): Promise<ResolvedHost[]> {
     put(host.vars);
     put(await varsFromDirs(data.varsDirs, 'host_vars', host.name));
     put(data.finalVars.get(host.name) ?? new Map());
-    out.push({ name: host.name, groups: sorted.map((g) => g.name).filter((g) => g !== 'ungrouped'), vars, where: host.where });
+    out.push({
+      name: host.name,
+      groups: sorted.map((g) => g.name).filter((g) => g !== 'ungrouped'),
+      vars,
+      where: host.where,
+    });
   }
   return out;
 }
@@ -634,7 +671,8 @@ function toPersona(hosts: ResolvedHost[]): AnsibleReading {
       else
         warnings.add({
           variable: name,
-          message: 'the group name is not usable as a label (letters, digits, . _ / -, at most 63 characters)',
+          message:
+            'the group name is not usable as a label (letters, digits, . _ / -, at most 63 characters)',
           host: h.name,
           where: h.where,
         });
@@ -667,7 +705,8 @@ const REACH = {
 } as const;
 const REACH_VARS = new Set<string>(Object.values(REACH).flat());
 
-const hostNameRe = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/;
+const hostNameRe =
+  /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$/;
 
 /** One host's variables, each used for reaching the host, as its apps, as a label, or reported. */
 function readHostVars(h: ResolvedHost, warnings: WarningCollector, problems: string[]): PersonaHost {
@@ -688,25 +727,34 @@ function readHostVars(h: ResolvedHost, warnings: WarningCollector, problems: str
     const name = names.find((n) => h.vars.has(n));
     if (!name) continue;
     const v = h.vars.get(name)!;
-    for (const other of names) if (other !== name && h.vars.has(other)) ignore(other, h.vars.get(other)!, `${name} is used instead (Ansible gives it precedence)`);
+    for (const other of names)
+      if (other !== name && h.vars.has(other))
+        ignore(other, h.vars.get(other)!, `${name} is used instead (Ansible gives it precedence)`);
     const text = scalarText(v.value);
     if (text === undefined) {
       ignore(name, v, 'not a string or number: persona cannot use it');
       continue;
     }
     if (isJinja(text)) {
-      ignore(name, v, `a Jinja template: persona does not evaluate templates${field === 'address' ? `; it reaches the host as "${h.name}"` : ''}`);
+      ignore(
+        name,
+        v,
+        `a Jinja template: persona does not evaluate templates${field === 'address' ? `; it reaches the host as "${h.name}"` : ''}`,
+      );
       continue;
     }
     if (field === 'port') {
       const port = integer(1, 65535).safeParse(Number(text));
-      if (!/^\d+$/.test(text.trim()) || !port.success) problems.push(`${v.where}: host "${h.name}": ${name} "${text}" is not a port (1-65535)`);
+      if (!/^\d+$/.test(text.trim()) || !port.success)
+        problems.push(`${v.where}: host "${h.name}": ${name} "${text}" is not a port (1-65535)`);
       else host.port = Number(text);
     } else {
       const rule = { address, user: loginUser, key_file: keyFile }[field];
       const checked = rule.safeParse(text);
       if (!checked.success)
-        problems.push(`${v.where}: host "${h.name}": ${name} "${text}" ${checked.error.issues[0]?.message ?? 'is invalid'}`);
+        problems.push(
+          `${v.where}: host "${h.name}": ${name} "${text}" ${checked.error.issues[0]?.message ?? 'is invalid'}`,
+        );
       else host[field] = text;
     }
   }
@@ -717,9 +765,15 @@ function readHostVars(h: ResolvedHost, warnings: WarningCollector, problems: str
     else if (variable === 'persona_apps') {
       if (text === undefined) ignore(variable, v, 'must be a comma-separated list of application ids');
       else {
-        const apps = text.split(',').map((s) => s.trim()).filter(Boolean);
+        const apps = text
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
         const bad = apps.filter((a) => !applicationId.safeParse(a).success);
-        if (bad.length) problems.push(`${v.where}: host "${h.name}": persona_apps: "${bad.join('", "')}" not application ids`);
+        if (bad.length)
+          problems.push(
+            `${v.where}: host "${h.name}": persona_apps: "${bad.join('", "')}" not application ids`,
+          );
         host.apps = apps;
       }
     } else if (variable === 'ansible_ssh_common_args' || variable === 'ansible_ssh_extra_args') {
@@ -729,17 +783,32 @@ function readHostVars(h: ResolvedHost, warnings: WarningCollector, problems: str
       }
       const { jump, rest, problem } = sshArgsJump(text);
       if (jump && !jumpHost.safeParse(jump).success)
-        problems.push(`${v.where}: host "${h.name}": ${variable}: the bastion "${jump}" must be [user@]host[:port]`);
+        problems.push(
+          `${v.where}: host "${h.name}": ${variable}: the bastion "${jump}" must be [user@]host[:port]`,
+        );
       else if (jump && !host.jump) host.jump = jump;
       if (problem) ignore(variable, v, problem);
-      else if (rest) ignore(variable, v, 'persona uses only the bastion (ProxyJump, -J or ProxyCommand ssh -W) from it; put other ssh options in an ssh_config');
+      else if (rest)
+        ignore(
+          variable,
+          v,
+          'persona uses only the bastion (ProxyJump, -J or ProxyCommand ssh -W) from it; put other ssh options in an ssh_config',
+        );
     } else if (variable === 'ansible_connection') {
       if (text === 'local') {
         host.connection = 'local';
-        ignore(variable, v, 'the host is this machine: persona does not run steps locally yet, so it reaches this host over ssh to its address; use an inventory entry that ssh can reach');
+        ignore(
+          variable,
+          v,
+          'the host is this machine: persona does not run steps locally yet, so it reaches this host over ssh to its address; use an inventory entry that ssh can reach',
+        );
       } else if (!['ssh', 'smart', 'paramiko'].includes(text ?? ''))
         ignore(variable, v, 'persona reaches hosts over SSH only; this host may be unreachable to it');
-    } else if (variable === 'ansible_become' || variable === 'ansible_become_user' || variable === 'ansible_become_method') {
+    } else if (
+      variable === 'ansible_become' ||
+      variable === 'ansible_become_user' ||
+      variable === 'ansible_become_method'
+    ) {
       const becomeOk =
         (variable === 'ansible_become' && ['true', 'yes', '1'].includes((text ?? '').toLowerCase())) ||
         (variable === 'ansible_become_user' && text === 'root') ||
@@ -750,7 +819,8 @@ function readHostVars(h: ResolvedHost, warnings: WarningCollector, problems: str
           v,
           'persona runs root commands directly as root, or through `sudo -n` for any other user; it does not become another user or use another method',
         );
-    } else if (variable.startsWith('ansible_')) ignore(variable, v, 'an Ansible setting persona does not use');
+    } else if (variable.startsWith('ansible_'))
+      ignore(variable, v, 'an Ansible setting persona does not use');
     else if (text === undefined)
       ignore(variable, v, v.value === null ? 'has no value' : 'a list or a mapping: not usable as a label');
     else if (isJinja(text)) ignore(variable, v, 'a Jinja template: persona does not evaluate templates');

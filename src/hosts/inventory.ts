@@ -24,7 +24,7 @@ import {
  */
 const dnsLabel = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?';
 const ipv6 = '[0-9A-Fa-f]*:[0-9A-Fa-f:.]*';
-const hostName = z
+export const hostName = z
   .string({ error: 'must be a host name' })
   .max(253, { error: 'must be a host name of at most 253 characters' })
   .regex(new RegExp(`^(?:${dnsLabel}(?:\\.${dnsLabel})*\\.?|${ipv6})$`), {
@@ -248,7 +248,12 @@ export async function parseInventoryText(
     } catch {
       value = undefined; // not YAML: Ansible tries it as INI next
     }
-    if (value && typeof value === 'object' && 'hosts' in value && Array.isArray((value as { hosts: unknown }).hosts))
+    if (
+      value &&
+      typeof value === 'object' &&
+      'hosts' in value &&
+      Array.isArray((value as { hosts: unknown }).hosts)
+    )
       return normaliseInventory(path, value, baseDir);
   }
   const { readAnsibleInventory } = await import('./ansible-inventory.js');

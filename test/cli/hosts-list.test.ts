@@ -3,9 +3,10 @@
  */
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { startConsulServer } from '../fakes/consul-server.js';
 import { repoRoot, runBin, runInProcess } from '../helpers/cli.js';
+import { fakeSsh } from '../helpers/fake-ssh.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const ini = `${repoRoot}test/fixtures/inventory/hosts.ini`;
@@ -28,6 +29,7 @@ describe('persona hosts list', () => {
       user: 'deploy',
       key_file: '~/.ssh/persona_ed25519',
       jump: 'ops@bastion:2222',
+      connection: 'ssh',
       labels: { zone: 'eu-1', 'group.web': 'true' },
       apps: ['billing-api'],
     });
@@ -117,6 +119,29 @@ describe('persona hosts list', () => {
   });
 });
 
+describe('persona hosts probe --json with an Ansible inventory', () => {
+  test('a secret-looking variable is neither a label nor printed; the addresses are the fake ssh, never the inventory', async () => {
+    const fake = fakeSsh();
+    for (const [name, value] of Object.entries(fake.env)) vi.stubEnv(name, value);
+    try {
+      const dir = tempDir();
+      const inv = join(dir, 'hosts.ini');
+      writeFileSync(
+        inv,
+        '[db]\nok-db1 ansible_host=127.0.0.1 ansible_port=9 ansible_user=john.doe db_password=hunter2 vault_token=s3cr3t zone=a\n',
+      );
+      const r = await runInProcess(['hosts', 'probe', '--json', '--inventory', inv], {
+        env: { PERSONA_STATE_DIR: tempDir() },
+      });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('ok-db1');
+      expect(r.stdout + r.stderr).not.toMatch(/hunter2|s3cr3t/);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+});
+
 const a = (file: string) => `--inventory=${file}`;
 
 describe('persona hosts list --inventory consul://', () => {
@@ -156,6 +181,52 @@ describe('persona hosts list --inventory consul://', () => {
         ['db_password', '<redacted>', ['db-1']],
         ['note', 'two words', ['db-1']],
       ]);
+    } finally {
+      await consul.close();
+    }
+  });
+
+  test('one odd node does not make the catalog invalid: its odd parts are warnings, an unreachable node is left out', async () => {
+    const consul = await startConsulServer();
+    try {
+      const register = async (body: unknown) => {
+        const put = await fetch(`${consul.url}/v1/catalog/register`, {
+          method: 'PUT',
+          body: JSON.stringify(body),
+        });
+        expect(put.status).toBe(200);
+      };
+      await register({ Node: 'good-1', Address: '127.0.0.8', Service: { Service: 'orders-db' } });
+      await register({
+        Node: 'odd-1',
+        Address: '127.0.0.9',
+        NodeMeta: { note: 'two words', rack: 'r2' },
+        Service: { Service: 'Redis' },
+      });
+      await register({
+        Node: 'odd-2',
+        Address: '127.0.0.10',
+        NodeMeta: { ssh_user: 'root -oProxyCommand=x' },
+      });
+      const r = await runInProcess([
+        'hosts',
+        'list',
+        '--json',
+        '--inventory',
+        `consul://127.0.0.1:${consul.port}/persona`,
+      ]);
+      expect(r.code).toBe(0);
+      const data = JSON.parse(r.stdout) as Listed;
+      expect(data.hosts.find((h) => h.name === 'good-1')).toMatchObject({ apps: ['orders-db'] });
+      expect(data.hosts.find((h) => h.name === 'odd-1')).toMatchObject({ apps: [], labels: { rack: 'r2' } });
+      expect(data.hosts.map((h) => h.name)).not.toContain('odd-2');
+      expect(data.warnings.map((w) => [w.variable, w.hosts])).toEqual(
+        expect.arrayContaining([
+          ['note', ['odd-1']],
+          ['service Redis', ['odd-1']],
+          ['ssh_user', ['odd-2']],
+        ]),
+      );
     } finally {
       await consul.close();
     }

@@ -64,18 +64,26 @@ beforeAll(async () => {
   const [binary] = requireBinaries('ansible-inventory');
   const home = mkdtempSync(join(tmpdir(), 'persona-ansible-'));
   writeFileSync(join(home, 'ansible.cfg'), '');
-  const python = readFileSync(binary!, 'utf8').split('\n')[0]!.replace(/^#!\s*/, '').split(/\s+/)[0]!;
+  const python = readFileSync(binary!, 'utf8')
+    .split('\n')[0]!
+    .replace(/^#!\s*/, '')
+    .split(/\s+/)[0]!;
   const started = Date.now();
   const batch = fileURLToPath(new URL('../helpers/ansible-inventory-batch.py', import.meta.url));
   const [{ stdout }, single] = await Promise.all([
-    run(python, [batch, ...sources.filter((s) => !isListJson(s))], { env: env(home), cwd: home, maxBuffer: 64 << 20 }),
+    run(python, [batch, ...sources.filter((s) => !isListJson(s))], {
+      env: env(home),
+      cwd: home,
+      maxBuffer: 64 << 20,
+    }),
     run(binary!, ['-i', corpus[0]!, '--list'], { env: env(home), cwd: home }),
   ]);
   oracleMs = Date.now() - started;
   answers = JSON.parse(stdout) as typeof answers;
   // The batch is ansible-inventory: the same answer as the binary for the same source.
   expect(answers[corpus[0]!]?.list).toEqual(JSON.parse(single.stdout));
-  for (const s of sources.filter(isListJson)) answers[s] = { list: JSON.parse(readFileSync(s, 'utf8')) as ListJson };
+  for (const s of sources.filter(isListJson))
+    answers[s] = { list: JSON.parse(readFileSync(s, 'utf8')) as ListJson };
 }, 60_000);
 
 interface Expected {
@@ -98,7 +106,10 @@ function expectedHosts(list: ListJson): Map<string, Expected> {
       if (!seen.has(c)) for (const h of members(c, seen.add(c))) out.add(h);
     return out;
   };
-  const names = new Set([...groups.flatMap(([, g]) => g.hosts ?? []), ...Object.keys(list._meta?.hostvars ?? {})]);
+  const names = new Set([
+    ...groups.flatMap(([, g]) => g.hosts ?? []),
+    ...Object.keys(list._meta?.hostvars ?? {}),
+  ]);
   const out = new Map<string, Expected>();
   for (const name of names) {
     const vars = list._meta?.hostvars?.[name] ?? {};
@@ -106,7 +117,7 @@ function expectedHosts(list: ListJson): Map<string, Expected> {
     const address = scalarText(pick('ansible_ssh_host', 'ansible_host'));
     const port = pick('ansible_ssh_port', 'ansible_port');
     const user = scalarText(pick('ansible_ssh_user', 'ansible_user'));
-    const templated = (t: string | undefined) => t !== undefined && t.includes('{{');
+    const templated = (t: string | undefined) => t?.includes('{{') === true;
     out.set(name, {
       address: address !== undefined && !templated(address) ? address : name,
       ...(port !== undefined ? { port: Number(port) } : {}),
@@ -146,12 +157,16 @@ function compare(inventory: Inventory, list: ListJson): string[] {
   const got = new Map(inventory.hosts.map((h) => [h.name, h]));
   const sorted = (xs: Iterable<string>) => [...xs].sort();
   if (JSON.stringify(sorted(got.keys())) !== JSON.stringify(sorted(expected.keys())))
-    diffs.push(`hosts: persona ${sorted(got.keys()).join(',')} / ansible ${sorted(expected.keys()).join(',')}`);
+    diffs.push(
+      `hosts: persona ${sorted(got.keys()).join(',')} / ansible ${sorted(expected.keys()).join(',')}`,
+    );
   for (const [name, want] of expected) {
     const h = got.get(name);
     if (!h) continue;
     const warned = (variable: string) =>
-      inventory.warnings.some((w) => w.variable === variable && (w.hosts.includes(name) || w.hosts.includes('*')));
+      inventory.warnings.some(
+        (w) => w.variable === variable && (w.hosts.includes(name) || w.hosts.includes('*')),
+      );
     if (h.address !== want.address) diffs.push(`${name}: address ${h.address} / ansible ${want.address}`);
     if (h.port !== want.port) diffs.push(`${name}: port ${h.port} / ansible ${want.port}`);
     if (h.user !== want.user && !(want.user !== undefined && warned('ansible_user')))
@@ -165,11 +180,14 @@ function compare(inventory: Inventory, list: ListJson): string[] {
     for (const [k, v] of Object.entries(want.vars)) {
       if (CONSUMED.has(k)) continue;
       if (k in h.labels) {
-        if (h.labels[k] !== scalarText(v)) diffs.push(`${name}: ${k}=${h.labels[k]} / ansible ${JSON.stringify(v)}`);
-      } else if (!warned(k)) diffs.push(`${name}: ${k} neither a label nor a warning (ansible ${JSON.stringify(v)})`);
+        if (h.labels[k] !== scalarText(v))
+          diffs.push(`${name}: ${k}=${h.labels[k]} / ansible ${JSON.stringify(v)}`);
+      } else if (!warned(k))
+        diffs.push(`${name}: ${k} neither a label nor a warning (ansible ${JSON.stringify(v)})`);
     }
     for (const k of Object.keys(h.labels))
-      if (!k.startsWith('group.') && !(k in want.vars)) diffs.push(`${name}: label ${k} is not an Ansible variable`);
+      if (!k.startsWith('group.') && !(k in want.vars))
+        diffs.push(`${name}: label ${k} is not an Ansible variable`);
   }
   return diffs;
 }

@@ -244,7 +244,10 @@ describe('inventory', () => {
     expect(expandHostPattern('n[01:07:3].x').names).toEqual(['n01.x', 'n04.x', 'n07.x']);
     expect(expandHostPattern('r[a:c]').names).toEqual(['ra', 'rb', 'rc']);
     expect(expandHostPattern('m[:2]').names).toEqual(['m0', 'm1', 'm2']);
-    expect(expandHostPattern('w[1:2]-[a:b]:2222')).toEqual({ names: ['w1-a', 'w1-b', 'w2-a', 'w2-b'], port: 2222 });
+    expect(expandHostPattern('w[1:2]-[a:b]:2222')).toEqual({
+      names: ['w1-a', 'w1-b', 'w2-a', 'w2-b'],
+      port: 2222,
+    });
     expect(expandHostPattern('[2001:db8::1]:22')).toEqual({ names: ['2001:db8::1'], port: 22 });
     expect(expandHostPattern('2001:db8::1')).toEqual({ names: ['2001:db8::1'] });
   });
@@ -281,7 +284,7 @@ describe('inventory', () => {
   test('a bastion from ProxyCommand ssh -W, legacy ansible_ssh_*, become, connection=local', async () => {
     const ini = [
       '[app]',
-      "a1 ansible_ssh_host=192.0.2.1 ansible_ssh_port=2200 ansible_ssh_user=ops ansible_host=192.0.2.9",
+      'a1 ansible_ssh_host=192.0.2.1 ansible_ssh_port=2200 ansible_ssh_user=ops ansible_host=192.0.2.9',
       '[app:vars]',
       `ansible_ssh_common_args='-o ProxyCommand="ssh -W %h:%p -q -p 2222 ops@bastion"'`,
       'ansible_become=true',
@@ -290,10 +293,17 @@ describe('inventory', () => {
       'localhost ansible_connection=local',
     ].join('\n');
     const inv = await parseInventoryText('/inv/hosts.ini', ini);
-    expect(inv.hosts[0]).toMatchObject({ address: '192.0.2.1', port: 2200, user: 'ops', jump: 'ops@bastion:2222' });
+    expect(inv.hosts[0]).toMatchObject({
+      address: '192.0.2.1',
+      port: 2200,
+      user: 'ops',
+      jump: 'ops@bastion:2222',
+    });
     expect(inv.hosts[1]).toMatchObject({ name: 'localhost', connection: 'local' });
     expect(inv.warnings.map((w) => w.variable)).toEqual(['ansible_host', 'ansible_connection']);
-    expect(sshArgsJump('-o ProxyCommand="nc -x p:1080 %h %p"').problem).toContain('a ProxyCommand persona cannot use');
+    expect(sshArgsJump('-o ProxyCommand="nc -x p:1080 %h %p"').problem).toContain(
+      'a ProxyCommand persona cannot use',
+    );
   });
 
   test('Jinja, maps, lists, spaces, + and ! are warnings; the inventory is still read', async () => {

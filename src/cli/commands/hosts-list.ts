@@ -36,6 +36,8 @@ function describeHost(h: InventoryHost) {
     user: h.user ?? null,
     key_file: h.keyFile ?? null,
     jump: h.jump ?? null,
+    /** `local`: Ansible's ansible_connection=local (persona still reaches it over ssh; see the warning). */
+    connection: h.connection ?? 'ssh',
     // Secret-looking labels are refused when the inventory is read; this keeps a future path from printing one.
     labels: Object.fromEntries(Object.entries(h.labels).map(([k, v]) => [k, looksSecret(k) ? REDACTED : v])),
     apps: h.apps,
@@ -62,7 +64,7 @@ function render(
     ['host', 'address', 'port', 'user', 'key file', 'jump', 'labels', 'apps'],
     hosts.map((h) => [
       h.name,
-      h.address,
+      h.connection === 'local' ? `${h.address} (local)` : h.address,
       h.port ?? dash,
       h.user ?? dash,
       h.key_file ?? dash,
