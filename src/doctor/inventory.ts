@@ -1,9 +1,9 @@
 /**
  * The inventory parses, and what persona leaves out of it is said plainly: every warning of the inventory loader
- * (the variables it ignored or could not use, the same ones `persona hosts list` shows), and host_vars/group_vars
- * directories, which it does not read.
+ * (the variables it ignored or could not use, the same ones `persona hosts list` shows). An Ansible inventory may
+ * be a directory; group_vars/ and host_vars/ beside it are read as Ansible reads them.
  */
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { errorMessage, isPersonaError } from '../errors.js';
 import type { Inventory } from '../hosts/inventory.js';
 import type { Check, CheckResult } from './check.js';
@@ -13,8 +13,7 @@ export const checkInventory: Check = async (input, ports): Promise<CheckResult> 
   const { value, source } = input.settings.inventory;
   const where = value.startsWith('consul:') ? value : resolve(input.cwd, value);
   const fix = 'name the inventory with --inventory FILE, PERSONA_INVENTORY or inventory in persona.yaml';
-  const text = value.startsWith('consul:') ? undefined : await ports.readText(where);
-  if (!value.startsWith('consul:') && text === undefined)
+  if (!value.startsWith('consul:') && !(await ports.exists(where)))
     return source.from === 'default'
       ? { id: 'inventory', status: 'warn', summary: `no inventory (${value} does not exist)`, fix }
       : { id: 'inventory', status: 'fail', summary: `${where} does not exist`, fix };
@@ -30,12 +29,9 @@ export const checkInventory: Check = async (input, ports): Promise<CheckResult> 
       fix: (isPersonaError(error) && error.hint) || 'fix the inventory: persona refuses to run with it',
     };
   }
-  const notes = [
-    ...inventory.warnings.map(
-      (w) => `${w.where}: ${w.variable} (${plural(w.hosts.length, 'host')}): ${w.message}`,
-    ),
-    ...(text === undefined ? [] : await unreadDirs(where, ports.exists)),
-  ];
+  const notes = inventory.warnings.map(
+    (w) => `${w.where}: ${w.variable} (${plural(w.hosts.length, 'host')}): ${w.message}`,
+  );
   const summary = `${where}: ${plural(inventory.hosts.length, 'host')}`;
   if (notes.length === 0) return { id: 'inventory', status: 'ok', summary };
   return {
@@ -46,11 +42,3 @@ export const checkInventory: Check = async (input, ports): Promise<CheckResult> 
     details: { ignored: notes },
   };
 };
-
-/** host_vars/ and group_vars/ beside an inventory file: Ansible reads them, persona does not (yet). */
-async function unreadDirs(path: string, exists: (p: string) => Promise<boolean>): Promise<string[]> {
-  const notes: string[] = [];
-  for (const dir of ['host_vars', 'group_vars'])
-    if (await exists(join(dirname(path), dir))) notes.push(`${dir}/ next to the inventory: not read`);
-  return notes;
-}

@@ -169,7 +169,7 @@ describe('inventory', () => {
     return { i, p: ports({ ...local, loadInventory: () => loadInventory(path) }) };
   };
   test('the default inventory missing: warn; a named one missing: fail', async () => {
-    const p = ports({ readText: async () => undefined });
+    const p = ports({ exists: async () => false });
     expect((await run(checkInventory, input(), p)).status).toBe('warn');
     expect((await run(checkInventory, input({ inventory: set('/x/hosts.json') }), p)).status).toBe('fail');
   });
@@ -186,11 +186,12 @@ describe('inventory', () => {
     expect(r.status).toBe('fail');
     expect(r.summary).toMatch(/\/hosts\/0/);
   });
-  test('an Ansible inventory: warn for every variable the loader ignores (as hosts list shows), and host_vars/', async () => {
+  test('an Ansible inventory: warn for every variable the loader ignores (as hosts list shows), host_vars/ read', async () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'host_vars'));
+    writeFileSync(join(dir, 'host_vars', 'web1.yml'), 'ansible_connection: winrm\n');
     const ini =
-      '[web]\nweb1 ansible_host=10.0.0.1 ansible_ssh_private_key_file=~/k ansible_become=yes db_password=hunter2\n';
+      '[web]\nweb1 ansible_host=10.0.0.1 ansible_ssh_private_key_file=~/k ansible_become=no db_password=hunter2\n';
     const { i, p } = real(dir, 'hosts.ini', ini);
     const r = await run(checkInventory, i, p);
     expect(r.status).toBe('warn');
@@ -198,7 +199,7 @@ describe('inventory', () => {
     expect(ignored).toHaveLength(3);
     expect(ignored[0]).toMatch(/hosts\.ini:2: ansible_become \(1 host\): /);
     expect(ignored[1]).toMatch(/hosts\.ini:2: db_password \(1 host\): looks like a secret/);
-    expect(ignored[2]).toBe('host_vars/ next to the inventory: not read');
+    expect(ignored[2]).toMatch(/host_vars\/web1\.yml:1: ansible_connection \(1 host\): persona reaches hosts over SSH only/);
     expect(JSON.stringify(r)).not.toContain('hunter2');
   });
 });
