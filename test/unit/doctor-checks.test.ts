@@ -199,7 +199,9 @@ describe('inventory', () => {
     expect(ignored).toHaveLength(3);
     expect(ignored[0]).toMatch(/hosts\.ini:2: ansible_become \(1 host\): /);
     expect(ignored[1]).toMatch(/hosts\.ini:2: db_password \(1 host\): looks like a secret/);
-    expect(ignored[2]).toMatch(/host_vars\/web1\.yml:1: ansible_connection \(1 host\): persona reaches hosts over SSH only/);
+    expect(ignored[2]).toMatch(
+      /host_vars\/web1\.yml:1: ansible_connection \(1 host\): persona reaches hosts over SSH only/,
+    );
     expect(JSON.stringify(r)).not.toContain('hunter2');
   });
 });
