@@ -38,6 +38,8 @@ export interface PowerContext {
   /** For store: secrets. */
   readonly backend: KvBackend;
   readonly redactor: Redactor;
+  /** The allowed_sources patterns for env: and file: secrets; absent: the default. */
+  readonly allowedSources?: readonly string[];
   readonly signal: AbortSignal;
 }
 
@@ -134,10 +136,11 @@ const withoutFinalNewline = (value: string) => value.replace(/\r?\n$/, '');
 export async function powerEnv(power: PowerFence, ctx: PowerContext): Promise<Record<string, string>> {
   const env = localEnv(ctx.env);
   for (const [name, ref] of Object.entries(power.env ?? {})) {
-    const value = await resolveSecret(ref, `fencing.power env ${name}`, {
+    const value = await resolveSecret(ref, `/fencing/power/env/${name}`, {
       env: ctx.env,
       backend: ctx.backend,
       redactor: ctx.redactor,
+      ...(ctx.allowedSources ? { allowed: ctx.allowedSources } : {}),
     });
     env[name] = withoutFinalNewline(value);
   }
