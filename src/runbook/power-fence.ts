@@ -136,7 +136,7 @@ const withoutFinalNewline = (value: string) => value.replace(/\r?\n$/, '');
 export async function powerEnv(power: PowerFence, ctx: PowerContext): Promise<Record<string, string>> {
   const env = localEnv(ctx.env);
   for (const [name, ref] of Object.entries(power.env ?? {})) {
-    const value = await resolveSecret(ref, `/fencing/power/env/${name}`, {
+    const value = await resolveSecret(ref, `fencing.power env ${name}`, {
       env: ctx.env,
       backend: ctx.backend,
       redactor: ctx.redactor,

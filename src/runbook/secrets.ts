@@ -77,11 +77,11 @@ export function secretUses(profile: Profile): SecretUse[] {
     source: kinds[ref.slice(0, ref.indexOf(':'))] ?? 'unknown',
   });
   return [
-    ...profile.security_profile.encryption_keys.map((key, i) =>
-      use(`/security_profile/encryption_keys/${i}/secret, key ${key.name}`, key.secret),
+    ...profile.security_profile.encryption_keys.map((key) =>
+      use(`security_profile key ${key.name}`, key.secret),
     ),
     ...Object.entries(profile.fencing?.power?.env ?? {}).map(([name, ref]) =>
-      use(`/fencing/power/env/${name}`, ref),
+      use(`fencing.power env ${name}`, ref),
     ),
   ];
 }

@@ -126,11 +126,11 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
 
   // Secrets first, on this machine: one that cannot be read stops the step before anything changes.
   const secrets = new Map<string, string>();
-  for (const [i, key] of sec.encryption_keys.entries()) {
+  for (const key of sec.encryption_keys) {
     try {
       secrets.set(
         key.name,
-        await resolveSecret(key.secret, `/security_profile/encryption_keys/${i}/secret, key ${key.name}`, {
+        await resolveSecret(key.secret, `security_profile key ${key.name}`, {
           env: ctx.env,
           backend: ctx.backend,
           redactor: ctx.redactor,
