@@ -392,7 +392,7 @@ function firewallProblems(profile: Profile): Problem[] {
   if (cut >= 0)
     problems.push({
       path: `/network_configuration/firewall_rules/${cut}`,
-      message: `${rules[cut]!.action}s SSH (tcp port 22), which persona needs to reach the host: put a rule that accepts tcp port 22 from your network before it`,
+      message: `${rules[cut]!.action}s SSH (tcp port 22), which persona needs to reach the host: first accept that port from your network in an earlier rule`,
     });
   return problems;
 }

@@ -480,7 +480,7 @@ describe("firewall rules that would cut persona's own SSH", () => {
       {
         path: '/network_configuration/firewall_rules/0',
         message:
-          'drops SSH (tcp port 22), which persona needs to reach the host: put a rule that accepts tcp port 22 from your network before it',
+          'drops SSH (tcp port 22), which persona needs to reach the host: first accept that port from your network in an earlier rule',
       },
     ]);
     expect(
