@@ -502,6 +502,16 @@ describe('configure plans what differs, and a second plan sees it done', () => {
     expect(w.installArgs?.slice(-3)).toEqual(['--', 'socat=1.8.*', 'rsync']);
   });
 
+  test("a secret outside the run's allowed_sources blocks the step before any action, saying how to allow it", async () => {
+    const { ctx } = configureContext(freshWorld());
+    const plan = await configureStep.plan({ ...ctx, allowedSources: ['env:BILLING_*'] });
+    expect(plan.blocked?.message).toBe(
+      "secret env:DEMO_SESSION_KEY (security_profile key session-key): not read: it is not in the allowed secret sources (env:BILLING_*): add a pattern for it to allowed_sources in persona's config file (or PERSONA_ALLOWED_SOURCES)",
+    );
+    const allowed = await configureStep.plan({ ...ctx, allowedSources: ['env:DEMO_*'] });
+    expect(allowed.blocked).toBeUndefined();
+  });
+
   test('without nft and without nftables in the stack, the firewall blocks the step', async () => {
     const w = freshWorld();
     const { ctx } = configureContext(w);

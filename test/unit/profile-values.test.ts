@@ -859,3 +859,23 @@ describe('refused: duplicate keys in a JSON profile', () => {
     expect(parseJsonText('t', '{"a": {"x": 1}, "b": {"x": 2}, "x": [{"x": 1}, {"x": 2}]}')).toBeTruthy();
   });
 });
+
+describe('the allow-list reaches the steps', () => {
+  test("stepContext carries the run's allowed_sources", async () => {
+    const { stepContext } = await import('../../src/runbook/step-context.js');
+    const ctx = stepContext(
+      {
+        journal: { run_id: 'r', steps: [] },
+        env: {},
+        stateDir: '/tmp',
+        reporter: { event: () => {} },
+        redactor: { redact: (s: string) => s },
+        ssh: {},
+        allowedSources: ['env:APP_*'],
+      } as never,
+      new AbortController().signal,
+      { kind: 'configure', log: [] } as never,
+    );
+    expect(ctx.allowedSources).toEqual(['env:APP_*']);
+  });
+});
