@@ -879,3 +879,44 @@ describe('the allow-list reaches the steps', () => {
     expect(ctx.allowedSources).toEqual(['env:APP_*']);
   });
 });
+
+describe('the probe and the broker on this machine (dpkg, apt lists)', async () => {
+  const hasApt = async () =>
+    (
+      await execa('sh', ['-c', 'ls /var/lib/apt/lists/*_Packages* && command -v dpkg-query'], {
+        reject: false,
+      })
+    ).exitCode === 0;
+
+  test.runIf(await hasApt())(
+    'an architecture, a glob, a minimum and a stale pin, as the real probe script reports them',
+    async () => {
+      const { probeHost } = await import('../../src/hosts/probe.js');
+      const arch = (await execa('dpkg', ['--print-architecture'])).stdout.trim();
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's format
+      const installed = (await execa('dpkg-query', ['-W', '-f=${Version}', 'bash'])).stdout.trim();
+      const local = {
+        script: async (_t: SshTarget, script: string, args: readonly string[]) => {
+          const r = await execa('sh', ['-s', '--', ...args], { input: script, reject: false });
+          return {
+            exitCode: r.exitCode ?? 1,
+            stdout: String(r.stdout),
+            stderr: String(r.stderr),
+            durationMs: 1,
+          };
+        },
+      };
+      const stack = [`libc6:${arch}`, `bash=${installed.split('.')[0]}.*`, 'dpkg>=1.0', 'coreutils=0.1-1'];
+      const probed = await probeHost(local as never, inv('here'), { packages: stack });
+      expect(probed.ok).toBe(true);
+      const [ranked] = rankHosts(reqOf(stack, 1), [probed]);
+      expect(ranked!.software).toMatchObject({
+        present: [`libc6:${arch}`, `bash=${installed.split('.')[0]}.*`, 'dpkg>=1.0'],
+        unavailable: ['coreutils=0.1-1'],
+      });
+      const reason = ranked!.reasons.find((r) => r.code === 'software')!;
+      expect(reason.message).toMatch(/coreutils=0\.1-1 \(a stale pin: the sources offer \S+\)$/);
+      expect(reason.fix).toMatch(/^pin the version the sources offer: coreutils=\S+ in software_stack/);
+    },
+  );
+});
