@@ -643,6 +643,23 @@ describe('authorized_keys lines with options, cert-authority; user names with do
     ]);
   });
 
+  test.runIf(process.getuid?.() === 0)(
+    'useradd (Debian 12) takes john.doe, in a scratch passwd database',
+    async () => {
+      const root = tempDir('persona-passwd-');
+      const { mkdirSync } = await import('node:fs');
+      mkdirSync(join(root, 'etc'));
+      writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/bash\n');
+      writeFileSync(join(root, 'etc/group'), 'root:x:0:\n');
+      writeFileSync(join(root, 'etc/shadow'), 'root:*:19000:0:99999:7:::\n', { mode: 0o600 });
+      writeFileSync(join(root, 'etc/gshadow'), 'root:*::\n', { mode: 0o600 });
+      const name = valid([['security_profile', 'users'], [{ name: 'john.doe' }]]).security_profile.users[0]!
+        .name;
+      await execa('useradd', ['--prefix', root, '-M', '-U', '--', name]);
+      expect(readFileSync(join(root, 'etc/passwd'), 'utf8')).toMatch(/^john\.doe:x:\d+:\d+:/m);
+    },
+  );
+
   test('the lines persona writes are lines ssh-keygen reads as keys with their options', async () => {
     const dir = tempDir('persona-akeys-');
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'x', '-f', join(dir, 'k')]);
