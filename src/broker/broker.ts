@@ -6,6 +6,7 @@
 import type { InventoryHost } from '../hosts/inventory.js';
 import type { HostFacts, PackageFact } from '../hosts/parse-probe.js';
 import type { ProbeResult } from '../hosts/probe.js';
+import { parsePackageSpec, satisfies } from '../profile/package-spec.js';
 import type { Profile } from '../profile/schema.js';
 
 export type Strategy = 'best-fit' | 'spread' | 'most-free';
@@ -27,7 +28,7 @@ export function requirementsOf(profile: Profile): Requirements {
   return {
     app: profile.id,
     cores: profile.required_cores,
-    ramBytes: profile.required_ram_gb * GiB,
+    ramBytes: Math.round(profile.required_ram_gb * GiB),
     storageBytes: profile.required_storage_gb * GiB,
     dataPath: profile.data.paths[0] ?? '/',
     packages: profile.software_stack,
@@ -59,6 +60,11 @@ export interface SoftwareFit {
   /** Not installed and the host cannot say whether its sources offer it (no package lists yet). */
   unknown: string[];
   unavailable: string[];
+  /**
+   * Exact pins the host's sources no longer offer, with the version they do offer (a stale pin: the repository
+   * moved on to a newer point release).
+   */
+  stale?: Array<{ spec: string; offered: string }>;
 }
 
 export interface ScoreBreakdown {
@@ -97,15 +103,39 @@ export const gib = (bytes: number) => Number((bytes / GiB).toFixed(2));
 const fmt = (bytes: number) => `${gib(bytes)} GiB`;
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
-export function softwareFit(packages: readonly PackageFact[], facts: HostFacts): SoftwareFit {
+/**
+ * How the host meets the software stack. `stack` is software_stack as the profile writes it: the probe asks about
+ * exact pins (name=version) and plain names; a glob or a minimum is matched here against what the host has and
+ * what its sources offer, as its package manager orders versions.
+ */
+export function softwareFit(
+  packages: readonly PackageFact[],
+  facts: HostFacts,
+  stack: readonly string[] = [],
+): SoftwareFit {
   const fit: SoftwareFit = { present: [], toInstall: [], unknown: [], unavailable: [] };
+  const manager = facts.packages.manager;
   for (const p of packages) {
-    const spec = p.wanted ? `${p.name}=${p.wanted}` : p.name;
-    if (p.installed && (!p.wanted || p.installed === p.wanted)) fit.present.push(spec);
-    else if (facts.packages.manager === 'none') fit.unavailable.push(spec);
-    else if (p.wanted ? p.wantedAvailable === true : p.candidate !== undefined) fit.toInstall.push(spec);
-    else if (facts.packages.manager !== 'dpkg' || facts.packages.aptLists === 0) fit.unknown.push(spec);
-    else fit.unavailable.push(spec);
+    const written = stack.find((s) => parsePackageSpec(s)?.query === p.name);
+    const spec = written ?? (p.wanted ? `${p.name}=${p.wanted}` : p.name);
+    const parsed = parsePackageSpec(spec) ?? { name: p.name, query: p.name };
+    const ok = (version: string | undefined) => satisfies(parsed, version, manager);
+    if (ok(p.installed)) fit.present.push(spec);
+    else if (manager === 'none') fit.unavailable.push(spec);
+    else if (
+      parsed.op === '='
+        ? p.wantedAvailable === true || (p.candidate !== undefined && p.candidate === parsed.version)
+        : ok(p.candidate)
+    )
+      fit.toInstall.push(spec);
+    else if (manager !== 'dpkg' || facts.packages.aptLists === 0) fit.unknown.push(spec);
+    else {
+      fit.unavailable.push(spec);
+      if (parsed.op === '=' && p.candidate) {
+        fit.stale ??= [];
+        fit.stale.push({ spec, offered: p.candidate });
+      }
+    }
   }
   return fit;
 }
@@ -150,13 +180,30 @@ function hardFilters(
     });
   }
   if (software.unavailable.length > 0) {
+    const stale = software.stale ?? [];
+    const pinFix = stale.map(({ spec, offered }) => `${parsePackageSpec(spec)?.query}=${offered}`);
     reasons.push({
       code: 'software',
-      message: `not available from the host's package sources: ${software.unavailable.join(', ')}`,
-      fix: 'add a package source that offers them, or relax the versions in software_stack',
+      message: `not available from the host's package sources: ${software.unavailable
+        .map((spec) => {
+          const s = stale.find((x) => x.spec === spec);
+          return s ? `${spec} (a stale pin: the sources offer ${s.offered})` : spec;
+        })
+        .join(', ')}`,
+      fix:
+        stale.length > 0 && stale.length === software.unavailable.length
+          ? `pin the version the sources offer: ${pinFix.join(', ')} in software_stack (or a glob like ${globOf(stale[0]!)})`
+          : `${stale.length > 0 ? `pin ${pinFix.join(', ')} in software_stack; for the others, ` : ''}add a package source that offers them, or relax the versions in software_stack`,
     });
   }
   return reasons;
+}
+
+/** `redis-server=5:7.0.15-1~deb12u*` for a stale `redis-server=5:7.0.15-1~deb12u1`: the same release, any update. */
+function globOf(stale: { spec: string }): string {
+  const p = parsePackageSpec(stale.spec);
+  const version = (p?.version ?? '').replace(/\d+$/, '*');
+  return `${p?.query}=${version.endsWith('*') ? version : `${version}*`}`;
 }
 
 const weightsFor: Record<Strategy, Record<string, number>> = {
@@ -228,7 +275,7 @@ export function rankHosts(
       return { ...base, verdict: 'rejected', reasons };
     }
     const { facts } = r;
-    const software = softwareFit(facts.packages.requested, facts);
+    const software = softwareFit(facts.packages.requested, facts, req.packages);
     reasons.push(...hardFilters(req, r.host, facts, software));
     const summary = {
       cores: facts.cores.usable,

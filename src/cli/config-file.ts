@@ -6,6 +6,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument } from 'yaml';
 import { PersonaError } from '../errors.js';
+import { parseAllowedSources } from '../runbook/secret-allow.js';
 import type { ConfigFile, FileValue, SettingDef, SettingKey } from './settings.js';
 import { settingDefs } from './settings.js';
 
@@ -45,6 +46,18 @@ function checkValue(def: SettingDef, raw: unknown, dir: string, env: NodeJS.Proc
     if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < def.min! || raw > def.max!)
       throw bad(where, `${def.key} must be a whole number from ${def.min} to ${def.max}, got ${show(raw)}`);
     return raw;
+  }
+  if (def.kind === 'patterns') {
+    // A YAML list or one comma-separated string.
+    const text = Array.isArray(raw) && raw.every((p) => typeof p === 'string') ? raw.join(',') : raw;
+    if (typeof text !== 'string')
+      throw bad(
+        where,
+        `${def.key} must be a list of patterns like env:APP_* or file:/etc/app/*, got ${show(raw)}`,
+      );
+    const parsed = parseAllowedSources(text);
+    if ('error' in parsed) throw bad(where, `${def.key}: ${parsed.error}`);
+    return parsed.patterns.join(',');
   }
   if (typeof raw !== 'string' || raw.trim() === '' || /[\0\n]/.test(raw))
     throw bad(where, `${def.key} must be a non-empty string (${def.describe}), got ${show(raw)}`);

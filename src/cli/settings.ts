@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { GlobalOptions } from '../context.js';
 import { PersonaError } from '../errors.js';
+import { DEFAULT_ALLOWED_SOURCES, parseAllowedSources } from '../runbook/secret-allow.js';
 import { DEFAULT_STORE } from '../stores/open.js';
 
 export type SettingSource =
@@ -36,11 +37,13 @@ export interface Settings {
   concurrency: Setting<number | undefined>;
   /** Seconds a dead holder's lock lingers. */
   lock_ttl: Setting<number>;
+  /** Comma-separated patterns of the env: and file: secret references a run may read (runbook/secret-allow.ts). */
+  allowed_sources: Setting<string>;
 }
 
 export type SettingKey = keyof Settings;
 
-type Kind = 'store' | 'inventory' | 'path' | 'count';
+type Kind = 'store' | 'inventory' | 'path' | 'count' | 'patterns';
 
 export interface SettingDef {
   key: SettingKey;
@@ -108,6 +111,12 @@ export const settingDefs: readonly SettingDef[] = [
     max: 86_400,
     describe: "seconds a dead holder's lock lingers",
   },
+  {
+    key: 'allowed_sources',
+    kind: 'patterns',
+    env: 'PERSONA_ALLOWED_SOURCES',
+    describe: 'env: and file: secret references a run may read, comma-separated patterns',
+  },
 ];
 
 export const DEFAULT_INVENTORY = './inventory.json';
@@ -148,6 +157,12 @@ function checkCount(def: SettingDef, n: number, name: string, text: string): num
   return n;
 }
 
+export function checkPatterns(name: string, text: string): string[] {
+  const parsed = parseAllowedSources(text);
+  if ('error' in parsed) throw new PersonaError('E_USAGE', `${name}: ${parsed.error}`);
+  return parsed.patterns;
+}
+
 const parseEnvCount = (def: SettingDef, text: string) =>
   checkCount(def, /^\s*\d{1,9}\s*$/.test(text) ? Number(text) : Number.NaN, def.env, text);
 
@@ -177,6 +192,7 @@ export function resolveSettings(
     }
     const fromEnv = env[def.env];
     if (fromEnv !== undefined && fromEnv !== '') {
+      if (def.kind === 'patterns') checkPatterns(def.env, fromEnv);
       const value =
         def.kind === 'count'
           ? parseEnvCount(def, fromEnv)
@@ -197,6 +213,7 @@ export function resolveSettings(
     connect_timeout: DEFAULT_CONNECT_TIMEOUT_S,
     concurrency: undefined,
     lock_ttl: DEFAULT_LOCK_TTL_S,
+    allowed_sources: DEFAULT_ALLOWED_SOURCES,
   };
   const out: Partial<Record<SettingKey, Setting<unknown>>> = {};
   for (const def of settingDefs) out[def.key] = pick(def, defaults[def.key]);

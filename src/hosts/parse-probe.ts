@@ -96,7 +96,8 @@ export function parseProbeOutput(output: string, requested: readonly string[] = 
   const requestedFacts: PackageFact[] = requested.map((spec) => {
     const [name = spec, wanted] = spec.split('=', 2);
     const installed = kv.get(`pkg_installed:${name}`);
-    const candidate = kv.get(`pkg_candidate:${name}`);
+    // apt-cache policy heads a native-architecture package without its ":arch" (libc6:amd64 -> "libc6:").
+    const candidate = kv.get(`pkg_candidate:${name}`) ?? kv.get(`pkg_candidate:${name.split(':')[0]}`);
     const available = kv.get(`pkg_version_available:${name}`);
     return {
       name,

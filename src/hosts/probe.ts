@@ -2,8 +2,10 @@
  * Probing candidate hosts: one SSH round trip each, bounded concurrency, a deadline per host. An unreachable host
  * is a result with its reason, never a failure of the whole probe.
  */
+
 import { availableParallelism } from 'node:os';
 import { isPersonaError, PersonaError } from '../errors.js';
+import { probeSpec } from '../profile/package-spec.js';
 import { mapPool } from '../util/pool.js';
 import type { InventoryHost } from './inventory.js';
 import { type HostFacts, ProbeParseError, parseProbeOutput } from './parse-probe.js';
@@ -46,7 +48,8 @@ export async function probeHost(
   options: ProbeOptions = {},
 ): Promise<ProbeResult> {
   const started = Date.now();
-  const packages = options.packages ?? [];
+  // Exact pins and plain names: a glob or a minimum is matched by the broker (package-spec.ts).
+  const packages = (options.packages ?? []).map(probeSpec);
   try {
     const result = await ssh.script(host, probeScript, [options.dataPath ?? '/', ...packages], {
       timeoutMs: options.deadlineMs ?? 15_000,

@@ -75,22 +75,57 @@ export function parseJsonText(
 ): unknown {
   const text = stripBom(input);
   checkLimits(source, text, limits);
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     const found = locateJsonError(text);
     if (found) throw syntaxError(source, text, found.offset, found.message);
     const message = error instanceof Error ? error.message : String(error);
     throw new PersonaError('E_JSON_SYNTAX', `${source}: invalid JSON: ${message}`, { details: { source } });
   }
+  // JSON.parse keeps the last of two equal keys: a reader of the text may believe the first.
+  const dup = locateJsonError(text, { duplicates: true }) as DuplicateKey | undefined;
+  if (dup) {
+    const { line, column } = positionAt(text, dup.offset);
+    const first = positionAt(text, dup.first);
+    throw new PersonaError(
+      'E_JSON_SYNTAX',
+      `${source}:${line}:${column}: duplicate key ${JSON.stringify(dup.key)} in the object at ${dup.path || '/'} (first at line ${first.line}, column ${first.column}): only one value can apply`,
+      {
+        details: {
+          source,
+          line,
+          column,
+          path: `${dup.path}/${dup.key.replaceAll('~', '~0').replaceAll('/', '~1')}`,
+        },
+        hint: 'Keep one of the two, with the value you mean.',
+      },
+    );
+  }
+  return value;
+}
+
+interface DuplicateKey {
+  offset: number;
+  message: string;
+  key: string;
+  /** JSON pointer of the object holding both. */
+  path: string;
+  first: number;
 }
 
 /** A strict JSON scanner used only to locate the first error; depth is already bounded by checkLimits. */
-export function locateJsonError(text: string): { offset: number; message: string } | undefined {
+export function locateJsonError(
+  text: string,
+  options: { duplicates?: boolean } = {},
+): { offset: number; message: string } | undefined {
   let i = 0;
+  const path: string[] = [];
   const fail = (message: string, at = i): never => {
     throw { offset: at, message };
   };
+  const pointer = () => path.map((p) => `/${p.replaceAll('~', '~0').replaceAll('/', '~1')}`).join('');
   const ws = () => {
     while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
   };
@@ -143,14 +178,31 @@ export function locateJsonError(text: string): { offset: number; message: string
       i++;
       return;
     }
+    const keys = new Map<string, number>();
     for (;;) {
       ws();
       if (text[i] !== '"') fail(`unexpected ${describe()}; expected a property name in double quotes`);
+      const start = i;
       string();
+      const key = JSON.parse(text.slice(start, i)) as string;
+      if (options.duplicates) {
+        const first = keys.get(key);
+        if (first !== undefined)
+          throw {
+            offset: start,
+            message: 'duplicate key',
+            key,
+            path: pointer(),
+            first,
+          } satisfies DuplicateKey;
+        keys.set(key, start);
+      }
       ws();
       if (text[i] !== ':') fail(`unexpected ${describe()}; expected ":" after the property name`);
       i++;
+      path.push(key);
       value();
+      path.pop();
       ws();
       if (text[i] === ',') {
         i++;
@@ -170,8 +222,10 @@ export function locateJsonError(text: string): { offset: number; message: string
       i++;
       return;
     }
-    for (;;) {
+    for (let n = 0; ; n++) {
+      path.push(String(n));
       value();
+      path.pop();
       ws();
       if (text[i] === ',') {
         i++;

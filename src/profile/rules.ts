@@ -4,6 +4,7 @@
  * Each rule carries its own message; schema.ts composes them.
  */
 import * as z from 'zod';
+import { packageSpecPattern, parsePackageSpec } from './package-spec.js';
 
 const MAX_INT = 1_000_000;
 
@@ -36,30 +37,68 @@ export const applicationId = pattern(
   63,
 ).refine((s) => !s.includes('..'), { error: 'must not contain ".."' });
 
-/** Debian/RPM package names; an optional exact version after "=". */
-export const packageSpecPattern = /^[a-z0-9][a-z0-9+._-]{0,99}(?:=[A-Za-z0-9][A-Za-z0-9.+~:_-]{0,99})?$/;
+/**
+ * Debian/RPM package names (capitals allowed: NetworkManager, perl-DBI), an optional Debian architecture
+ * (libc6:amd64), and an optional version: "=1.22.1-9" exactly, "=1.22.*" a glob, ">=1.22" a minimum
+ * (see package-spec.ts).
+ */
+export { packageSpecPattern } from './package-spec.js';
 export const packageSpec = pattern(
   packageSpecPattern,
-  'must be a package name with an optional exact version, like "nginx" or "nginx=1.22.1-9" (letters, digits, + . _ - ~ :)',
-  201,
-);
+  'must be a package name, an optional :arch and version, like "nginx", "libc6:amd64", "nginx=1.22.1-9", "php=8.2.*" or "redis>=7.0"',
+  240,
+).refine((s) => parsePackageSpec(s) !== undefined, { error: 'must not use "*" in a minimum version (">=")' });
 
 export const unixName = pattern(
-  /^[a-z_][a-z0-9_-]{0,31}$/,
-  'must be a user or group name: lowercase letters, digits, "_" or "-", starting with a letter or "_"',
+  /^[a-z_][a-z0-9_.-]{0,31}$/,
+  'must be a user or group name: lowercase letters, digits, ".", "_" or "-", starting with a letter or "_"',
   32,
 );
 
-const absPathRe = /^\/(?:[A-Za-z0-9._@+=,-]+\/?)*$/;
-const rule = 'must be an absolute path of letters, digits and . _ @ + = , - (no spaces, quotes or "..")';
-export const absolutePath = pattern(absPathRe, rule, 4096).refine(
-  (p) => !p.split('/').some((seg) => seg === '..' || seg === '.'),
-  { error: 'must not contain "." or ".." path segments' },
+/**
+ * An inventory host's name, by the same rule as the inventory (src/hosts/inventory.ts): a profile that names a
+ * host (data.backup.host) accepts every name an inventory can hold.
+ */
+export const hostNamePattern = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$/;
+export const hostName = z.string({ error: 'must be a host name' }).regex(hostNamePattern, {
+  error: 'must be a host name: letters, digits, ".", "_" or "-", starting with a letter or digit',
+});
+
+/** Spaces are allowed inside a name ("/srv/My Files"): paths reach the host only as arguments, never as script text. */
+const absPathRe = /^\/(?:[A-Za-z0-9._@+=, -]+\/?)*$/;
+const rule = 'must be an absolute path of letters, digits, spaces and . _ @ + = , - (no quotes or "..")';
+export const absolutePath = pattern(absPathRe, rule, 4096)
+  .refine((p) => !p.split('/').some((seg) => seg === '..' || seg === '.'), {
+    error: 'must not contain "." or ".." path segments',
+  })
+  .refine((p) => !p.split('/').some((seg) => seg !== seg.trim()), {
+    error: 'must not have a name that starts or ends with a space',
+  });
+
+/** Octal, with the setuid/setgid/sticky digit when wanted: "0644", "600", "2755". */
+export const fileMode = pattern(
+  /^[0-7]?[0-7]{3}$/,
+  'must be an octal file mode like "0644", "600" or "2755"',
+  4,
 );
 
-export const fileMode = pattern(/^0?[0-7]{3}$/, 'must be an octal file mode like "0644" or "600"', 4);
-
 export const port = integer(1, 65535);
+
+/** A destination port, or a range "30000-32767" (nft's syntax, lowest first). */
+export const portRangeText = z
+  .string({ error: 'must be a port or a range of ports like "30000-32767"' })
+  .max(11)
+  .regex(/^[1-9]\d{0,4}-[1-9]\d{0,4}$/, { error: 'must be a port or a range of ports like "30000-32767"' })
+  .refine(
+    (s) => {
+      const [lo = 0, hi = 0] = s.split('-').map(Number);
+      return lo < hi && hi <= 65535;
+    },
+    { error: 'must be a range of ports from 1 to 65535, the lower port first' },
+  );
+export const portOrRange = z.union([port, portRangeText], {
+  error: 'must be a port (1-65535) or a range of ports like "30000-32767"',
+});
 
 function ipv4Ok(s: string): boolean {
   const parts = s.split('.');
@@ -85,12 +124,79 @@ export function cidrOk(s: string): boolean {
   return false;
 }
 
+/** The address of a valid CIDR as a number, and its width (32 or 128). */
+function cidrValue(s: string): { value: bigint; width: number; bits: number; v6: boolean } {
+  const [addr = '', bitsText = ''] = s.split('/');
+  const bits = Number(bitsText);
+  if (!addr.includes(':')) {
+    const value = addr.split('.').reduce((n, octet) => (n << 8n) | BigInt(Number(octet)), 0n);
+    return { value, width: 32, bits, v6: false };
+  }
+  const [head = '', tail] = addr.split('::');
+  const groups = (text: string) => (text === '' ? [] : text.split(':'));
+  const h = groups(head);
+  const t = tail === undefined ? [] : groups(tail);
+  const all = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  const value = all.reduce((n, g) => (n << 16n) | BigInt(Number.parseInt(g, 16)), 0n);
+  return { value, width: 128, bits, v6: true };
+}
+
+/** The network a CIDR names, with its host bits cleared: "10.0.0.0/8" for "10.1.2.3/8". */
+export function cidrNetwork(s: string): string {
+  const { value, width, bits, v6 } = cidrValue(s);
+  const mask = ((1n << BigInt(width)) - 1n) ^ ((1n << BigInt(width - bits)) - 1n);
+  const net = value & mask;
+  if (!v6) return `${[24n, 16n, 8n, 0n].map((sh) => String((net >> sh) & 255n)).join('.')}/${bits}`;
+  const hextets = [112n, 96n, 80n, 64n, 48n, 32n, 16n, 0n].map((sh) => ((net >> sh) & 0xffffn).toString(16));
+  // The longest run of zero groups becomes "::".
+  let best = { at: -1, len: 0 };
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && hextets[j] === '0') j++;
+    if (j - i > best.len && j - i > 1) best = { at: i, len: j - i };
+    i = j === i ? i + 1 : j;
+  }
+  const text =
+    best.at < 0
+      ? hextets.join(':')
+      : `${hextets.slice(0, best.at).join(':')}::${hextets.slice(best.at + best.len).join(':')}`;
+  return `${text}/${bits}`;
+}
+
+/** Whether a valid CIDR has bits set after its prefix ("10.1.2.3/8"): nft would refuse it, or mean another range. */
+export function cidrHostBitsSet(s: string): boolean {
+  const { value, width, bits } = cidrValue(s);
+  return (value & ((1n << BigInt(width - bits)) - 1n)) !== 0n;
+}
+
+const cidrRule = 'must be an IP range in CIDR notation, like "10.0.0.0/8" or "fd00::/64"';
 export const cidr = z
-  .string({ error: 'must be an IP range in CIDR notation, like "10.0.0.0/8" or "fd00::/64"' })
+  .string({ error: cidrRule })
   .max(43)
-  .refine(cidrOk, { error: 'must be an IP range in CIDR notation, like "10.0.0.0/8" or "fd00::/64"' });
+  .refine(cidrOk, { error: cidrRule, abort: true })
+  .superRefine((s, ctx) => {
+    if (cidrHostBitsSet(s))
+      ctx.addIssue({
+        code: 'custom',
+        message: `has host bits set after the prefix: write the network, "${cidrNetwork(s)}" (or /${s.includes(':') ? 128 : 32} for one address)`,
+        input: s,
+      });
+  });
 
 export const vlanId = integer(1, 4094);
+
+/**
+ * References to the operator's own credentials, refused in every profile whatever the allow-list
+ * (see secret-allow.ts): a profile must not be able to copy persona's SSH keys or store token onto a host.
+ */
+export function operatorCredential(ref: string): string | undefined {
+  if (ref.startsWith('file:') && ref.split('/').includes('.ssh'))
+    return "a file in an .ssh directory (someone's SSH keys)";
+  if (ref === 'env:CONSUL_HTTP_TOKEN') return "persona's Consul token (CONSUL_HTTP_TOKEN)";
+  if (ref.startsWith('env:ETCDCTL_')) return "persona's etcd credentials (ETCDCTL_*)";
+  if (ref === 'env:PERSONA_STORE_TOKEN') return "persona's store token (PERSONA_STORE_TOKEN)";
+  return undefined;
+}
 
 /**
  * Secrets are references, never values: env:NAME, file:/absolute/path, or store:key (a key in the profile store).
@@ -107,6 +213,16 @@ export const secretRef = z
   })
   .refine((s) => secretRefPattern.test(s) && !s.includes('/../') && !s.endsWith('/..'), {
     error: 'must be a secret reference: env:NAME, file:/path or store:key',
+    abort: true,
+  })
+  .superRefine((s, ctx) => {
+    const why = operatorCredential(s);
+    if (why)
+      ctx.addIssue({
+        code: 'custom',
+        message: `names ${why}, which persona never sends to a host: give the application a secret of its own`,
+        input: s,
+      });
   });
 
 /**
@@ -121,11 +237,57 @@ export const envName = pattern(
   error: 'must not be PATH, HOME, LANG, LC_ALL or TZ (persona passes those from its own environment)',
 });
 
-/** An OpenSSH public key line (public keys are not secrets). */
+/** The options sshd accepts before a key in authorized_keys (sshd(8), AUTHORIZED_KEYS FILE FORMAT). */
+export const authorizedKeyOptions = [
+  'agent-forwarding',
+  'cert-authority',
+  'command',
+  'environment',
+  'expiry-time',
+  'from',
+  'no-agent-forwarding',
+  'no-port-forwarding',
+  'no-pty',
+  'no-user-rc',
+  'no-x11-forwarding',
+  'permitlisten',
+  'permitopen',
+  'port-forwarding',
+  'principals',
+  'pty',
+  'no-touch-required',
+  'verify-required',
+  'restrict',
+  'tunnel',
+  'user-rc',
+  'x11-forwarding',
+];
+const keyType =
+  '(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com)';
+const keyOption = '[A-Za-z0-9-]+(?:="(?:[^"\\\\\\x00-\\x1f\\x7f]|\\\\")*")?';
+const authorizedKeyRe = new RegExp(
+  `^(?:(${keyOption}(?:,${keyOption})*) )?${keyType} [A-Za-z0-9+/]+={0,3}(?: [\\x20-\\x7e]{0,200})?$`,
+);
+
+/**
+ * An OpenSSH authorized_keys line (public keys are not secrets), options allowed:
+ * `from="10.0.0.0/8",no-pty ssh-ed25519 AAAA... ci`, `cert-authority ssh-ed25519 AAAA... ca`.
+ */
 export const authorizedKey = pattern(
-  /^(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}(?: [\x20-\x7e]{0,200})?$/,
-  'must be one OpenSSH public key line, like "ssh-ed25519 AAAA... comment"',
+  authorizedKeyRe,
+  'must be one authorized_keys line: options if any, then a public key, like \'from="10.0.0.0/8",no-pty ssh-ed25519 AAAA... ci\'',
   16384,
+).refine(
+  (line) => {
+    const options = authorizedKeyRe.exec(line)?.[1];
+    if (!options) return true;
+    // One option after another (a quoted value may hold commas): the name is what precedes "=" or ",".
+    const one = new RegExp(`,?(${keyOption})`, 'y');
+    const names: string[] = [];
+    for (let m = one.exec(options); m; m = one.exec(options)) names.push(m[1]!.split('=')[0]!);
+    return names.every((n) => authorizedKeyOptions.includes(n.toLowerCase()));
+  },
+  { error: `must use only options sshd knows (${authorizedKeyOptions.slice(0, 6).join(', ')}, ...)` },
 );
 
 /**
@@ -164,6 +326,13 @@ export const httpUrl = pattern(
   /^https?:\/\/(?:[A-Za-z0-9.-]+|\{host\}|\{address\}|\[[0-9a-fA-F:]+\])(?::\d{1,5})?(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$/,
   'must be an http(s) URL without spaces (placeholders {host} and {address} allowed in the host part)',
   2048,
+);
+
+/** A Host header: a DNS name or address, an optional port. */
+export const hostHeader = pattern(
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9a-fA-F:]+\])(?::\d{1,5})?$/,
+  'must be a host name with an optional port, like "app.example.com:8443"',
+  260,
 );
 
 export const httpPath = pattern(

@@ -14,6 +14,8 @@ import {
   description,
   envName,
   fileMode,
+  hostHeader,
+  hostName,
   httpPath,
   httpUrl,
   integer,
@@ -22,6 +24,7 @@ import {
   number,
   packageSpec,
   port,
+  portOrRange,
   secretRef,
   socketAddress,
   unixName,
@@ -33,13 +36,28 @@ const list = <T extends z.ZodType>(item: T, max = 256) =>
 
 const firewallRule = z
   .strictObject({
-    port: port.meta({ description: 'Destination port.' }),
-    protocol: z.enum(['tcp', 'udp'], { error: 'must be "tcp" or "udp"' }),
-    source: cidr.meta({ description: 'Source range in CIDR notation; 0.0.0.0/0 for any IPv4 source.' }),
+    port: portOrRange.optional().meta({
+      description:
+        'Destination port, or a range "30000-32767"; required for tcp and udp, absent for icmp and icmpv6.',
+    }),
+    protocol: z.enum(['tcp', 'udp', 'icmp', 'icmpv6'], {
+      error: 'must be "tcp", "udp", "icmp" or "icmpv6"',
+    }),
+    source: z
+      .union([z.literal('any'), cidr], {
+        error: 'must be "any" or an IP range in CIDR notation, like "10.0.0.0/8" or "fd00::/64"',
+      })
+      .meta({
+        description:
+          'Source range in CIDR notation. The family is explicit: 0.0.0.0/0 is every IPv4 source (no IPv6 one), ::/0 every IPv6 source, "any" both.',
+      }),
     action: z.enum(['accept', 'drop', 'reject'], { error: 'must be "accept", "drop" or "reject"' }),
     comment: description.optional(),
   })
-  .meta({ description: 'One inbound firewall rule, applied with nftables on the target host.' });
+  .meta({
+    description:
+      "One inbound firewall rule, applied with nftables on the target host. A drop or reject rule that covers persona's SSH port is refused unless an earlier rule accepts that port.",
+  });
 
 const networkConfiguration = z
   .strictObject({
@@ -67,7 +85,9 @@ const encryptionKey = z
     path: absolutePath.meta({ description: 'Where the key is written on the target host.' }),
     owner: unixName.default('root'),
     group: unixName.optional(),
-    mode: fileMode.default('0600'),
+    mode: fileMode.default('0600').meta({
+      description: 'Octal; never readable, writable or executable by others (the last digit is 0).',
+    }),
   })
   .meta({
     description: 'An encryption key, given as a secret reference and written to the target with tight modes.',
@@ -108,16 +128,18 @@ const performanceMetrics = z
 const backup = z
   .strictObject({
     path: absolutePath.meta({ description: 'Where the backup copy lives.' }),
-    host: applicationId.optional().meta({
-      description: 'Inventory host holding the backup; absent: a path on the machine running persona.',
+    host: hostName.optional().meta({
+      description:
+        'Inventory host holding the backup (any name the inventory accepts); absent: a path on the machine running persona.',
     }),
   })
   .meta({ description: 'Where the data can be restored from when the failed host is unreachable.' });
 
 const data = z.strictObject({
-  paths: list(absolutePath, 64)
-    .default([])
-    .meta({ description: 'Directories holding the application data.' }),
+  paths: list(absolutePath, 64).default([]).meta({
+    description:
+      'Directories holding the application data: not /, /etc or another system directory, none inside another, no two alike. With several paths, a backup holds each under its full path (backup/var/lib/x for /var/lib/x).',
+  }),
   migration: z.enum(['rsync', 'none'], { error: 'must be "rsync" or "none"' }).default('rsync'),
   backup: backup.optional(),
 });
@@ -126,6 +148,7 @@ const deployFile = z.strictObject({
   path: absolutePath,
   mode: fileMode.default('0644'),
   owner: unixName.default('root'),
+  group: unixName.optional().meta({ description: "The file's group; absent: the owner's primary group." }),
   content: z
     .string({ error: 'must be a string' })
     .max(262_144, { error: 'must be at most 256 KiB' })
@@ -153,6 +176,15 @@ const healthCheck = z.discriminatedUnion(
       name: unixName.optional(),
       port,
       path: httpPath.default('/'),
+      scheme: z.enum(['http', 'https'], { error: 'must be "http" or "https"' }).default('http'),
+      host_header: hostHeader.optional().meta({
+        description:
+          'The Host header (and, for https, the TLS server name the certificate is checked against); absent: the target address.',
+      }),
+      ca_file: absolutePath.optional().meta({
+        description:
+          "https only: a PEM file on the machine running persona with the CA(s) the target's certificate is checked against, instead of the system's.",
+      }),
       expect_status: integer(100, 599).default(200),
       timeout_ms: integer(100, 120_000).default(2000),
     }),
@@ -290,13 +322,20 @@ export const profileSchema = z
     }),
     description: description.optional(),
     required_cores: integer(1).meta({ description: 'CPU cores the application needs.' }),
-    required_ram_gb: integer(1).meta({ description: 'Memory in GiB the application needs.' }),
+    required_ram_gb: z
+      .number({ error: 'must be a number of GiB greater than 0, like 4 or 0.5 (512 MiB)' })
+      .gt(0, { error: 'must be a number of GiB greater than 0, like 4 or 0.5 (512 MiB)' })
+      .max(1_000_000, { error: 'must be a number of GiB greater than 0, like 4 or 0.5 (512 MiB)' })
+      .meta({
+        description: 'Memory in GiB the application needs; fractions for less than 1 GiB (0.5 = 512 MiB).',
+      }),
     required_storage_gb: integer(0).meta({
       description: 'Free storage in GiB needed on the filesystem of the first data path.',
     }),
-    software_stack: list(packageSpec, 512)
-      .default([])
-      .meta({ description: 'Packages with optional exact versions: "nginx" or "nginx=1.22.1-9".' }),
+    software_stack: list(packageSpec, 512).default([]).meta({
+      description:
+        'Packages (Debian or RPM names, capitals allowed) with an optional architecture and version: "nginx", "libc6:amd64", "nginx=1.22.1-9" (exact), "nginx=1.22.*" (glob), "nginx>=1.22" (minimum).',
+    }),
     network_configuration: networkConfiguration.default({ ip_ranges: [], vlans: [], firewall_rules: [] }),
     security_profile: securityProfile.default({ users: [], groups: [], encryption_keys: [] }),
     application_dependencies: list(applicationId, 256)

@@ -4,6 +4,7 @@
 import type * as z from 'zod';
 import { PersonaError, type Problem, ValidationError } from '../errors.js';
 import { parseJsonText } from './json-text.js';
+import { packageQuery } from './package-spec.js';
 import { type Profile, profileSchema } from './schema.js';
 
 export function jsonPointer(path: ReadonlyArray<PropertyKey>): string {
@@ -208,7 +209,7 @@ function crossFieldProblems(profile: Profile): Problem[] {
   }
   const seen = new Map<string, number>();
   profile.software_stack.forEach((spec, i) => {
-    const name = spec.split('=')[0]!;
+    const name = packageQuery(spec);
     const first = seen.get(name);
     if (first !== undefined) {
       problems.push({
@@ -216,6 +217,38 @@ function crossFieldProblems(profile: Profile): Problem[] {
         message: `package "${name}" is listed twice (also at /software_stack/${first})`,
       });
     } else seen.set(name, i);
+  });
+  problems.push(...dataPathProblems(profile));
+  problems.push(...firewallProblems(profile));
+  const sec = profile.security_profile;
+  sec.encryption_keys.forEach((key, i) => {
+    const mode = Number.parseInt(key.mode, 8);
+    if ((mode & 0o007) !== 0)
+      problems.push({
+        path: `/security_profile/encryption_keys/${i}/mode`,
+        message: `mode ${key.mode} lets every user on the host ${mode & 0o004 ? 'read' : 'use'} the key: use "0600", or "0640" with a group`,
+      });
+    if (isAuthorizedKeys(key.path))
+      problems.push({
+        path: `/security_profile/encryption_keys/${i}/path`,
+        message:
+          "is an authorized_keys file: writing a key there would replace the SSH access to the host (persona's own included); give users their keys in security_profile.users[].authorized_keys",
+      });
+  });
+  profile.deploy.files.forEach((file, i) => {
+    if (isAuthorizedKeys(file.path))
+      problems.push({
+        path: `/deploy/files/${i}/path`,
+        message:
+          "is an authorized_keys file: writing it would replace the SSH access to the host (persona's own included); give users their keys in security_profile.users[].authorized_keys",
+      });
+  });
+  profile.health_checks.forEach((check, i) => {
+    if (check.type === 'http' && check.ca_file && check.scheme !== 'https')
+      problems.push({
+        path: `/health_checks/${i}/ca_file`,
+        message: 'is for https checks only: add "scheme": "https" or drop ca_file',
+      });
   });
   if (profile.data.migration === 'rsync' && profile.data.paths.length === 0 && profile.data.backup) {
     problems.push({ path: '/data/paths', message: 'a backup is given but no data paths to restore it to' });
@@ -230,5 +263,136 @@ function crossFieldProblems(profile: Profile): Problem[] {
     }
     if (check.name) names.add(check.name);
   });
+  return problems;
+}
+
+/** `/home/x/.ssh/authorized_keys`, `/root/.ssh/authorized_keys2`: sshd's files of who may log in. */
+const isAuthorizedKeys = (path: string) => /\/\.ssh\/authorized_keys[^/]*$/.test(path);
+
+/** Directories no application owns: copying onto them with `rsync --delete` would wipe the system. */
+export const SYSTEM_DIRECTORIES = [
+  '/',
+  '/bin',
+  '/boot',
+  '/dev',
+  '/etc',
+  '/home',
+  '/lib',
+  '/lib64',
+  '/opt',
+  '/proc',
+  '/root',
+  '/run',
+  '/sbin',
+  '/srv',
+  '/sys',
+  '/tmp',
+  '/usr',
+  '/usr/local',
+  '/var',
+  '/var/lib',
+  '/var/log',
+];
+
+const normalPath = (p: string) => (p.length > 1 ? p.replace(/\/+$/, '') : p);
+const inside = (path: string, dir: string) => dir === '/' || path === dir || path.startsWith(`${dir}/`);
+
+/**
+ * Data paths are copied with `rsync --delete`, each onto itself: a system directory, the same path twice, or one
+ * path inside another would wipe or fight over files. A deploy file or key inside a data path would be replaced
+ * by the source's copy (or deleted) when migrate runs after configure.
+ */
+function dataPathProblems(profile: Profile): Problem[] {
+  const problems: Problem[] = [];
+  const paths = profile.data.paths.map(normalPath);
+  paths.forEach((path, i) => {
+    const at = `/data/paths/${i}`;
+    if (SYSTEM_DIRECTORIES.includes(path)) {
+      problems.push({
+        path: at,
+        message: `is the system directory ${path}: migrate copies data paths with rsync --delete; name the application's own directory (like ${path === '/' ? '/srv/app' : `${path}/app`})`,
+      });
+      return;
+    }
+    const same = paths.indexOf(path);
+    if (same < i) {
+      problems.push({ path: at, message: `is listed twice (also at /data/paths/${same}): drop one` });
+      return;
+    }
+    const outer = paths.findIndex((other, j) => j !== i && other !== path && inside(path, other));
+    if (outer >= 0)
+      problems.push({
+        path: at,
+        message: `is inside ${paths[outer]} (/data/paths/${outer}), which is copied with it: drop the inner path`,
+      });
+  });
+  const within = (path: string) => paths.findIndex((d) => inside(normalPath(path), d));
+  const wiped = (path: string, where: string) => {
+    const d = within(path);
+    if (d >= 0 && !SYSTEM_DIRECTORIES.includes(paths[d]!))
+      problems.push({
+        path: where,
+        message: `is inside the data path ${paths[d]} (/data/paths/${d}): migrate would replace it with the source's copy (rsync --delete); put it outside the data`,
+      });
+  };
+  for (const [i, f] of profile.deploy.files.entries()) wiped(f.path, `/deploy/files/${i}/path`);
+  for (const [i, k] of profile.security_profile.encryption_keys.entries())
+    wiped(k.path, `/security_profile/encryption_keys/${i}/path`);
+  return problems;
+}
+
+type FirewallRule = Profile['network_configuration']['firewall_rules'][number];
+
+const portRange = (port: number | string): [number, number] => {
+  if (typeof port === 'number') return [port, port];
+  const [lo = 0, hi = 0] = port.split('-').map(Number);
+  return [lo, hi];
+};
+const covers = (rule: FirewallRule, port: number) => {
+  if (rule.protocol !== 'tcp' || rule.port === undefined) return false;
+  const [lo, hi] = portRange(rule.port);
+  return lo <= port && port <= hi;
+};
+
+/**
+ * The index of the first rule that drops or rejects TCP to `sshPort` with no earlier rule accepting it, or -1.
+ * persona decides this without knowing its own address: an accept rule for the port from any source is taken as
+ * the operator's way in (nft evaluates rules in order, and the table's policy is accept).
+ */
+export function ruleCuttingSsh(rules: readonly FirewallRule[], sshPort: number): number {
+  for (const [i, rule] of rules.entries()) {
+    if (!covers(rule, sshPort)) continue;
+    if (rule.action === 'accept') return -1;
+    return i;
+  }
+  return -1;
+}
+
+function firewallProblems(profile: Profile): Problem[] {
+  const problems: Problem[] = [];
+  const rules = profile.network_configuration.firewall_rules;
+  rules.forEach((rule, i) => {
+    const at = `/network_configuration/firewall_rules/${i}`;
+    const icmp = rule.protocol === 'icmp' || rule.protocol === 'icmpv6';
+    if (!icmp && rule.port === undefined)
+      problems.push({ path: `${at}/port`, message: `is required for ${rule.protocol}` });
+    if (icmp && rule.port !== undefined)
+      problems.push({
+        path: `${at}/port`,
+        message: `must be absent for ${rule.protocol} (ICMP has no ports)`,
+      });
+    const v6 = rule.source !== 'any' && rule.source.includes(':');
+    if (rule.source !== 'any' && ((rule.protocol === 'icmp' && v6) || (rule.protocol === 'icmpv6' && !v6)))
+      problems.push({
+        path: `${at}/source`,
+        message: `is an ${v6 ? 'IPv6' : 'IPv4'} range, but ${rule.protocol} is ${v6 ? 'IPv4' : 'IPv6'} only: use ${rule.protocol === 'icmp' ? 'icmpv6' : 'icmp'} or an ${v6 ? 'IPv4' : 'IPv6'} range`,
+      });
+  });
+  const cut = ruleCuttingSsh(rules, 22);
+  if (cut >= 0)
+    problems.push({
+      path: `/network_configuration/firewall_rules/${cut}`,
+      message: `${rules[cut]!.action}s SSH (tcp port 22), which persona needs to reach the host: first accept that port from your network in an earlier rule`,
+    });
   return problems;
 }

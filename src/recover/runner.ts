@@ -89,6 +89,7 @@ function pieces(ctx: Context, journal: Journal, w: World): RunPieces {
     redactor: ctx.redactor,
     stateDir: ctx.stateDir,
     env: ctx.env,
+    allowedSources: ctx.settings.values.allowed_sources.value.split(','),
     now: () => ctx.now(),
   };
 }
@@ -162,7 +163,12 @@ async function recoverApp(
   store: ProfileStore,
 ): Promise<RunSummary> {
   const { stored, profile } = await store.load(app);
-  await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
+  await registerSecrets(profile, {
+    env: ctx.env,
+    backend: store.backend,
+    redactor: ctx.redactor,
+    allowed: ctx.settings.values.allowed_sources.value.split(','),
+  });
   const runId = newRunId(app, ctx.now());
   const lock = req.dryRun ? undefined : await takeLock(ctx, app, runId, `recover ${app} from ${failed.name}`);
   try {
@@ -260,7 +266,12 @@ export async function resumeRun(
     const js = await journals(ctx, lock);
     const loaded = await js.load(runId);
     const { stored, profile } = await store.load(loaded.app);
-    await registerSecrets(profile, { env: ctx.env, backend: store.backend, redactor: ctx.redactor });
+    await registerSecrets(profile, {
+      env: ctx.env,
+      backend: store.backend,
+      redactor: ctx.redactor,
+      allowed: ctx.settings.values.allowed_sources.value.split(','),
+    });
     const plan = planResume(loaded, { inventory, stored, request: req, driver: driver(ctx) });
     const { journal, failed, target } = plan;
     if (plan.profileChanged) {

@@ -38,6 +38,8 @@ export interface PowerContext {
   /** For store: secrets. */
   readonly backend: KvBackend;
   readonly redactor: Redactor;
+  /** The allowed_sources patterns for env: and file: secrets; absent: the default. */
+  readonly allowedSources?: readonly string[];
   readonly signal: AbortSignal;
 }
 
@@ -138,6 +140,7 @@ export async function powerEnv(power: PowerFence, ctx: PowerContext): Promise<Re
       env: ctx.env,
       backend: ctx.backend,
       redactor: ctx.redactor,
+      ...(ctx.allowedSources ? { allowed: ctx.allowedSources } : {}),
     });
     env[name] = withoutFinalNewline(value);
   }

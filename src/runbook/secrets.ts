@@ -7,6 +7,7 @@ import { PersonaError } from '../errors.js';
 import type { Profile } from '../profile/schema.js';
 import type { KvBackend } from '../stores/kv.js';
 import type { Redactor } from '../ui/redact.js';
+import { DEFAULT_ALLOWED_SOURCES, refusedSource } from './secret-allow.js';
 
 const MAX_SECRET = 64 * 1024;
 
@@ -14,12 +15,19 @@ export interface SecretSources {
   env: NodeJS.ProcessEnv;
   backend: KvBackend;
   redactor: Redactor;
+  /** The allowed_sources patterns (secret-allow.ts); absent: the default, env:* and file:*. */
+  allowed?: readonly string[];
 }
 
 export async function resolveSecret(ref: string, where: string, sources: SecretSources): Promise<string> {
   const colon = ref.indexOf(':');
   const kind = ref.slice(0, colon);
   const name = ref.slice(colon + 1);
+  const refused = refusedSource(ref, sources.allowed ?? DEFAULT_ALLOWED_SOURCES.split(','));
+  if (refused)
+    throw new PersonaError('E_SECRET', `secret ${ref} (${where}): not read: ${refused}`, {
+      hint: 'Reference a secret of the application itself, from an allowed source.',
+    });
   let value: string | undefined;
   if (kind === 'env') {
     value = sources.env[name];

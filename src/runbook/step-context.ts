@@ -30,6 +30,8 @@ export interface RunPieces {
   redactor: Redactor;
   stateDir: string;
   env: NodeJS.ProcessEnv;
+  /** The allowed_sources patterns for env: and file: secrets; absent: the default. */
+  allowedSources?: readonly string[];
   now(): Date;
   /** Throws when the run's lock can no longer be trusted (LockHandle.assertHeld). */
   assertHeld?: () => void;
@@ -76,6 +78,7 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
     signal,
     stateDir,
     env,
+    ...(pieces.allowedSources ? { allowedSources: pieces.allowedSources } : {}),
     now: pieces.now,
     assertHeld: () => pieces.assertHeld?.(),
     local: pieces.local ?? execaLocal,

@@ -30,6 +30,8 @@ export interface StepContext {
   readonly signal: AbortSignal;
   readonly stateDir: string;
   readonly env: NodeJS.ProcessEnv;
+  /** The allowed_sources patterns for env: and file: secrets (secret-allow.ts); absent: the default. */
+  readonly allowedSources?: readonly string[];
   /** An inventory host by name (a backup host, say). */
   findHost(name: string): InventoryHost;
   /** The record of an earlier step of this run. */

@@ -1,7 +1,9 @@
 /**
  * Health checks and performance samples, shared by validate and monitor.
  */
-import { connect } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { connect, isIP } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { HealthCheck, Profile } from '../profile/schema.js';
 import { privileged } from '../runbook/remote.js';
 import type { StepContext } from '../runbook/types.js';
@@ -27,6 +29,59 @@ async function tcpOpen(host: string, port: number, timeoutMs: number): Promise<s
   });
 }
 
+type HttpCheck = Extract<HealthCheck, { type: 'http' }>;
+
+/**
+ * GET on the target's address: http, or https with the certificate checked against the system's CAs or the
+ * check's ca_file, for the name in host_header (also sent as the Host header and as the TLS server name).
+ */
+export async function httpGet(
+  address: string,
+  check: HttpCheck,
+  signal: AbortSignal,
+): Promise<{ status: number; url: string }> {
+  const hostPart = address.includes(':') ? `[${address}]` : address;
+  const url = `${check.scheme}://${hostPart}:${check.port}${check.path}`;
+  const serverName = check.host_header?.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const ca = check.ca_file ? await readFile(check.ca_file, 'utf8') : undefined;
+  const { request } = check.scheme === 'https' ? await import('node:https') : await import('node:http');
+  const all = AbortSignal.any([signal, AbortSignal.timeout(check.timeout_ms)]);
+  return await new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: address,
+        port: check.port,
+        path: check.path,
+        method: 'GET',
+        signal: all,
+        headers: check.host_header ? { host: check.host_header } : {},
+        ...(check.scheme === 'https'
+          ? {
+              ...(ca ? { ca } : {}),
+              ...(serverName && !isIP(serverName) ? { servername: serverName } : {}),
+              // The certificate names the service, not the address persona connects to.
+              ...(serverName
+                ? {
+                    checkServerIdentity: (_: string, cert: PeerCertificate) =>
+                      checkServerIdentity(serverName, cert),
+                  }
+                : {}),
+            }
+          : {}),
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, url }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', (e) =>
+      reject(all.aborted && !signal.aborted ? new Error(`no answer within ${check.timeout_ms} ms`) : e),
+    );
+    req.end();
+  });
+}
+
 export async function runHealthCheck(
   ctx: StepContext,
   check: HealthCheck,
@@ -36,15 +91,11 @@ export async function runHealthCheck(
   const host = ctx.target.address;
   try {
     if (check.type === 'http') {
-      const url = `http://${host.includes(':') ? `[${host}]` : host}:${check.port}${check.path}`;
-      const r = await fetch(url, {
-        signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(check.timeout_ms)]),
-      });
-      await r.arrayBuffer();
+      const r = await httpGet(host, check, ctx.signal);
       return {
         name,
         ok: r.status === check.expect_status,
-        detail: `GET ${url} → ${r.status}${r.status === check.expect_status ? '' : ` (expected ${check.expect_status})`}`,
+        detail: `GET ${r.url}${check.host_header ? ` (Host: ${check.host_header})` : ''} → ${r.status}${r.status === check.expect_status ? '' : ` (expected ${check.expect_status})`}`,
       };
     }
     if (check.type === 'tcp') {

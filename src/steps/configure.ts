@@ -6,6 +6,8 @@
  */
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
+import { packageQuery, parsePackageSpec } from '../profile/package-spec.js';
+import { ruleCuttingSsh } from '../profile/validate.js';
 import { runPrivileged, writeRemoteFile } from '../runbook/remote.js';
 import { resolveSecret } from '../runbook/secrets.js';
 import type { Action, Applied, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
@@ -69,7 +71,7 @@ interface ConfigureFacts {
   groups: string[];
   users: Array<{ name: string; groups: string[]; authorized_keys: number }>;
   keys: Array<{ name: string; path: string; mode: string; owner: string; from: string }>;
-  files: Array<{ path: string; mode: string }>;
+  files: Array<{ path: string; mode: string; owner?: string }>;
   install_commands: number;
   /** Observable actions of this plan: the conclusion holds only when there are none. */
   pending: string[];
@@ -132,6 +134,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
           env: ctx.env,
           backend: ctx.backend,
           redactor: ctx.redactor,
+          ...(ctx.allowedSources ? { allowed: ctx.allowedSources } : {}),
         }),
       );
       notes.push(`secret ${key.secret} for key ${key.name}: available`);
@@ -142,7 +145,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
   }
 
   const ask = new Ask();
-  const names = p.software_stack.map((s) => s.split('=')[0]!);
+  const names = p.software_stack.map(packageQuery);
   const pkgs = names.map((n) => [n, ask.pkg(n)] as const);
   const rules = p.network_configuration.firewall_rules.length;
   const table = nftTableName(p.id);
@@ -199,10 +202,19 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       notes.push(
         `${what} ${JSON.stringify((v as { values: unknown }).values)}: ${(v as { status: string }).status}`,
       );
-  if (fw) {
+  // The rules must leave persona a way in: the target's own SSH port, which validation (port 22) cannot know.
+  const sshPort = t.port ?? 22;
+  const cut = ruleCuttingSsh(p.network_configuration.firewall_rules, sshPort);
+  if (fw && cut >= 0) {
+    const rule = p.network_configuration.firewall_rules[cut]!;
+    blocked ??= {
+      message: `firewall rule ${cut + 1} (/network_configuration/firewall_rules/${cut}) ${rule.action}s tcp port ${sshPort}, ${t.name}'s SSH port, which persona needs: loading it would cut persona off`,
+      hint: `Put a rule that accepts tcp port ${sshPort} from your network before it, then resume.`,
+    };
+  } else if (fw) {
     const ruleset = nftRuleset(p);
     const why = firewallDiff(sha256(ruleset), fw.file(report), fw.nft(report));
-    const nftComing = missing.some((s) => s.split('=')[0] === 'nftables');
+    const nftComing = missing.some((s) => parsePackageSpec(s)?.name === 'nftables');
     if (why && !report.nft && !nftComing) {
       blocked ??= {
         message: `${t.name} has no nft: the firewall rules cannot be applied`,
@@ -310,15 +322,19 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
 
   // The application's files, then its install commands (which cannot be seen: once per run).
   for (const [f, have] of files) {
-    const why = fileDiff({ sha256: sha256(f.content), mode: f.mode, owner: f.owner }, have(report));
+    const owner = f.group ? `${f.owner}:${f.group}` : f.owner;
+    const why = fileDiff(
+      { sha256: sha256(f.content), mode: f.mode, owner: f.owner, ...(f.group ? { group: f.group } : {}) },
+      have(report),
+    );
     if (why)
       actions.push(
         onTarget(
           t,
           `file:${f.path}`,
-          `write ${f.path} (mode ${f.mode}, owner ${f.owner}) on ${t.name}: ${why}`,
+          `write ${f.path} (mode ${f.mode}, owner ${owner}) on ${t.name}: ${why}`,
           async (c) => {
-            await writeRemoteFile(c.ssh, t, f, c.signal);
+            await writeRemoteFile(c.ssh, t, { ...f, owner }, c.signal);
             return { path: f.path };
           },
         ),
@@ -356,7 +372,11 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       owner: k.group ? `${k.owner}:${k.group}` : k.owner,
       from: k.secret.split(':')[0]!,
     })),
-    files: p.deploy.files.map((f) => ({ path: f.path, mode: f.mode })),
+    files: p.deploy.files.map((f) => ({
+      path: f.path,
+      mode: f.mode,
+      ...(f.group ? { owner: `${f.owner}:${f.group}` } : {}),
+    })),
     install_commands: p.deploy.install.length,
     pending: actions.filter((a) => a.observable && a.mutates).map((a) => a.title),
   };

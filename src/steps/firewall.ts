@@ -8,10 +8,24 @@ export function nftTableName(app: string): string {
   return `persona_${app.replace(/[^A-Za-z0-9_]/g, '_')}`;
 }
 
-function sourceMatch(cidr: string): string {
-  if (cidr === '0.0.0.0/0') return 'meta nfproto ipv4';
-  if (cidr === '::/0') return 'meta nfproto ipv6';
-  return cidr.includes(':') ? `ip6 saddr ${cidr}` : `ip saddr ${cidr}`;
+/**
+ * The source as nft matches it, its family explicit: 0.0.0.0/0 is every IPv4 source and no IPv6 one, ::/0 every
+ * IPv6 source, "any" both (no match at all); a range matches its own family only.
+ */
+function sourceMatch(source: string): string | undefined {
+  if (source === 'any') return undefined;
+  if (source === '0.0.0.0/0') return 'meta nfproto ipv4';
+  if (source === '::/0') return 'meta nfproto ipv6';
+  return source.includes(':') ? `ip6 saddr ${source}` : `ip saddr ${source}`;
+}
+
+type Rule = Profile['network_configuration']['firewall_rules'][number];
+
+function protocolMatch(r: Rule): string {
+  // icmp/icmpv6 by layer-4 protocol, so that the rule holds in the inet table for its own family only.
+  if (r.protocol === 'icmp') return 'meta l4proto icmp';
+  if (r.protocol === 'icmpv6') return 'meta l4proto ipv6-icmp';
+  return `${r.protocol} dport ${r.port}`;
 }
 
 const safeComment = (text: string) => text.replace(/[^A-Za-z0-9 _.,:/-]/g, '').slice(0, 120);
@@ -20,7 +34,8 @@ export function nftRuleset(profile: Profile): string {
   const table = nftTableName(profile.id);
   const rules = profile.network_configuration.firewall_rules.map((r) => {
     const comment = r.comment ? ` comment "${safeComment(r.comment)}"` : '';
-    return `    ${sourceMatch(r.source)} ${r.protocol} dport ${r.port} ${r.action}${comment}`;
+    const match = [sourceMatch(r.source), protocolMatch(r)].filter(Boolean).join(' ');
+    return `    ${match} ${r.action}${comment}`;
   });
   return [
     `# persona: firewall rules of ${profile.id}; replaced as a whole on every configure`,

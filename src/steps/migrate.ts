@@ -40,13 +40,46 @@ interface Copy {
 
 const GiB = 1024 ** 3;
 
-function copies(ctx: StepContext, source: Source): Copy[] {
+/**
+ * Where each data path comes from. The failed host: the path itself. A backup of one data path: the backup
+ * directory holds its contents. A backup of several: one sub-directory per path, named by the full path under the
+ * backup directory (/var/lib/postgresql/15/main from BACKUP/var/lib/postgresql/15/main), so that paths ending in
+ * the same name (…/main) never share one. Backups written before this layout held each path under its last name
+ * (BACKUP/main): where the full-path directory is absent and the last names are all different, that one is used.
+ */
+export function backupLayout(
+  paths: readonly string[],
+  backup: string,
+): Array<{ full: string; legacy?: string }> {
+  if (paths.length === 1) return [{ full: backup }];
+  const names = paths.map((p) => basename(p));
+  const unique = new Set(names).size === names.length;
+  return paths.map((p) => ({
+    full: join(backup, p),
+    ...(unique ? { legacy: join(backup, basename(p)) } : {}),
+  }));
+}
+
+async function copies(ctx: StepContext, source: Source, notes: string[]): Promise<Copy[]> {
   const paths = ctx.profile.data.paths;
-  return paths.map((target) => {
-    if (source.kind === 'failed-host') return { target, from: target };
-    // One data path: the backup holds its contents; several: one sub-directory per path, named after it.
-    return { target, from: paths.length === 1 ? source.path : join(source.path, basename(target)) };
-  });
+  if (source.kind === 'failed-host') return paths.map((target) => ({ target, from: target }));
+  const exists = async (dir: string) =>
+    source.kind === 'backup-host'
+      ? await remoteDirExists(ctx, source.host, dir)
+      : (await stat(dir).catch(() => undefined))?.isDirectory() === true;
+  const layout = backupLayout(paths, source.path);
+  return await Promise.all(
+    paths.map(async (target, i) => {
+      const { full, legacy } = layout[i]!;
+      if (legacy && !(await exists(full)) && (await exists(legacy))) {
+        notes.push(
+          `${target}: restoring from ${legacy}, the backup's older layout (by last name); new backups hold it at ${full}`,
+        );
+        return { target, from: legacy };
+      }
+      return { target, from: full };
+    }),
+  );
 }
 
 async function remoteDirExists(ctx: StepContext, host: InventoryHost, path: string): Promise<boolean> {
@@ -354,7 +387,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
   if ('blocked' in chosen) return { actions: [], notes: [], blocked: chosen.blocked };
   const { source, why } = chosen;
   const notes = [`data source: ${describeSource(source)} — ${why}`];
-  const list = copies(ctx, source);
+  const list = await copies(ctx, source, notes);
   const found: Array<{ copy: Copy; index: number; source: Manifest; target: Manifest | undefined }> = [];
   for (const [index, copy] of list.entries()) {
     const [src, dst] = await Promise.all([

@@ -3,6 +3,7 @@
  */
 import type { InventoryHost } from '../hosts/inventory.js';
 import type { Transport } from '../hosts/ssh.js';
+import { installArgument, parsePackageSpec, satisfies } from '../profile/package-spec.js';
 import { runPrivileged } from '../runbook/remote.js';
 
 export interface PackageState {
@@ -39,12 +40,23 @@ export async function packageState(
   return state;
 }
 
-/** The specs still to install: absent, or present at another version than the pinned one. */
+/**
+ * The specs still to install: absent, or present at a version the spec does not accept (another exact version,
+ * one outside the glob, one older than the minimum, compared as dpkg or rpm compares versions).
+ */
 export function missingPackages(stack: readonly string[], state: PackageState): string[] {
   return stack.filter((spec) => {
-    const [name = spec, wanted] = spec.split('=', 2);
-    const have = state.installed[name];
-    return have === undefined || (wanted !== undefined && have !== wanted);
+    const p = parsePackageSpec(spec);
+    if (!p) return true;
+    return !satisfies(p, state.installed[p.query], state.manager);
+  });
+}
+
+/** The arguments apt-get or dnf gets for the specs (see installArgument). */
+export function installArguments(specs: readonly string[], manager: 'dpkg' | 'rpm'): string[] {
+  return specs.map((spec) => {
+    const p = parsePackageSpec(spec);
+    return p ? installArgument(p, manager) : spec;
   });
 }
 
@@ -73,7 +85,9 @@ export async function installPackages(
         'Dpkg::Options::=--force-confdef',
         '-o',
         'Dpkg::Options::=--force-confold',
-        ...specs,
+        // After "--": a package argument is never an option.
+        '--',
+        ...installArguments(specs, 'dpkg'),
       ],
       signal,
     );
@@ -86,7 +100,7 @@ export async function installPackages(
     const r = await runPrivileged(
       ssh,
       host,
-      ['dnf', 'install', '-y', ...specs.map((s) => s.replace('=', '-'))],
+      ['dnf', 'install', '-y', '--', ...installArguments(specs, 'rpm')],
       signal,
     );
     return r.stdout.slice(-2000);

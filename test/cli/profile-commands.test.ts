@@ -290,7 +290,9 @@ describe('profile edit', () => {
     const ed = editor(tempDir(), `sed -i 's/"required_ram_gb": 1/"required_ram_gb": "8GB"/' "$1"`);
     const r = await runInProcess(['profile', 'edit', 'demo-web'], { env: { ...env, EDITOR: ed } });
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('/required_ram_gb: must be an integer >= 1, got "8GB"');
+    expect(r.stderr).toContain(
+      '/required_ram_gb: must be a number of GiB greater than 0, like 4 or 0.5 (512 MiB), got "8GB"',
+    );
     const saved = /saved in (\S+)\./.exec(r.stderr)?.[1];
     expect(saved?.startsWith(join(state, 'edits'))).toBe(true);
     expect(readFileSync(saved!, 'utf8')).toContain('"8GB"');
@@ -298,7 +300,7 @@ describe('profile edit', () => {
   });
 
   test.each([
-    ['a validation problem', `s/"required_ram_gb": 1/"required_ram_gb": "8GB"/`, 'must be an integer >= 1'],
+    ['a validation problem', `s/"required_ram_gb": 1/"required_ram_gb": "8GB"/`, 'must be a number of GiB'],
     ['a JSON syntax error', `s/"required_ram_gb": 1,/"required_ram_gb": ,/`, 'invalid JSON'],
   ])('an invalid edit without a terminal prints its message once: %s', async (_, sed, message) => {
     const { env } = setup();
@@ -318,7 +320,7 @@ describe('profile edit', () => {
       prompter,
     });
     expect(r.code).toBe(3);
-    expect(r.stderr.split('/required_ram_gb: must be an integer >= 1')).toHaveLength(2);
+    expect(r.stderr.split('/required_ram_gb: must be a number of GiB')).toHaveLength(2);
     expect(r.stderr).toMatch(/Your edit is saved in \S+/);
   });
 

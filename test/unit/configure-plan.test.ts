@@ -154,6 +154,8 @@ interface World {
   files: Map<string, FileOnHost>;
   nftLive?: string;
   ran: string[][];
+  /** The arguments of the last apt-get install. */
+  installArgs?: string[];
 }
 
 const freshWorld = (): World => ({
@@ -247,6 +249,7 @@ function fakeSsh(w: World) {
       }
     }
     if (argv.includes('apt-get') && argv.includes('install')) {
+      w.installArgs = [...argv];
       for (const spec of argv.filter((a) => /^[a-z0-9][a-z0-9+.-]*(=.*)?$/.test(a) && a !== 'install')) {
         if (['env', 'apt-get'].includes(spec)) continue;
         const [n, v = '1.0'] = spec.split('=');
@@ -463,6 +466,50 @@ describe('configure plans what differs, and a second plan sees it done', () => {
     expect(plan.blocked?.message).toMatch(/secret env:DEMO_SESSION_KEY .*not set/);
     expect(ids(plan.actions)).not.toContain('key:session-key');
     expect(w.ran).toEqual([]);
+  });
+
+  test('a deploy file with a group and a 2755 mode is written owner:group; a second plan finds it so', async () => {
+    const w = freshWorld();
+    const { ctx } = configureContext(w);
+    const file = ctx.profile.deploy.files[0]!;
+    file.group = 'www-data';
+    file.mode = '2755';
+    const { first, final } = await converge(ctx);
+    const title = first.actions.find((a) => a.id === `file:${file.path}`)!.title;
+    expect(title).toBe(`write ${file.path} (mode 2755, owner root:www-data) on lab-2: absent`);
+    expect(w.files.get(file.path)).toMatchObject({ mode: '2755', owner: 'root', group: 'www-data' });
+    expect(ids(observable(final))).toEqual([]);
+    w.files.get(file.path)!.group = 'root';
+    const drift = await configureStep.plan(ctx);
+    expect(drift.actions.find((a) => a.id === `file:${file.path}`)?.title).toMatch(
+      /: group root not www-data$/,
+    );
+  });
+
+  test('packages: a glob and a minimum met by what is installed plan nothing; apt-get is asked by name for a minimum', async () => {
+    const w = freshWorld();
+    w.pkgs.socat = '1.7.4.4-2';
+    w.pkgs.nftables = '1.0.6-2';
+    w.hasNft = true;
+    const { ctx } = configureContext(w);
+    ctx.profile.software_stack = ['socat=1.7.*', 'rsync>=3.2', 'nftables>=1.0~rc1'];
+    expect(ids((await configureStep.plan(ctx)).actions)).not.toContain('packages');
+    ctx.profile.software_stack = ['socat=1.8.*', 'rsync>=3.3'];
+    const plan = await configureStep.plan(ctx);
+    const install = plan.actions.find((a) => a.id === 'packages')!;
+    expect(install.title).toBe('install on lab-2: socat=1.8.* rsync>=3.3');
+    await install.apply(ctx).catch(() => undefined);
+    expect(w.installArgs?.slice(-3)).toEqual(['--', 'socat=1.8.*', 'rsync']);
+  });
+
+  test("a secret outside the run's allowed_sources blocks the step before any action, saying how to allow it", async () => {
+    const { ctx } = configureContext(freshWorld());
+    const plan = await configureStep.plan({ ...ctx, allowedSources: ['env:BILLING_*'] });
+    expect(plan.blocked?.message).toBe(
+      "secret env:DEMO_SESSION_KEY (security_profile key session-key): not read: it is not in the allowed secret sources (env:BILLING_*): add a pattern for it to allowed_sources in persona's config file (or PERSONA_ALLOWED_SOURCES)",
+    );
+    const allowed = await configureStep.plan({ ...ctx, allowedSources: ['env:DEMO_*'] });
+    expect(allowed.blocked).toBeUndefined();
   });
 
   test('without nft and without nftables in the stack, the firewall blocks the step', async () => {

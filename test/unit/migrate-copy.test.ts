@@ -1,5 +1,13 @@
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, test } from 'vitest';
 import type { InventoryHost } from '../../src/hosts/inventory.js';
@@ -7,7 +15,7 @@ import type { ExecResult, SshTarget } from '../../src/hosts/ssh.js';
 import { validateProfileValue } from '../../src/profile/validate.js';
 import { localManifest, parseOwners } from '../../src/runbook/remote.js';
 import type { StepContext } from '../../src/runbook/types.js';
-import { copyDiff, migrateStep, spaceShortfall } from '../../src/steps/migrate.js';
+import { backupLayout, copyDiff, migrateStep, spaceShortfall } from '../../src/steps/migrate.js';
 import { repoRoot } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -217,6 +225,63 @@ describe.runIf(process.getuid?.() === 0)('a copy to convergence, both ends on th
     );
   });
 });
+
+describe('the backup layout of several data paths', () => {
+  test('one path: the backup directory itself, as before; several: each under its full path', () => {
+    expect(backupLayout(['/srv/app'], '/b')).toEqual([{ full: '/b' }]);
+    expect(backupLayout(['/var/lib/postgresql/15/main', '/etc/postgresql/15/main'], '/b')).toEqual([
+      { full: '/b/var/lib/postgresql/15/main' },
+      { full: '/b/etc/postgresql/15/main' },
+    ]);
+    // Different last names: a backup in the older layout (by last name) can still be read.
+    expect(backupLayout(['/srv/app/data', '/etc/app'], '/b')).toEqual([
+      { full: '/b/srv/app/data', legacy: '/b/data' },
+      { full: '/b/etc/app', legacy: '/b/app' },
+    ]);
+  });
+});
+
+/** bothEndsHere's context with other data paths and a backup directory laid out by `seed` (path -> file). */
+function withPaths(paths: string[], seed: Record<string, string>) {
+  const here = bothEndsHere();
+  const backup = join(dirname(here.source), 'backup dir');
+  for (const [dir, file] of Object.entries(seed)) {
+    mkdirSync(join(backup, dir), { recursive: true });
+    writeFileSync(join(backup, dir, file), `${file}\n`);
+  }
+  const raw = JSON.parse(readFileSync(join(repoRoot, 'profiles/demo-web.json'), 'utf8'));
+  raw.data = { paths, migration: 'rsync', backup: { host: 'backup-1', path: backup } };
+  const profile = validateProfileValue('demo-web.json', raw, 'demo-web');
+  return { ...here, ctx: { ...here.ctx, profile } as StepContext };
+}
+
+describe.runIf(process.getuid?.() === 0)(
+  'several data paths from a backup, both ends on this machine',
+  () => {
+    test('paths ending in the same name (…/main) restore from their own directories, never from one', async () => {
+      const root = tempDir('persona-pg root-');
+      const pg = [join(root, 'var/lib/postgresql/15/main'), join(root, 'etc/postgresql/15/main')];
+      const { ctx } = withPaths(pg, { [pg[0]!]: 'PG_VERSION', [pg[1]!]: 'postgresql.conf', main: 'stale' });
+      const plan = await migrateStep.plan(ctx);
+      expect(plan.actions.map((a) => a.id)).toEqual(pg.map((p) => `copy:${p}`));
+      for (const a of plan.actions) await a.apply(ctx);
+      expect(readdirSync(pg[0]!)).toEqual(['PG_VERSION']);
+      expect(readdirSync(pg[1]!)).toEqual(['postgresql.conf']);
+      expect((await migrateStep.plan(ctx)).actions).toEqual([]);
+    });
+
+    test('a backup in the older layout (by last name) is still restored, and the plan says so', async () => {
+      const root = tempDir('persona-app-');
+      const paths = [join(root, 'srv/app/data'), join(root, 'etc/app')];
+      const { ctx } = withPaths(paths, { data: 'db.sqlite', app: 'app.conf' });
+      const plan = await migrateStep.plan(ctx);
+      expect(plan.notes.filter((n) => n.includes("the backup's older layout"))).toHaveLength(2);
+      for (const a of plan.actions) await a.apply(ctx);
+      expect(readdirSync(paths[0]!)).toEqual(['db.sqlite']);
+      expect(readdirSync(paths[1]!)).toEqual(['app.conf']);
+    });
+  },
+);
 
 describe('nothing to migrate', () => {
   test('migration none: an empty plan, and the conclusion says so', async () => {

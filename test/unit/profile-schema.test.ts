@@ -71,7 +71,7 @@ describe('rules: values that reach a shell or a path', () => {
     [['software_stack'], ['nginx=1.0 ; x'], '/software_stack/0'],
     [['software_stack'], ['-oAPT::Get=evil'], '/software_stack/0'],
     [['software_stack'], ['$(id)'], '/software_stack/0'],
-    [['data', 'paths'], ['/srv/a b'], '/data/paths/0'],
+    [['data', 'paths'], ['/srv/a /b'], '/data/paths/0'],
     [['data', 'paths'], ['/srv/$(id)'], '/data/paths/0'],
     [['data', 'paths'], ['/srv/./x'], '/data/paths/0'],
     [['data', 'paths'], ["/srv/'x'"], '/data/paths/0'],
@@ -121,7 +121,10 @@ describe('rules: values that reach a shell or a path', () => {
 describe('messages', () => {
   test('name the path and the rule, and show what was found', () => {
     expect(problemsOf(withField(['required_ram_gb'], '8GB'))).toEqual([
-      { path: '/required_ram_gb', message: 'must be an integer >= 1, got "8GB"' },
+      {
+        path: '/required_ram_gb',
+        message: 'must be a number of GiB greater than 0, like 4 or 0.5 (512 MiB), got "8GB"',
+      },
     ]);
   });
 

@@ -120,3 +120,33 @@ describe('the config file is read strictly', () => {
     expect(problem('- store\n').message).toMatch(/persona\.yaml:1: must be a mapping/);
   });
 });
+
+describe('allowed_sources: the env: and file: secrets a run may read', () => {
+  test('default env:*,file:*; a YAML list or a comma-separated string in the file; the environment wins', () => {
+    expect(resolveSettings({}, {}, '/work', undefined).allowed_sources).toEqual({
+      value: 'env:*,file:*',
+      source: { from: 'default' },
+    });
+    const list = file('allowed_sources:\n  - env:BILLING_*\n  - file:/etc/persona/secrets/*\n');
+    expect(resolveSettings({}, {}, '/work', list).allowed_sources.value).toBe(
+      'env:BILLING_*,file:/etc/persona/secrets/*',
+    );
+    const text = file('allowed_sources: "env:APP_*, file:/run/secrets/*"\n');
+    expect(resolveSettings({}, {}, '/work', text).allowed_sources.value).toBe(
+      'env:APP_*,file:/run/secrets/*',
+    );
+    expect(resolveSettings({}, { PERSONA_ALLOWED_SOURCES: 'env:X' }, '/work', text).allowed_sources).toEqual({
+      value: 'env:X',
+      source: { from: 'env', name: 'PERSONA_ALLOWED_SOURCES' },
+    });
+  });
+
+  test('a pattern that is not one is an error naming where', () => {
+    expect(problem('allowed_sources: [env:OK, "ftp://x"]\n').message).toBe(
+      '/etc/team/persona.yaml:1: allowed_sources: "ftp://x" is not a pattern like env:NAME_* or file:/dir/* (comma-separated)',
+    );
+    expect(() => resolveSettings({}, { PERSONA_ALLOWED_SOURCES: 'store:x' }, '/work', undefined)).toThrow(
+      'PERSONA_ALLOWED_SOURCES: "store:x" is not a pattern',
+    );
+  });
+});
