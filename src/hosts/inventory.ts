@@ -8,7 +8,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import * as z from 'zod';
 import { PersonaError, type Problem, ValidationError } from '../errors.js';
 import { parseJsonText } from '../profile/json-text.js';
-import { applicationId, integer, label, labelValue } from '../profile/rules.js';
+import { address, applicationId, hostName, integer, label, labelValue } from '../profile/rules.js';
 import { issuesToProblems } from '../profile/validate.js';
 import { stripBom } from '../util/text.js';
 import {
@@ -18,26 +18,7 @@ import {
   WarningCollector,
 } from './inventory-warnings.js';
 
-/**
- * A host name as Ansible accepts it and ssh can take: a DNS name of labels of at most 63 characters each (253 in
- * all; underscores allowed, as Ansible allows them), or an IPv6 address. Never an option, never a shell character.
- */
-const dnsLabel = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?';
-const ipv6 = '[0-9A-Fa-f]*:[0-9A-Fa-f:.]*';
-export const hostName = z
-  .string({ error: 'must be a host name' })
-  .max(253, { error: 'must be a host name of at most 253 characters' })
-  .regex(new RegExp(`^(?:${dnsLabel}(?:\\.${dnsLabel})*\\.?|${ipv6})$`), {
-    error:
-      'must be a host name: labels of letters, digits, "_" or "-" (at most 63 characters each) separated by ".", or an IPv6 address',
-  });
-
-export const address = z
-  .string({ error: 'must be an address' })
-  .max(253)
-  .regex(new RegExp(`^(?:${dnsLabel}(?:\\.${dnsLabel})*\\.?|${ipv6})$`), {
-    error: 'must be a DNS name, an IPv4 or an IPv6 address (no spaces, no shell characters)',
-  });
+export { address, hostName } from '../profile/rules.js';
 
 /**
  * The login name for ssh -l: what real fleets use (`deploy`, `john.doe`, `alice@corp.example.com` for directory

@@ -56,12 +56,23 @@ export const unixName = pattern(
 );
 
 /**
- * An inventory host's name, by the same rule as the inventory (src/hosts/inventory.ts): a profile that names a
- * host (data.backup.host) accepts every name an inventory can hold.
+ * A host name as Ansible accepts it and ssh can take: a DNS name of labels of at most 63 characters each (253 in
+ * all; underscores allowed, as Ansible allows them), or an IPv6 address. Never an option, never a shell character.
+ * One rule for the inventory's hosts and the hosts a profile names (data.backup.host).
  */
-export const hostNamePattern = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$/;
-export const hostName = z.string({ error: 'must be a host name' }).regex(hostNamePattern, {
-  error: 'must be a host name: letters, digits, ".", "_" or "-", starting with a letter or digit',
+const dnsLabel = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?';
+const ipv6 = '[0-9A-Fa-f]*:[0-9A-Fa-f:.]*';
+const dnsOrIpv6 = new RegExp(`^(?:${dnsLabel}(?:\\.${dnsLabel})*\\.?|${ipv6})$`);
+export const hostName = z
+  .string({ error: 'must be a host name' })
+  .max(253, { error: 'must be a host name of at most 253 characters' })
+  .regex(dnsOrIpv6, {
+    error:
+      'must be a host name: labels of letters, digits, "_" or "-" (at most 63 characters each) separated by ".", or an IPv6 address',
+  });
+
+export const address = z.string({ error: 'must be an address' }).max(253).regex(dnsOrIpv6, {
+  error: 'must be a DNS name, an IPv4 or an IPv6 address (no spaces, no shell characters)',
 });
 
 /** Spaces are allowed inside a name ("/srv/My Files"): paths reach the host only as arguments, never as script text. */
