@@ -194,7 +194,7 @@ export function sshWrapper(dir: string, logFile: string, realSsh: string): void 
     [
       '#!/bin/bash',
       'read -r _ _ _ gp _ < /proc/$PPID/stat 2>/dev/null',
-      `printf '%s %s %s\\n' "$(date +%s%3N)" "$PPID" "$gp" >> '${logFile}'`,
+      `printf '%s %s %s %s\\n' "$(date +%s%3N)" "$PPID" "$gp" "$(printf '%q ' "$@" | tr -d '\\n' | head -c 300)" >> '${logFile}'`,
       `exec '${realSsh}' "$@"`,
       '',
     ].join('\n'),
@@ -206,6 +206,9 @@ export interface SshCall {
   at: number;
   ppid: number;
   gppid: number;
+  args: string;
+  /** `ssh -O exit|check`: talks to the local master connection only, runs nothing remotely */
+  control: boolean;
 }
 export function sshCalls(logFile: string): SshCall[] {
   let text = '';
@@ -218,13 +221,20 @@ export function sshCalls(logFile: string): SshCall[] {
     .split('\n')
     .filter(Boolean)
     .map((l) => {
-      const [at, ppid, gppid] = l.split(' ').map(Number);
-      return { at: at!, ppid: ppid!, gppid: gppid ?? 0 };
+      const [at, ppid, gppid, ...args] = l.split(' ');
+      const argv = args.join(' ');
+      return {
+        at: Number(at),
+        ppid: Number(ppid),
+        gppid: Number(gppid),
+        args: argv,
+        control: / -O (exit|check) /.test(` ${argv}`),
+      };
     });
 }
 /** The calls made by persona process pid (directly, or by its rsync). */
 export const callsOf = (calls: SshCall[], pid: number) =>
-  calls.filter((c) => c.ppid === pid || c.gppid === pid);
+  calls.filter((c) => !c.control && (c.ppid === pid || c.gppid === pid));
 
 /** Every file under dir with its text (files up to 8 MiB). */
 export function filesUnder(dir: string): Array<{ where: string; text: string }> {

@@ -320,10 +320,12 @@ async function checkSucceeded(
   const there = await manifest(target, DATA);
   const identical = there === source;
   if (!identical) problems.push(`data on ${target} differs from lab-1's: ${diffLines(source, there)}`);
+  // admin bits: 0x01 forced maintenance, 0x02 inherited, 0x20 forced drain (0x04, "disabled" in the config, stays)
   const servers = await haproxyServers(labState());
-  if (!/admin=1\b/.test(servers['lab-1'] ?? ''))
+  const admin = (h: string) => Number(/admin=(\d+)/.exec(servers[h] ?? '')?.[1] ?? -1);
+  if ((admin('lab-1') & 0x01) !== 1)
     problems.push(`HAProxy: lab-1 is not in maintenance (${servers['lab-1']})`);
-  if (!/op=2 admin=0\b/.test(servers[target] ?? ''))
+  if ((admin(target) & 0x23) !== 0 || !/op=2\b/.test(servers[target] ?? ''))
     problems.push(`HAProxy: ${target} is not ready and up (${servers[target]})`);
   return identical;
 }
@@ -586,7 +588,9 @@ async function zombie(): Promise<ZombieResult> {
   const remote = callsOf(sshCalls(ws.sshLog), z.pid).filter((c) => c.at >= contAt);
   if (remote.length) {
     actions += remote.length;
-    problems.push(`the zombie ran ${remote.length} remote command(s) after SIGCONT`);
+    problems.push(
+      `the zombie ran ${remote.length} remote command(s) after SIGCONT: ${remote.map((c) => c.args.slice(-120)).join(' ;; ')}`,
+    );
   }
   const exit = zd ? String(zd.code ?? zd.signal) : 'hung';
   if (zd && zd.code !== STEP_FAILED)
