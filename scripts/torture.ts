@@ -13,6 +13,7 @@
  * Writes its figures to docs/RELIABILITY.md (not with --quick). Exit 0 when every invariant held, 1 when one
  * broke (each is printed with its run and why), 2 usage / not root / a program missing.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   cpSync,
@@ -668,13 +669,14 @@ async function etcdKill(): Promise<EtcdResult> {
   if (r && /internal error|this is a bug/.test(r.stderr))
     problems.push(`internal error when etcd died: ${r.stderr.trim()}`);
   // etcd back, as the lab started it.
-  const again = start(argv[0]!, argv.slice(1), {});
-  again.child.unref();
+  const logFd = openSync(join(labDir, 'etcd/etcd.log'), 'a');
+  const again = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', logFd, logFd] });
+  again.unref();
   writeFileSync(pidFile, `${again.pid}\n`);
   await waitFor(
     'etcd to answer again',
     () =>
-      fetch(`${state.etcd.endpoint}/health`)
+      fetch(`${state.etcd.endpoint}/health`, { signal: AbortSignal.timeout(1000) })
         .then((x) => (x.ok ? true : undefined))
         .catch(() => undefined),
     30_000,
