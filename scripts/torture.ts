@@ -321,6 +321,17 @@ async function checkSucceeded(
   const there = await manifest(target, DATA);
   const identical = there === source;
   if (!identical) problems.push(`data on ${target} differs from lab-1's: ${diffLines(source, there)}`);
+  // The secrets were really used (so the grep below is not vacuous): each key file holds its value.
+  for (const [name, file] of [
+    ['TORTURE_SHORT', 'short'],
+    ['TORTURE_QUOTED', 'quoted'],
+    ['TORTURE_PEM', 'pem'],
+    ['TORTURE_PLAIN', 'plain'],
+  ] as const) {
+    const got = await onHost(target, `cat /etc/demo-web/${file}.key`);
+    if (got.stdout.replace(/\n$/, '') !== ws.secrets[name]!.replace(/\n$/, ''))
+      problems.push(`the key ${file} on ${target} does not hold the secret ${name} (exit ${got.code})`);
+  }
   // admin bits: 0x01 forced maintenance, 0x02 inherited, 0x20 forced drain (0x04, "disabled" in the config, stays)
   const servers = await haproxyServers(labState());
   const admin = (h: string) => Number(/admin=(\d+)/.exec(servers[h] ?? '')?.[1] ?? -1);
@@ -730,7 +741,7 @@ function holders(dir: string): string[] {
 
 /** umount, retried while something (an ssh master persona left) still holds it; lazily as a last resort. */
 async function unmount(dir: string): Promise<void> {
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < 4; i++) {
     const r = await run('umount', [dir]);
     if (r.code === 0) return rmSync(dir, { recursive: true, force: true });
     if (i === 0)
@@ -738,7 +749,7 @@ async function unmount(dir: string): Promise<void> {
     await sleep(500);
   }
   await run('umount', ['-l', dir]);
-  log(`umount ${dir}: still busy after 10 s; unmounted lazily`);
+  log(`umount ${dir}: still busy after 2 s; unmounted lazily`);
 }
 
 async function enospc(needsReset: boolean): Promise<EnospcResult> {
