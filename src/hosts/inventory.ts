@@ -66,6 +66,11 @@ export const inventorySchema = z.strictObject({
       port: integer(1, 65535).optional(),
       key_file: keyFile.optional(),
       jump: jumpHost.optional(),
+      /**
+       * What known_hosts entries are keyed by: `address` (default; as ssh and Ansible, which connect to the
+       * address), or `name` (HostKeyAlias: the inventory name, for hosts whose address changes).
+       */
+      host_keys: z.enum(['address', 'name']).optional(),
       ssh_config: z
         .string()
         .regex(/^[^\0\n]+$/)
@@ -83,8 +88,10 @@ export interface InventoryHost {
   user?: string;
   /** ssh -i. */
   keyFile?: string;
-  /** ssh -J. */
+  /** Jump host(s), as ssh -J spells them. */
   jump?: string;
+  /** HostKeyAlias: the inventory name, when the inventory keys host keys by name (`host_keys: name`). */
+  hostKeyAlias?: string;
   /** `local`: Ansible's ansible_connection=local, the machine persona runs on. */
   connection?: 'local';
   labels: Record<string, string>;
@@ -172,6 +179,7 @@ export function normaliseInventory(
       ...((h.user ?? defaults.user) ? { user: h.user ?? defaults.user } : {}),
       ...((h.key_file ?? defaults.key_file) ? { keyFile: keyFileOf(h.key_file ?? defaults.key_file) } : {}),
       ...((h.jump ?? defaults.jump) ? { jump: h.jump ?? defaults.jump } : {}),
+      ...(defaults.host_keys === 'name' && (h.address ?? h.name) !== h.name ? { hostKeyAlias: h.name } : {}),
       ...(h.connection === 'local' ? { connection: 'local' as const } : {}),
       labels: { ...defaults.labels, ...h.labels },
       apps: h.apps,

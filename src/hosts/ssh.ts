@@ -10,33 +10,44 @@ import { PersonaError } from '../errors.js';
 import { processAlive } from '../util/process.js';
 import { stripTerminalControls } from '../util/sanitize.js';
 import { shellJoin } from './shell-quote.js';
+import { type Hop, hopName, parseJump, proxyCommand } from './ssh-jump.js';
 
 export interface SshTarget {
-  /** The inventory name; ssh_config `Host` blocks match it. */
+  /** The inventory name: what persona calls the host in messages, journals and locks. */
   name: string;
+  /** What ssh connects to, and what ssh_config `Host` patterns match (Ansible's ansible_host); else the name. */
   address?: string;
   port?: number;
   user?: string;
   /** -i: a private key file from the inventory. */
   keyFile?: string;
-  /** -J: jump host(s) from the inventory. */
+  /** Jump host(s) from the inventory, as -J spells them (started with persona's options: see ssh-jump.ts). */
   jump?: string;
+  /**
+   * HostKeyAlias: the name known_hosts is searched for instead of the address. Set only when the inventory says
+   * `host_keys: name` (fleets whose addresses change, or that reuse one address behind several bastions).
+   */
+  hostKeyAlias?: string;
 }
 
+/** What ssh connects to: the address (Ansible's ansible_host), else the inventory name. */
+export const destination = (target: SshTarget): string => target.address ?? target.name;
+
 /**
- * How ssh is told which host to reach: the inventory's address, port, user, key file and jump host, then `--` and
- * the inventory name (so ssh_config `Host` blocks match it). Every ssh persona starts ends with these, `ssh -G`
- * in `persona doctor` included.
+ * How ssh is told which host to reach, as Ansible tells it: port, user, key file and jump host from the inventory,
+ * then `--` and the ADDRESS as the destination, so ssh_config `Host` blocks match the address (`Host 10.0.*`), as
+ * they do under Ansible, and known_hosts is searched for the address (or the HostKeyAlias). Every ssh persona
+ * starts ends with these, `ssh -G` in `persona doctor` included.
  */
 export function targetArgs(target: SshTarget): string[] {
   return [
-    ...(target.address && target.address !== target.name ? ['-o', `HostName=${target.address}`] : []),
     ...(target.port ? ['-p', String(target.port)] : []),
     ...(target.user ? ['-l', target.user] : []),
     ...(target.keyFile ? ['-i', target.keyFile] : []),
+    ...(target.hostKeyAlias ? ['-o', `HostKeyAlias=${target.hostKeyAlias}`] : []),
     ...(target.jump ? ['-J', target.jump] : []),
     '--',
-    target.name,
+    destination(target),
   ];
 }
 
@@ -84,22 +95,42 @@ export type SshFailureKind =
   | 'host-key-changed'
   | 'auth'
   | 'connection'
+  /**
+   * The jump host failed (its own failure in `bastionFailure`): says nothing about the target, which must never
+   * be taken for down because its bastion is.
+   */
+  | 'bastion'
   | 'cancelled'
   | 'command';
 
 export class SshError extends PersonaError {
+  /** The jump host that failed, as -J spells it (kind "bastion"). */
+  readonly bastion?: string;
+  /** What went wrong at the bastion: timeout, refused, host-key-unknown, ... */
+  readonly bastionFailure?: SshFailureKind;
+
   constructor(
     readonly kind: SshFailureKind,
     readonly host: string,
     message: string,
     hint?: string,
     readonly result?: ExecResult,
+    via?: { bastion: string; failure: SshFailureKind },
   ) {
     super('E_SSH', message, {
       hint,
-      details: { host, kind, ...(result ? { exit_code: result.exitCode } : {}) },
+      details: {
+        host,
+        kind,
+        ...(via ? { bastion: via.bastion, bastion_failure: via.failure } : {}),
+        ...(result ? { exit_code: result.exitCode } : {}),
+      },
     });
     this.name = 'SshError';
+    if (via) {
+      this.bastion = via.bastion;
+      this.bastionFailure = via.failure;
+    }
   }
 }
 
@@ -120,50 +151,144 @@ function where(target: SshTarget): string {
   return `${target.name}${address}`;
 }
 
-/** Reads what went wrong from ssh's own exit status 255 and its stderr. */
+/** Who a failure is about: how messages name it, and the address, port and key name its hints use. */
+interface Peer {
+  /** The name SshError carries. */
+  name: string;
+  shown: string;
+  address: string;
+  port?: number;
+  hostKeyAlias?: string;
+}
+
+const peerOf = (target: SshTarget): Peer => ({
+  name: target.name,
+  shown: where(target),
+  address: destination(target),
+  ...(target.port ? { port: target.port } : {}),
+  ...(target.hostKeyAlias ? { hostKeyAlias: target.hostKeyAlias } : {}),
+});
+
+/**
+ * What the end of an ssh started through a ProxyCommand prints when the proxy (the hop) ended before the ssh
+ * banner: the hop's own diagnostics come before it.
+ */
+const PROXY_CLOSED =
+  /^(?:kex_exchange_identification: |ssh_exchange_identification: |Connection closed by UNKNOWN port 65535|Connection (?:reset|timed out) by UNKNOWN port 65535)/m;
+
+/** A bastion that connected but could not open the forward to the target: `channel 0: open failed: ...`. */
+const FORWARD_FAILED = /open failed: (?:connect failed: )?(.*)|stdio forwarding failed/i;
+
+/**
+ * Reads what went wrong from ssh's own exit status 255 and its stderr. With jump hosts (`hops`, first hop first),
+ * a failure of the hop names the bastion and is of kind "bastion"; a bastion that answered but could not reach the
+ * target names the target with the bastion's reason.
+ */
 export function classifySshFailure(
   target: SshTarget,
   result: ExecResult,
   timedOut: boolean,
   options: SshOptions,
+  hops: readonly Hop[] = [],
 ): SshError | undefined {
-  const host = where(target);
-  const err = result.stderr;
-  const addr = target.address ?? target.name;
-  const known = options.configFile
-    ? ` (UserKnownHostsFile in ${options.configFile})`
-    : ' (~/.ssh/known_hosts)';
+  const peer = peerOf(target);
+  const chain = hops.map(hopName).join(',');
   if (timedOut) {
     return new SshError(
       'timeout',
       target.name,
-      `${host}: no answer within the deadline`,
+      `${peer.shown}: no answer within the deadline${hops.length ? ` (through the bastion ${chain})` : ''}`,
       'The host or its sshd may hang; check it from a console.',
       result,
     );
   }
+  const err = result.stderr;
+  if (hops.length > 0) {
+    // Each ssh that ends before the banner adds a PROXY_CLOSED line: the last one is the target's ssh, what
+    // comes before it is what the hops said (a nested hop adds its own PROXY_CLOSED line).
+    const closed = [...err.matchAll(new RegExp(PROXY_CLOSED.source, 'gm'))];
+    const last = closed.at(-1);
+    const hopText = last ? err.slice(0, last.index).trim() : '';
+    const nested = closed.length > 1 && hopText.includes(closed[0]![0]);
+    const forward = FORWARD_FAILED.exec(hopText);
+    if (forward && !nested) {
+      // The last hop answered but could not open the forward: the target's failure, as the bastion saw it.
+      const reason = (forward[1] ?? '').trim();
+      const found = reason ? classifyText(peer, { ...result, stderr: reason }, options) : undefined;
+      const through = ` (the bastion ${chain} answered, but could not reach it: ${reason})`;
+      if (found && ['refused', 'timeout', 'unreachable', 'dns'].includes(found.kind))
+        return new SshError(found.kind, target.name, `${found.message}${through}`, found.hint, result);
+      return new SshError(
+        'bastion',
+        target.name,
+        `bastion ${chain}: could not forward the connection to ${peer.shown}: ${reason || tail(hopText, 1)}`,
+        'The bastion must allow TCP forwarding (AllowTcpForwarding, PermitOpen) to the target for this user.',
+        result,
+        { bastion: chain, failure: 'connection' },
+      );
+    }
+    if (hopText !== '') {
+      const text = hopText.replace(new RegExp(`${PROXY_CLOSED.source}.*\\n?`, 'gm'), '').trim() || hopText;
+      const hop = hops.find((h) => text.includes(h.host)) ?? (hops.length === 1 ? hops[0] : undefined);
+      const bastion = hop ? hopName(hop) : chain;
+      const bastionPeer: Peer = {
+        name: target.name,
+        shown: `bastion ${bastion}`,
+        address: hop?.host ?? chain,
+        ...(hop?.port ? { port: hop.port } : {}),
+      };
+      const found = classifyText(bastionPeer, { ...result, exitCode: 255, stderr: text }, options);
+      const failure = found?.kind ?? 'connection';
+      const message = found?.message ?? `bastion ${bastion}: ssh failed: ${tail(text, 2)}`;
+      return new SshError(
+        'bastion',
+        target.name,
+        `${message} — on the way to ${peer.shown}, which was not reached`,
+        found?.hint,
+        result,
+        { bastion, failure },
+      );
+    }
+  }
+  return classifyText(peer, result, options);
+}
+
+function classifyText(peer: Peer, result: ExecResult, options: SshOptions): SshError | undefined {
+  const host = peer.shown;
+  const err = result.stderr;
+  // ssh names the entry it looked for ("No ED25519 host key is known for [10.0.0.5]:2222 and ..."): a bastion
+  // from the ssh_config is known to persona only by its alias, so what ssh says wins.
+  const said = /host key is known for (\S+) and/i.exec(err)?.[1];
+  const keyName = said ?? peer.hostKeyAlias ?? (peer.port ? `[${peer.address}]:${peer.port}` : peer.address);
+  const scanned = said && !peer.hostKeyAlias ? /^\[(.+)\]:(\d+)$/.exec(said) : null;
+  const scanHost = scanned ? scanned[1]! : said && !peer.hostKeyAlias ? said : peer.address;
+  const scanPort = scanned ? Number(scanned[2]) : said && !peer.hostKeyAlias ? undefined : peer.port;
+  const known = options.configFile
+    ? ` (UserKnownHostsFile in ${options.configFile})`
+    : ' (~/.ssh/known_hosts)';
+  const scan = `ssh-keyscan ${scanPort ? `-p ${scanPort} ` : ''}${scanHost}${peer.hostKeyAlias ? ` | sed 's/^[^ ]*/${peer.hostKeyAlias}/'` : ''}`;
   if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/i.test(err)) {
     return new SshError(
       'host-key-changed',
-      target.name,
+      peer.name,
       `${host}: the host key has CHANGED since it was recorded — possibly a man-in-the-middle, or a reinstalled host; refusing to connect`,
-      `If you know why it changed, verify the new key out of band, then remove the old one with \`ssh-keygen -R ${addr}\`${known} and add the new one.`,
+      `If you know why it changed, verify the new key out of band, then remove the old one with \`ssh-keygen -R ${peer.hostKeyAlias ?? peer.address}\`${known} and add the new one.`,
       result,
     );
   }
   if (/No .*host key is known|Host key verification failed/i.test(err)) {
     return new SshError(
       'host-key-unknown',
-      target.name,
-      `${host}: its host key is not known${known}; refusing to connect`,
-      `Verify the key out of band, then add it: \`ssh-keyscan ${target.port ? `-p ${target.port} ` : ''}${addr} >> known_hosts\` (check the fingerprint), or run with --accept-new-host-keys for a first contact you trust.`,
+      peer.name,
+      `${host}: its host key is not known${known} as ${keyName}; refusing to connect`,
+      `Verify the key out of band, then add it: \`${scan} >> known_hosts\` (check the fingerprint), or run with --accept-new-host-keys for a first contact you trust.`,
       result,
     );
   }
   if (/Permission denied \(/i.test(err) || /Too many authentication failures/i.test(err)) {
     return new SshError(
       'auth',
-      target.name,
+      peer.name,
       `${host}: authentication failed (${tail(err, 1)})`,
       'Check the user, the key (IdentityFile) and your agent (`ssh-add -l`).',
       result,
@@ -172,7 +297,7 @@ export function classifySshFailure(
   if (/Connection refused/i.test(err)) {
     return new SshError(
       'refused',
-      target.name,
+      peer.name,
       `${host}: connection refused — sshd is not running or the port is wrong`,
       undefined,
       result,
@@ -185,7 +310,7 @@ export function classifySshFailure(
   ) {
     return new SshError(
       'timeout',
-      target.name,
+      peer.name,
       `${host}: connection timed out`,
       'The host may be down, partitioned, or its sshd hung.',
       result,
@@ -194,7 +319,7 @@ export function classifySshFailure(
   if (/No route to host|Network is unreachable|Host is down/i.test(err)) {
     return new SshError(
       'unreachable',
-      target.name,
+      peer.name,
       `${host}: unreachable (${tail(err, 1)})`,
       undefined,
       result,
@@ -203,7 +328,7 @@ export function classifySshFailure(
   if (/Could not resolve hostname|Name or service not known|nodename nor servname/i.test(err)) {
     return new SshError(
       'dns',
-      target.name,
+      peer.name,
       `${host}: the name does not resolve`,
       'Check the address in the inventory.',
       result,
@@ -215,9 +340,17 @@ export function classifySshFailure(
       err,
     )
   ) {
-    return new SshError('connection', target.name, `${host}: ssh failed: ${tail(err, 2)}`, undefined, result);
+    return new SshError('connection', peer.name, `${host}: ssh failed: ${tail(err, 2)}`, undefined, result);
   }
   return undefined;
+}
+
+/**
+ * One word of rsync's -e command: rsync splits on spaces and reads '...' and "..." as quotes, a quote doubled
+ * inside them standing for itself (rsync's do_cmd).
+ */
+export function rsyncQuote(word: string): string {
+  return word === '' || /[\s'"]/.test(word) ? `'${word.replaceAll("'", "''")}'` : word;
 }
 
 /**
@@ -281,14 +414,51 @@ export class SshTransport implements Transport {
     return await this.controlDir;
   }
 
-  /** The ssh argument vector for a target and a remote command (already quoted into one string). */
-  async argv(target: SshTarget, remoteCommand: string | undefined, startMaster = true): Promise<string[]> {
+  /** Jump hosts by target: from the inventory, else the ProxyJump the ssh_config gives the address (ssh -G). */
+  private readonly jumps = new Map<string, Promise<Hop[]>>();
+
+  /**
+   * The jump hosts ssh would use for the target, first hop first: the inventory's, else the config's ProxyJump
+   * for the destination. A ProxyCommand of the user's own in the config is left to ssh (persona cannot add its
+   * options to a command it did not write).
+   */
+  async hops(target: SshTarget): Promise<Hop[]> {
+    if (target.jump) return parseJump(target.jump, `${target.name}: the jump host`);
+    const key = JSON.stringify(targetArgs(target));
+    let found = this.jumps.get(key);
+    if (!found) {
+      found = (async () => {
+        const { execa } = await import('execa');
+        const g = await execa(
+          'ssh',
+          [...(this.options.configFile ? ['-F', this.options.configFile] : []), '-G', ...targetArgs(target)],
+          {
+            reject: false,
+            env: this.options.env,
+            extendEnv: this.options.env === undefined,
+            timeout: 10_000,
+          },
+        );
+        // A config ssh cannot read is reported by the connection itself, classified like any other failure.
+        if (g.exitCode !== 0) return [];
+        const jump = /^proxyjump (.+)$/m.exec(String(g.stdout))?.[1]?.trim();
+        if (!jump || jump === 'none') return [];
+        return parseJump(jump, `${target.name}: the ProxyJump in the ssh config`);
+      })();
+      this.jumps.set(key, found);
+    }
+    return await found;
+  }
+
+  /** persona's options, the same for the target and every jump host. */
+  private commonOptions(connectTimeoutSec: number): string[] {
     const o = this.options;
-    const args = [
+    return [
+      ...(o.configFile ? ['-F', o.configFile] : []),
       '-o',
       'BatchMode=yes',
       '-o',
-      `ConnectTimeout=${o.connectTimeoutSec}`,
+      `ConnectTimeout=${connectTimeoutSec}`,
       '-o',
       `StrictHostKeyChecking=${o.hostKeyChecking}`,
       '-o',
@@ -299,9 +469,36 @@ export class SshTransport implements Transport {
       'LogLevel=ERROR',
       '-o',
       'KexAlgorithms=^curve25519-sha256',
-      '-T',
     ];
-    if (o.configFile) args.unshift('-F', o.configFile);
+  }
+
+  /** The ssh argument vector for a target and a remote command (already quoted into one string). */
+  async argv(target: SshTarget, remoteCommand: string | undefined, startMaster = true): Promise<string[]> {
+    return (await this.command(target, remoteCommand, startMaster)).args;
+  }
+
+  private async command(
+    target: SshTarget,
+    remoteCommand: string | undefined,
+    startMaster = true,
+  ): Promise<{ args: string[]; hops: Hop[] }> {
+    const o = this.options;
+    const hops = await this.hops(target);
+    // Through jump hosts the banner comes only after every hop connected, each within its own timeout: the
+    // target's ssh waits longer, so that a hop that times out is the one that says so.
+    const args = [...this.commonOptions(o.connectTimeoutSec * (hops.length + 1)), '-T'];
+    if (hops.length > 0) {
+      // LogLevel INFO on the hops (first value wins): the bastion's reason for a failed forward ("open
+      // failed: connect failed: Connection refused") is an INFO line.
+      const hopOptions = [
+        '-o',
+        'LogLevel=INFO',
+        ...this.commonOptions(o.connectTimeoutSec),
+        '-o',
+        'ControlPath=none',
+      ];
+      args.push('-o', `ProxyCommand=${proxyCommand(hops, hopOptions)}`);
+    }
     if (o.multiplex) {
       args.push(
         '-o',
@@ -312,26 +509,30 @@ export class SshTransport implements Transport {
         `ControlPersist=${o.persistSec}`,
       );
     }
-    args.push(...targetArgs(target));
+    // The jump is in the ProxyCommand: -J would start the hop from the ssh_config alone.
+    args.push(...targetArgs({ ...target, jump: undefined }));
     if (remoteCommand !== undefined) args.push(remoteCommand);
-    return args;
+    return { args, hops };
+  }
+
+  /** ssh runs a ProxyCommand with $SHELL: persona's are quoted for POSIX sh, so that is the shell it gets. */
+  private env(hops: readonly Hop[]): { env?: NodeJS.ProcessEnv; extendEnv: boolean } {
+    const base = this.options.env;
+    if (hops.length === 0) return { ...(base ? { env: base } : {}), extendEnv: base === undefined };
+    return { env: { ...base, SHELL: '/bin/sh' }, extendEnv: base === undefined };
   }
 
   /**
-   * The ssh command for `rsync -e`: the same options, control path and host-key checking as every other call.
-   * rsync splits it on spaces and honours quotes, so an argument with a space is quoted and one with a quote is
-   * refused.
+   * The ssh command for `rsync -e`: the same options, control path, jump hosts and host-key checking as every
+   * other call. rsync splits it on spaces and honours quotes (a quote is doubled inside quotes), so arguments are
+   * quoted the way rsync reads them; `env SHELL=/bin/sh` runs it when there is a ProxyCommand.
    */
   async rsyncShell(target: SshTarget): Promise<{ rsh: string; host: string }> {
-    const args = await this.argv(target, undefined);
+    const { args, hops } = await this.command(target, undefined);
     const host = args.pop()!;
     args.pop(); // '--': rsync appends the host after the options.
-    const quoted = ['ssh', ...args].map((a) => {
-      if (/['"]/.test(a))
-        throw new PersonaError('E_USAGE', `cannot pass ${JSON.stringify(a)} to rsync's ssh command`);
-      return /\s/.test(a) ? `'${a}'` : a;
-    });
-    return { rsh: quoted.join(' '), host };
+    const words = [...(hops.length > 0 ? ['env', 'SHELL=/bin/sh'] : []), 'ssh', ...args];
+    return { rsh: words.map(rsyncQuote).join(' '), host };
   }
 
   /**
@@ -369,7 +570,7 @@ export class SshTransport implements Transport {
 
   private async execRaw(target: SshTarget, command: string, options: ExecOptions): Promise<ExecResult> {
     const { execa } = await import('execa');
-    const args = await this.argv(target, command, options.startMaster ?? true);
+    const { args, hops } = await this.command(target, command, options.startMaster ?? true);
     const started = Date.now();
     const subprocess = execa('ssh', args, {
       input: options.input ?? '',
@@ -377,8 +578,7 @@ export class SshTransport implements Transport {
       stripFinalNewline: false,
       timeout: options.timeoutMs,
       cancelSignal: options.signal,
-      env: this.options.env,
-      extendEnv: this.options.env === undefined,
+      ...this.env(hops),
       maxBuffer: 64 * 1024 * 1024,
     });
     // A multiplexed session hands its stdio to the master connection, which keeps the pipes open until the
@@ -403,7 +603,7 @@ export class SshTransport implements Transport {
       throw new SshError('cancelled', target.name, `${where(target)}: cancelled`, undefined, result);
     }
     if (child.timedOut || result.exitCode === 255) {
-      const failure = classifySshFailure(target, result, Boolean(child.timedOut), this.options);
+      const failure = classifySshFailure(target, result, Boolean(child.timedOut), this.options, hops);
       if (failure) throw failure;
     }
     return result;

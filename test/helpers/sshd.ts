@@ -17,6 +17,12 @@ export interface TestSshd {
   knownHosts: string;
   clientKey: string;
   process: ChildProcess;
+  /** The ListenAddress (127.0.0.1 unless asked). */
+  address: string;
+  /** The host key's public half, "type base64". */
+  hostKey: string;
+  /** What sshd logged so far (stderr, at the LogLevel asked for). */
+  log(): string;
   stop(): Promise<void>;
   /** Suspends sshd (SIGSTOP): connections are accepted by the kernel but never answered. */
   freeze(): void;
@@ -41,20 +47,34 @@ function keygen(path: string): void {
 /** The sshd binary the tests start (PERSONA_SSHD_BIN overrides, e.g. to prove a missing one fails fast). */
 export const SSHD_BIN = process.env.PERSONA_SSHD_BIN ?? '/usr/sbin/sshd';
 
-export async function startSshd(): Promise<TestSshd> {
+export interface SshdOptions {
+  /** A loopback address to listen on (127.0.0.0/8 only). */
+  address?: string;
+  /** sshd's LogLevel: VERBOSE or DEBUG1 to see connections and forwards in log(). */
+  logLevel?: string;
+  /** More public keys to authorize (another sshd's client key). */
+  authorize?: string[];
+}
+
+export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   requireBinaries(SSHD_BIN, 'ssh', 'ssh-keygen');
+  const address = options.address ?? '127.0.0.1';
+  if (!address.startsWith('127.')) throw new Error(`test sshd: ${address} is not a loopback address`);
   const dir = mkdtempSync(join(tmpdir(), 'persona-sshd-'));
   const port = await freePort();
   const user = userInfo().username;
   keygen(join(dir, 'host_key'));
   keygen(join(dir, 'client_key'));
-  writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')));
+  writeFileSync(
+    join(dir, 'authorized_keys'),
+    [readFileSync(join(dir, 'client_key.pub'), 'utf8').trim(), ...(options.authorize ?? []), ''].join('\n'),
+  );
   const hostPub = readFileSync(join(dir, 'host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
-  writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${port} ${hostPub}\ntest-host ${hostPub}\n`);
+  writeFileSync(join(dir, 'known_hosts'), `[${address}]:${port} ${hostPub}\ntest-host ${hostPub}\n`);
   writeFileSync(
     join(dir, 'sshd_config'),
     [
-      `ListenAddress 127.0.0.1:${port}`,
+      `ListenAddress ${address}:${port}`,
       `HostKey ${join(dir, 'host_key')}`,
       `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
       `PidFile ${join(dir, 'sshd.pid')}`,
@@ -65,15 +85,15 @@ export async function startSshd(): Promise<TestSshd> {
       'StrictModes no',
       'MaxStartups 200:30:400',
       'MaxSessions 100',
-      'LogLevel ERROR',
+      `LogLevel ${options.logLevel ?? 'ERROR'}`,
       '',
     ].join('\n'),
   );
   writeFileSync(
     join(dir, 'ssh_config'),
     [
-      'Host test-host 127.0.0.1',
-      '  HostName 127.0.0.1',
+      `Host test-host ${address}`,
+      `  HostName ${address}`,
       `  Port ${port}`,
       `  User ${user}`,
       `  IdentityFile ${join(dir, 'client_key')}`,
@@ -91,10 +111,13 @@ export async function startSshd(): Promise<TestSshd> {
   child.stderr?.on('data', (d: Buffer) => {
     errors += d.toString();
   });
-  await waitForPort(port, () => errors);
+  await waitForPort(address, port, () => errors);
   return {
     dir,
     port,
+    address,
+    hostKey: hostPub,
+    log: () => errors,
     user,
     configFile: join(dir, 'ssh_config'),
     knownHosts: join(dir, 'known_hosts'),
@@ -111,12 +134,12 @@ export async function startSshd(): Promise<TestSshd> {
   };
 }
 
-async function waitForPort(port: number, errors: () => string): Promise<void> {
+async function waitForPort(address: string, port: number, errors: () => string): Promise<void> {
   const { connect } = await import('node:net');
   const deadline = Date.now() + 5000;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
+      const socket = connect(port, address);
       socket.once('connect', () => {
         socket.destroy();
         resolve(true);

@@ -227,10 +227,15 @@ describe('inventory', () => {
     expect(looksSecret(name)).toBe(secret);
   });
 
-  test('the key file and the jump host reach ssh as -i and -J', async () => {
+  test("the key file reaches ssh as -i, the jump host as a ProxyCommand with persona's options", async () => {
     const ssh = new SshTransport({ multiplex: false });
-    const argv = await ssh.argv({ name: 'a', keyFile: '/k/id', jump: 'ops@b' }, 'true');
-    expect(argv.slice(-7)).toEqual(['-i', '/k/id', '-J', 'ops@b', '--', 'a', 'true']);
+    const argv = await ssh.argv({ name: 'a', address: '10.0.0.5', keyFile: '/k/id', jump: 'ops@b' }, 'true');
+    expect(argv.slice(-5)).toEqual(['-i', '/k/id', '--', '10.0.0.5', 'true']);
+    expect(argv).not.toContain('-J');
+    const proxy = argv.find((a) => a.startsWith('ProxyCommand='));
+    expect(proxy).toMatch(
+      /^ProxyCommand=ssh .*-o 'BatchMode=yes' .*-o 'StrictHostKeyChecking=yes' .*-l ops -W '\[%h\]:%p' -- b$/,
+    );
   });
 
   test('a range beyond the cap is an error naming the line, not a silent cut', async () => {
