@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { SshError, type SshTarget, SshTransport } from '../../src/hosts/ssh.js';
+import { runInProcess } from '../helpers/cli.js';
 import { freePort, startSshd, type TestSshd } from '../helpers/sshd.js';
 import { startSilentServer } from '../stores/silent-server.js';
 
@@ -116,6 +117,27 @@ describe('ssh through a bastion', () => {
     // The target saw the connection come from the bastion's side of loopback, on its own address.
     expect(r.stdout).toMatch(new RegExp(`^127\\.0\\.0\\.1 \\d+ 127\\.0\\.0\\.2 ${target.port}\\n$`));
     expect(forwards().length).toBe(before + 1);
+  });
+
+  test('persona hosts probe: the host answers through the bastion its address matched in the config', async () => {
+    const inventory = join(dir, 'inventory.json');
+    writeFileSync(
+      inventory,
+      JSON.stringify({ hosts: [{ name: 'db1', address: '127.0.0.2', port: target.port }] }),
+    );
+    const before = forwards().length;
+    const r = await runInProcess([
+      'hosts',
+      'probe',
+      '--inventory',
+      inventory,
+      '--ssh-config',
+      config('cfg_probe', {}),
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('"db1"');
+    expect(forwards().length).toBeGreaterThan(before);
   });
 
   test('an inventory jump (user@host:port) and two hops (nested ProxyCommands) reach it too', async () => {

@@ -38,6 +38,11 @@ describe('decideSource: the backup only when the failed host is proven down', ()
     ['DNS failure', facts({ reach: down('dns') }), 'refuse'],
     ['other connection failure', facts({ reach: down('connection') }), 'refuse'],
     [
+      'its bastion timed out or refused (kind bastion): not proof of anything',
+      facts({ reach: down('bastion') }),
+      'refuse',
+    ],
+    [
       'refused, but the fence found it answering',
       facts({ reach: down('refused'), fence: { host_reachable: true } }),
       'refuse',
