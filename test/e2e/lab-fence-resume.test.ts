@@ -58,10 +58,14 @@ describe('resuming an interrupted fence (lab)', () => {
     profile.traffic = { method: 'none' };
     writeFileSync(file, JSON.stringify(profile, null, 2));
     await fail('lab-1', 'poweroff');
-    const runId = await interruptAtFence(ws);
+    // Nothing can take lab-1 out and it does not answer: the fence refuses at once, and again on every resume.
+    const first = await persona(['recover', 'lab-1', '--yes'], ws);
+    expect(first.code, first.stderr).toBe(5);
+    expect(first.stderr).toMatch(/cannot fence lab-1: .*cannot take it out of rotation/);
+    const runId = runIdIn(first.stderr);
     const resumed = await persona(['recover', '--resume', runId, '--yes', '--json'], ws);
     expect(resumed.code, resumed.stderr).toBe(5);
-    expect(resumed.stderr).toMatch(/cannot fence lab-1: .*cannot take it out of rotation/);
+    expect(resumed.stdout).toMatch(/cannot fence lab-1: .*cannot take it out of rotation/);
     const steps = (journal(ws, runId) as unknown as { steps: Step[] }).steps;
     expect(steps.find((s) => s.kind === 'fence')!.status).toBe('failed');
     expect(steps.find((s) => s.kind === 'switch')!.status).toBe('pending');
@@ -77,13 +81,13 @@ describe('resuming an interrupted fence (lab)', () => {
     profile.fencing = { power: labPowerFence() };
     writeFileSync(file, JSON.stringify(profile, null, 2));
     try {
-      const r = await persona(['recover', 'lab-1', '--yes', '--json'], ws);
+      const r = await persona(['recover', 'lab-1', '--yes'], ws);
       // lab-1 answered, with its data, when the fence cut its power: its data may be newer than the backup, so
       // migrate does not fall back to it on its own.
       expect(r.code, r.stderr).toBe(5);
       expect(r.stderr).toMatch(/--data-from backup/);
       expect((await fenceAgent('status', 'lab-1')).exitCode).toBe(2);
-      const runId = runIdIn(r.stdout + r.stderr);
+      const runId = runIdIn(r.stderr);
       const resumed = await persona(
         ['recover', '--resume', runId, '--data-from', 'backup', '--yes', '--json'],
         ws,

@@ -110,6 +110,15 @@ export async function haproxyServers(lab: LabState): Promise<Record<string, { ad
 }
 
 /**
+ * What persona may change in HAProxy: each server's administrative state. The operational state is HAProxy's own
+ * health check, which follows a failed application on its own schedule.
+ */
+export async function haproxyAdminStates(lab: LabState): Promise<Record<string, number>> {
+  const servers = await new HaproxyRuntime(lab.haproxy.admin_socket).servers(lab.haproxy.backend);
+  return Object.fromEntries(servers.map((s) => [s.server, s.adminState]));
+}
+
+/**
  * Reloads the lab's HAProxy as an init script would (a new process with the same configuration, the old one told
  * to finish with -sf), without dumping its state first: only what persona saved to the server-state-file survives.
  */

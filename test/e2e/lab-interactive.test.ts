@@ -70,7 +70,9 @@ test('interactive recover on a terminal: choose lab-3, confirm, retry the failed
     'persona to exit',
     () => (existsSync(exitFile) ? readFileSync(exitFile, 'utf8').trim() : undefined),
     300_000,
-  );
+  ).catch(async (error: Error) => {
+    throw new Error(`${error.message}; the terminal shows:\n${await screen()}`);
+  });
   expect(readFileSync(exitFile, 'utf8').trim(), await screen()).toBe('0');
   expect(await screen()).toMatch(/demo-web: lab-1 → lab-3, run \S+: succeeded/);
   await expectRecoveredOnto(lab, ws, 'lab-3');

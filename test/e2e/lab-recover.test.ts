@@ -11,7 +11,7 @@ import {
   expectRecoveredOnto,
   failpointReached,
   freshLab,
-  haproxyServers,
+  haproxyAdminStates,
   hostHasPackage,
   journal,
   persona,
@@ -126,12 +126,12 @@ describe('recover (built CLI, lab)', () => {
     const lab = await freshLab();
     const ws = workspace(lab);
     await fail('lab-1', 'app');
-    const before = await haproxyServers(lab);
+    const before = await haproxyAdminStates(lab);
     const r = await persona(['recover', 'lab-1'], ws);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/confirmation required: Recover demo-web from lab-1 onto lab-2/);
     expect(r.stderr).toContain('--yes');
-    expect(await haproxyServers(lab)).toEqual(before);
+    expect(await haproxyAdminStates(lab)).toEqual(before);
     expect(await hostHasPackage('lab-2', 'nftables')).toBe(false);
     expect(existsSync(join(ws.state, 'runs'))).toBe(false);
   });
@@ -176,7 +176,7 @@ describe('recover (built CLI, lab)', () => {
     const lab = await freshLab();
     const ws = workspace(lab);
     await fail('lab-1', 'app');
-    const before = await haproxyServers(lab);
+    const before = await haproxyAdminStates(lab);
     const r = await persona(['recover', 'lab-1', '--dry-run'], ws);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Dry run: nothing was changed');
@@ -185,7 +185,7 @@ describe('recover (built CLI, lab)', () => {
     expect(r.stdout).toMatch(/validate:\n(?:\s+.*\n)*?\s+would start demo-web on lab-2/);
     expect(r.stdout).toMatch(/then check: 2 health check\(s\)/);
     expect(r.stdout).toMatch(/would copy from lab-1/);
-    expect(await haproxyServers(lab)).toEqual(before);
+    expect(await haproxyAdminStates(lab)).toEqual(before);
     expect(await hostHasPackage('lab-2', 'nftables')).toBe(false);
     expect((await sshExec('lab-2', ['test', '-e', '/srv/demo-web'])).exitCode).not.toBe(0);
     expect((await sshExec('lab-2', ['id', 'demo'])).exitCode).not.toBe(0);
