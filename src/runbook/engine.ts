@@ -333,7 +333,8 @@ export class Engine {
     record: StepRecord,
     ctx: StepContext,
     label: string,
-  ): Promise<{ outputs: StepOutputs; task: Task }> {
+    shown: { task?: Task },
+  ): Promise<StepOutputs> {
     let plan = await this.planOf(step, record, ctx);
     this.planEvent(step, plan);
     for (const note of plan.notes) ctx.log(note);
@@ -349,7 +350,8 @@ export class Engine {
       });
       if (!go) throw new Declined(`declined at step ${step.kind}`);
     }
-    const task = this.deps.reporter.task(label);
+    // Shown before the actions; the caller ends it (succeed or fail), whether or not this attempt throws.
+    shown.task = this.deps.reporter.task(label);
     for (const action of plan.actions) await this.apply(step, record, ctx, action);
     if (changes.length > 0) {
       await ctx.checkpoint('before-replan');
@@ -368,7 +370,7 @@ export class Engine {
     }
     const outputs = await step.conclude(ctx, { plan, applied: this.applied(record) });
     for (const action of plan.after ?? []) await this.apply(step, record, ctx, action);
-    return { outputs, task };
+    return outputs;
   }
 
   private async runStep(step: Step, record: StepRecord, index: number, total: number): Promise<void> {
@@ -397,13 +399,14 @@ export class Engine {
         ...(this.options.lockLost ? [this.options.lockLost] : []),
       ]);
       let outputs: StepOutputs;
-      let task: Task | undefined;
+      const shown: { task?: Task } = {};
       try {
-        ({ outputs, task } = await this.attempt(step, record, this.deps.context(signal, record), label));
+        outputs = await this.attempt(step, record, this.deps.context(signal, record), label, shown);
       } catch (error) {
         record.duration_ms = Date.now() - started;
         record.finished_at = this.deps.now().toISOString();
-        const fail = (text: string) => (task ? task.fail(text) : this.deps.reporter.warn(text));
+        // A spinner left running would keep the process alive (and garble the next prompt): always ended here.
+        const fail = (text: string) => (shown.task ? shown.task.fail(text) : this.deps.reporter.warn(text));
         if (error instanceof Declined) {
           // Nothing of this attempt was applied: the step is as it was.
           record.attempts--;
@@ -427,7 +430,10 @@ export class Engine {
           fail(`${step.title}: the lock was lost`);
           throw await this.stopWithoutLock('failed', lockReason as PersonaError);
         }
-        if (isPersonaError(error) && error.code === 'E_JOURNAL') throw error;
+        if (isPersonaError(error) && error.code === 'E_JOURNAL') {
+          fail(`${step.title}: the journal could not be saved`);
+          throw error;
+        }
         const failure = timeout.aborted
           ? { code: 'E_STEP_FAILED', message: `${step.kind} took longer than its time limit` }
           : toError(error)!;
@@ -468,8 +474,13 @@ export class Engine {
       record.finished_at = this.deps.now().toISOString();
       record.duration_ms = Date.now() - started;
       // Outside the try: a journal that cannot be saved now is not the step's failure (E_JOURNAL, exit 5).
-      await this.save();
-      task.succeed();
+      try {
+        await this.save();
+      } catch (error) {
+        shown.task?.fail(`${step.title}: the journal could not be saved`);
+        throw error;
+      }
+      shown.task?.succeed();
       this.deps.reporter.event('step', {
         run_id: this.journal.run_id,
         step: step.kind,

@@ -313,6 +313,28 @@ describe('engine', () => {
     expect(onDisk.steps[0]!.actions).toBeUndefined();
   });
 
+  test('every spinner the engine starts is ended, also when the step fails (a live spinner keeps the process up)', async () => {
+    const open = new Set<string>();
+    const reporter: Reporter = {
+      ...quiet,
+      task(label) {
+        open.add(label);
+        const end = () => void open.delete(label);
+        return { update() {}, succeed: end, fail: end, warn: end };
+      },
+    };
+    const a = step('configure', async (n) => {
+      if (n === 1) throw new PersonaError('E_STEP_FAILED', 'failpoint: failing once');
+      return {};
+    });
+    const prompter = new ScriptedPrompter([{ match: /Step configure failed/, answer: 'retry' }]);
+    const { engine } = setup(['configure'], [a], { interactive: true, prompter });
+    (engine as unknown as { deps: { reporter: Reporter } }).deps.reporter = reporter;
+    await engine.run();
+    expect(a.runs).toBe(2);
+    expect([...open]).toEqual([]);
+  });
+
   test('automatic retries with backoff for steps that allow them', async () => {
     const a = step(
       'validate',
