@@ -128,7 +128,7 @@ describe('persona hosts probe --json with an Ansible inventory', () => {
       const inv = join(dir, 'hosts.ini');
       writeFileSync(
         inv,
-        '[db]\nok-db1 ansible_host=127.0.0.1 ansible_port=9 ansible_user=john.doe db_password=hunter2 vault_token=s3cr3t zone=a\n',
+        '[db]\nok-db1 ansible_port=9 ansible_user=john.doe db_password=hunter2 vault_token=s3cr3t zone=a\n',
       );
       const r = await runInProcess(['hosts', 'probe', '--json', '--inventory', inv], {
         env: { PERSONA_STATE_DIR: tempDir() },

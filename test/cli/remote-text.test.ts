@@ -19,6 +19,8 @@ function fakeSsh(answers: Record<string, { out?: string; err?: string; code?: nu
     [
       '#!/bin/sh',
       'dir=$(dirname "$0")',
+      // ssh -G (persona asks for the config's ProxyJump): none.
+      'for a in "$@"; do [ "$a" = "-G" ] && { echo "proxyjump none"; exit 0; }; done',
       'while [ $# -gt 0 ] && [ "$1" != "--" ]; do shift; done',
       'host=$2',
       'cat > /dev/null',
@@ -39,7 +41,8 @@ function fakeSsh(answers: Record<string, { out?: string; err?: string; code?: nu
 
 function inventory(hosts: string[]): string {
   const file = join(tempDir(), 'inventory.json');
-  writeFileSync(file, JSON.stringify({ hosts: hosts.map((name) => ({ name, address: '127.0.0.1' })) }));
+  // ssh gets the address: the name, so the fake answers per host (it resolves and contacts nothing).
+  writeFileSync(file, JSON.stringify({ hosts: hosts.map((name) => ({ name, address: name })) }));
   return file;
 }
 
@@ -82,7 +85,8 @@ describe('remote text reaching the terminal', () => {
   test('hosts probe --json shows labels, but never a secret-looking variable from the inventory', async () => {
     const ini = `${repoRoot}test/fixtures/inventory/hosts.ini`;
     const out = { out: recorded };
-    const env = fakeSsh({ bastion: out, web01: out, web02: out, web03: out });
+    // The fake answers per ssh destination: the inventory's addresses (it contacts nothing).
+    const env = fakeSsh({ '127.0.0.1': out, '127.0.0.2': out, '127.0.0.3': out });
     const r = await runBin(['hosts', 'probe', '--json', '--inventory', ini], { env });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('"zone":"eu-1"');

@@ -1,7 +1,7 @@
 /**
  * A stand-in for the `ssh` executable, put first on PATH: what it does depends on the host name, so commands that
- * probe can be run in-process or as the built CLI without any sshd. Nothing is ever contacted: every inventory
- * host it serves points at 127.0.0.1.
+ * probe can be run in-process or as the built CLI without any sshd. Nothing is ever contacted: the inventory it
+ * writes gives each host its own name as address, which ssh (this fake) receives and nothing resolves.
  *   ok-*       answers the probe with a recorded real probe output
  *   refused-*  fails as ssh does when nothing listens on the port
  *   slow-*     never answers (until killed); each start is logged, so a test knows the probe is under way
@@ -12,6 +12,8 @@ import { repoRoot } from './cli.js';
 import { tempDir } from './tmp.js';
 
 const script = `#!/bin/sh
+# ssh -G (persona asks for the config's ProxyJump): no config, no jump host.
+for a in "$@"; do [ "$a" = "-G" ] && { echo "proxyjump none"; exit 0; }; done
 while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do shift; done
 host=$2
 cat >/dev/null
@@ -50,7 +52,9 @@ export function fakeSsh(): FakeSsh {
       const entries = hosts.map((h) => (typeof h === 'string' ? { name: h, apps: [] } : h));
       writeFileSync(
         file,
-        JSON.stringify({ hosts: entries.map((h) => ({ ...h, address: '127.0.0.1', port: 9 })) }),
+        // ssh is given the address (as under Ansible): each host's address is its name, which only this fake ever
+        // sees (it resolves and contacts nothing).
+        JSON.stringify({ hosts: entries.map((h) => ({ ...h, address: h.name, port: 9 })) }),
       );
       return file;
     },
