@@ -8,7 +8,7 @@
  * next version, so versions only move forward and a crash never makes a version go back.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { PersonaError } from '../errors.js';
@@ -31,6 +31,11 @@ import { acquireKvLock, checkKvFence, listKvLocks } from './kv-lock.js';
 const PROFILE_PREFIX = 'profiles/';
 const TXN_LOCK_STALE_MS = 30_000;
 const TXN_LOCK_WAIT_MS = 20_000;
+/**
+ * An empty or unreadable txn.lock (left by a persona older than the atomic link below, killed between creating
+ * and writing it) is stale after this long: well inside TXN_LOCK_WAIT_MS, so a waiter never gives up on it.
+ */
+const TXN_LOCK_EMPTY_STALE_MS = 2_000;
 
 interface Meta {
   version: number;
@@ -291,29 +296,35 @@ export class FileBackend implements KvBackend {
     await mkdir(this.internal, { recursive: true, mode: 0o700 });
     const me = `${JSON.stringify({ pid: process.pid, host: hostname(), at: Date.now(), nonce: randomBytes(4).toString('hex') })}\n`;
     const deadline = Date.now() + TXN_LOCK_WAIT_MS;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const handle = await open(path, 'wx', 0o600);
-        await handle.writeFile(me);
-        await handle.close();
-        return async () => {
-          const now = await readFile(path, 'utf8').catch(() => '');
-          if (now === me) await rm(path, { force: true });
-        };
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    // The lock file appears with its content, atomically (link fails if it exists): a writer killed at any moment
+    // leaves either no lock or a lock that names it (a dead pid is cleared at once), never an empty one.
+    const staged = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    await writeFile(staged, me, { mode: 0o600 });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await link(staged, path);
+          return async () => {
+            const now = await readFile(path, 'utf8').catch(() => '');
+            if (now === me) await rm(path, { force: true });
+          };
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        }
+        await this.clearStaleLock(path);
+        if (Date.now() > deadline) {
+          throw new PersonaError(
+            'E_STORE',
+            `store ${this.describe} is busy: ${path} is held by another writer`,
+            {
+              hint: 'Retry; if no persona process is running, remove the lock file.',
+            },
+          );
+        }
+        await new Promise((r) => setTimeout(r, Math.min(50, 2 + attempt) + Math.random() * 5));
       }
-      await this.clearStaleLock(path);
-      if (Date.now() > deadline) {
-        throw new PersonaError(
-          'E_STORE',
-          `store ${this.describe} is busy: ${path} is held by another writer`,
-          {
-            hint: 'Retry; if no persona process is running, remove the lock file.',
-          },
-        );
-      }
-      await new Promise((r) => setTimeout(r, Math.min(50, 2 + attempt) + Math.random() * 5));
+    } finally {
+      await rm(staged, { force: true });
     }
   }
 
@@ -322,9 +333,9 @@ export class FileBackend implements KvBackend {
     try {
       holder = JSON.parse(await readFile(path, 'utf8'));
     } catch {
-      // Empty or half-written: its writer is between open and write; give it time via the age check below.
+      // Empty or half-written: only an older persona killed between creating and writing it leaves one.
       const info = await stat(path).catch(() => undefined);
-      if (info && Date.now() - info.mtimeMs > TXN_LOCK_STALE_MS) await rm(path, { force: true });
+      if (info && Date.now() - info.mtimeMs > TXN_LOCK_EMPTY_STALE_MS) await rm(path, { force: true });
       return;
     }
     const sameHost = holder.host === hostname();

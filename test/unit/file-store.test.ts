@@ -15,6 +15,31 @@ storeConformance('file', async (namespace) => {
 const meta = { author: 't@h', at: '2026-11-27T00:00:00Z' };
 
 describe('file store specifics', () => {
+  test('a writer killed while taking the txn lock never blocks the next one (torture run 28)', async () => {
+    const dir = tempDir();
+    const store = await new FileBackend(dir).open();
+    const put = (value: string) => store.txn({ checks: [], puts: [{ key: 'runs/a', value }] });
+    await put('1');
+    const lock = join(dir, '.persona', 'txn.lock');
+    // A persona killed between creating the lock file and writing it (what the old open-then-write left behind).
+    writeFileSync(lock, '');
+    const started = Date.now();
+    await put('2');
+    // Cleared after its short staleness, long before a waiter gives up (20 s).
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect((await store.get('runs/a'))?.value).toBe('2');
+    // A killed holder that named itself: cleared at once (its pid is gone).
+    writeFileSync(
+      lock,
+      `${JSON.stringify({ pid: 2 ** 22 + 1, host: (await import('node:os')).hostname(), at: Date.now() })}\n`,
+    );
+    const again = Date.now();
+    await put('3');
+    expect(Date.now() - again).toBeLessThan(1_000);
+    // The lock appears atomically, with its content: no staging file is left behind.
+    expect(readdirSync(join(dir, '.persona')).filter((f) => f.startsWith('txn.lock'))).toEqual([]);
+  }, 20_000);
+
   test('a transaction cut short by a crash is rolled back by the next one', async () => {
     const dir = tempDir();
     const kv = await new FileBackend(dir).open();
