@@ -102,11 +102,12 @@ describe('recover (built CLI, lab)', () => {
     const lab = await freshLab();
     const ws = workspace(lab);
     await fail('lab-1', 'app');
-    // The same lab, but no key is offered to lab-1: "Permission denied (publickey)".
+    // The same lab, but no key is offered to lab-1: "Permission denied (publickey)". ssh_config blocks match the
+    // address persona connects to (as under Ansible), not the inventory name.
     const config = join(scratchDir('persona-ssh-'), 'config');
     writeFileSync(
       config,
-      `Host lab-1\n  PubkeyAuthentication no\n  PasswordAuthentication no\n  KbdInteractiveAuthentication no\n\n${readFileSync(lab.ssh.config, 'utf8')}`,
+      `Host ${lab.hosts['lab-1']!.address}\n  PubkeyAuthentication no\n  PasswordAuthentication no\n  KbdInteractiveAuthentication no\n\n${readFileSync(lab.ssh.config, 'utf8')}`,
     );
     const ssh = { PERSONA_SSH_CONFIG: config };
     const r = await persona(['recover', 'lab-1', '--yes'], ws, ssh);
