@@ -15,8 +15,9 @@ import {
 } from '../runbook/power-fence.js';
 import { privileged } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
+import type { TrafficRouter } from '../traffic/router.js';
 import { hookActions, hooksRan } from './hooks.js';
-import { reachable } from './reach.js';
+import { type Reach, reachable } from './reach.js';
 import { trafficRouter } from './traffic.js';
 
 /** deploy.status's exit code on the failed host; undefined when the profile has none. */
@@ -32,6 +33,18 @@ async function statusExitCode(ctx: StepContext): Promise<number | undefined> {
 
 /** What the fence found: the facts of fenceVerdict that can be observed (the rest comes from the actions). */
 type Observed = Omit<FenceFacts, 'stopExitCode'>;
+
+/** What the traffic method and an SSH attempt showed about the failed host: the facts every fence plan has. */
+function seen(router: TrafficRouter, takenOut: boolean | undefined, reach: Reach): Observed {
+  return {
+    method: router.method,
+    canTakeOut: router.canFence,
+    takenOut,
+    takenOutBy: router.canObserve ? `${router.method} queried` : `${router.method}: its fence command`,
+    reachable: reach.ok,
+    ...(reach.ok ? {} : { unreachableReason: reach.reason, unreachableKind: reach.kind }),
+  };
+}
 
 function stopAction(ctx: StepContext, observable: boolean): Action {
   return {
@@ -122,29 +135,13 @@ export const fenceStep: Step = {
           },
         });
       }
-      const observed: Observed = {
-        method: router.method,
-        canTakeOut: router.canFence,
-        takenOut,
-        takenOutBy: router.canObserve ? `${router.method} queried` : `${router.method}: its fence command`,
-        reachable: reach.ok,
-        ...powerFacts(state),
-        ...(reach.ok ? {} : { unreachableReason: reach.reason, unreachableKind: reach.kind }),
-      };
+      const observed: Observed = { ...seen(router, takenOut, reach), ...powerFacts(state) };
       notes.push(`${ctx.failed.name} ${reach.ok ? 'answers' : `does not answer (${reach.reason})`} over SSH`);
       return { actions, after: hookActions(ctx, 'post_fence'), notes, facts: { observed } };
     }
     const reach = await reachable(ctx, ctx.failed);
-    const observed: Observed = {
-      method: router.method,
-      canTakeOut: router.canFence,
-      takenOut,
-      takenOutBy: router.canObserve ? `${router.method} queried` : `${router.method}: its fence command`,
-      reachable: reach.ok,
-    };
+    const observed: Observed = seen(router, takenOut, reach);
     if (!reach.ok) {
-      observed.unreachableReason = reach.reason;
-      observed.unreachableKind = reach.kind;
       notes.push(`${ctx.failed.name} does not answer over SSH (${reach.reason})`);
     } else {
       const status = await statusExitCode(ctx);
