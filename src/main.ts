@@ -203,12 +203,16 @@ async function run(
             ? source.name
             : describeSource(source);
         const configFile = named ? await requireSshConfig(named, from, cwd) : undefined;
-        ssh = new SshTransport({
-          ...(configFile ? { configFile } : {}),
-          connectTimeoutSec: values.connect_timeout.value,
-          hostKeyChecking: globals.acceptNewHostKeys ? 'accept-new' : 'yes',
-          ...(env.XDG_RUNTIME_DIR ? { runtimeDir: env.XDG_RUNTIME_DIR } : {}),
-        });
+        const { byConnection } = await import('./hosts/local-transport.js');
+        // Hosts marked `connection: local` run their commands here, without ssh.
+        ssh = byConnection(
+          new SshTransport({
+            ...(configFile ? { configFile } : {}),
+            connectTimeoutSec: values.connect_timeout.value,
+            hostKeyChecking: globals.acceptNewHostKeys ? 'accept-new' : 'yes',
+            ...(env.XDG_RUNTIME_DIR ? { runtimeDir: env.XDG_RUNTIME_DIR } : {}),
+          }),
+        );
       }
       return ssh;
     },

@@ -795,14 +795,8 @@ function readHostVars(h: ResolvedHost, warnings: WarningCollector, problems: str
           'persona uses only the bastion (ProxyJump, -J or ProxyCommand ssh -W) from it; put other ssh options in an ssh_config',
         );
     } else if (variable === 'ansible_connection') {
-      if (text === 'local') {
-        host.connection = 'local';
-        ignore(
-          variable,
-          v,
-          'the host is this machine: persona does not run steps locally yet, so it reaches this host over ssh to its address; use an inventory entry that ssh can reach',
-        );
-      } else if (!['ssh', 'smart', 'paramiko'].includes(text ?? ''))
+      if (text === 'local') host.connection = 'local';
+      else if (!['ssh', 'smart', 'paramiko'].includes(text ?? ''))
         ignore(variable, v, 'persona reaches hosts over SSH only; this host may be unreachable to it');
     } else if (
       variable === 'ansible_become' ||

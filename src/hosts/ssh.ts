@@ -28,6 +28,11 @@ export interface SshTarget {
    * `host_keys: name` (fleets whose addresses change, or that reuse one address behind several bastions).
    */
   hostKeyAlias?: string;
+  /**
+   * `local`: the machine persona runs on (Ansible's ansible_connection=local), reached without ssh; see
+   * local-transport.ts. Only a transport built by `byConnection` honours it.
+   */
+  connection?: 'local';
 }
 
 /** What ssh connects to: the address (Ansible's ansible_host), else the inventory name. */
@@ -149,6 +154,18 @@ function where(target: SshTarget): string {
       ? ` (${target.address}${target.port ? `:${target.port}` : ''})`
       : '';
   return `${target.name}${address}`;
+}
+
+/** A non-zero exit as an SshError of kind "command", with the exit code and the stderr tail (`run`). */
+export function checked(target: SshTarget, argv: readonly string[], result: ExecResult): ExecResult {
+  if (result.exitCode === 0) return result;
+  throw new SshError(
+    'command',
+    target.name,
+    `${where(target)}: \`${displayCommand(argv)}\` exited with code ${result.exitCode}${result.stderr.trim() ? `: ${tail(result.stderr)}` : ''}`,
+    undefined,
+    result,
+  );
 }
 
 /** Who a failure is about: how messages name it, and the address, port and key name its hints use. */
@@ -555,17 +572,7 @@ export class SshTransport implements Transport {
 
   /** Like exec, but a non-zero exit is an SshError of kind "command" with the exit code and stderr tail. */
   async run(target: SshTarget, argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
-    const result = await this.exec(target, argv, options);
-    if (result.exitCode !== 0) {
-      throw new SshError(
-        'command',
-        target.name,
-        `${where(target)}: \`${displayCommand(argv)}\` exited with code ${result.exitCode}${result.stderr.trim() ? `: ${tail(result.stderr)}` : ''}`,
-        undefined,
-        result,
-      );
-    }
-    return result;
+    return checked(target, argv, await this.exec(target, argv, options));
   }
 
   private async execRaw(target: SshTarget, command: string, options: ExecOptions): Promise<ExecResult> {

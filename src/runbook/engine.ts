@@ -125,7 +125,7 @@ export class Engine {
         'E_JOURNAL',
         `the journal of run ${this.journal.run_id} could not be saved (${toError(error)!.message}); steps may have changed things`,
         {
-          hint: `Fix the cause (disk space, permissions, the store), then resume: ${this.options.resumeCommand}\nA step recorded as running is verified before it runs again.`,
+          hint: `Fix the cause (disk space, permissions, the store), then resume: ${this.options.resumeCommand}\nA step recorded as running is planned again from what the hosts show: what is already done is not redone.`,
           details: { run_id: this.journal.run_id },
           cause: error,
         },

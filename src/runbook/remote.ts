@@ -3,11 +3,15 @@
  * paths and names are positional parameters of a fixed script, never spliced into it.
  */
 import type { InventoryHost } from '../hosts/inventory.js';
+import { runsAsRoot } from '../hosts/local-transport.js';
 import type { ExecResult, Transport } from '../hosts/ssh.js';
 
-/** Commands run as root: directly for root, through `sudo -n` for anyone else. */
+/**
+ * Commands run as root: directly for root, through `sudo -n` for anyone else (for a local host: the user persona
+ * runs as).
+ */
 export function privileged(host: InventoryHost, argv: readonly string[]): string[] {
-  return !host.user || host.user === 'root' ? [...argv] : ['sudo', '-n', '--', ...argv];
+  return runsAsRoot(host) ? [...argv] : ['sudo', '-n', '--', ...argv];
 }
 
 export async function runPrivileged(

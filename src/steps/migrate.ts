@@ -11,6 +11,7 @@ import { rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
+import { runsAsRoot } from '../hosts/local-transport.js';
 import {
   CHOWN_SCRIPT,
   localManifest,
@@ -225,7 +226,7 @@ async function rshArgs(
   host: InventoryHost,
 ): Promise<{ e: string[]; spec: (path: string) => string }> {
   const { rsh, host: name } = await ctx.ssh.rsyncShell(host);
-  const sudo = host.user && host.user !== 'root' ? ['--rsync-path', 'sudo -n rsync'] : [];
+  const sudo = runsAsRoot(host) ? [] : ['--rsync-path', 'sudo -n rsync'];
   return { e: ['-e', rsh, ...sudo], spec: (path) => `${name}:${path}` };
 }
 

@@ -3,6 +3,9 @@
  * when no host answers, Ctrl-C in the middle of a probe, and the --json shape of a streaming command.
  */
 import { EventEmitter } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { availableParallelism, release } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { type CliResult, jsonLines, runInProcess } from '../helpers/cli.js';
 import { type FakeSsh, fakeSsh } from '../helpers/fake-ssh.js';
@@ -71,6 +74,29 @@ describe('hosts probe: exit codes', () => {
       exit_code: 0,
       hosts: [{ ok: true }, { ok: false, failure: { kind: 'refused' } }],
     });
+  });
+});
+
+describe('a local host (ansible_connection=local)', () => {
+  test('is probed on this machine without ssh; the other hosts still go through ssh', async () => {
+    const dir = tempDir('persona-local-inv-');
+    const inventory = join(dir, 'hosts.ini');
+    // "here" resolves nowhere and the fake ssh answers nothing for it: only a probe run locally can succeed.
+    writeFileSync(
+      inventory,
+      'here ansible_host=here.invalid ansible_connection=local\nok-1 ansible_port=9\n',
+    );
+    const r = await runInProcess(['hosts', 'probe', '--json', '--inventory', inventory], { env: env() });
+    expect(r.code, r.stderr).toBe(0);
+    const result = lastLine(r) as { hosts: Array<{ host: { name: string } }> };
+    const byName = Object.fromEntries(result.hosts.map((h) => [h.host.name, h]));
+    // This machine's own kernel (the fake ssh answers ok-1 with a recorded probe of another).
+    expect(byName.here, JSON.stringify(result)).toMatchObject({
+      ok: true,
+      host: { connection: 'local' },
+      facts: { kernel: release(), cores: { online: availableParallelism() } },
+    });
+    expect(byName['ok-1']).toMatchObject({ ok: true, facts: { kernel: '6.18.44-fc-v595' } });
   });
 });
 

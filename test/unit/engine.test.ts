@@ -524,7 +524,7 @@ describe('engine: the fencing policy (issue 10)', () => {
     expect(j).toMatchObject({ status: 'failed', steps: [{}, { status: 'failed' }] });
   });
 
-  test('switch runs with fence evidence; a step found running is verified and its evidence recorded', async () => {
+  test('switch runs with fence evidence; a step found running is planned again and its evidence recorded', async () => {
     const j = journal(['fence', 'switch']);
     j.steps[0]!.status = 'running';
     const fence = step('fence', async () => ({}), {

@@ -305,7 +305,8 @@ describe('inventory', () => {
       jump: 'ops@bastion:2222',
     });
     expect(inv.hosts[1]).toMatchObject({ name: 'localhost', connection: 'local' });
-    expect(inv.warnings.map((w) => w.variable)).toEqual(['ansible_host', 'ansible_connection']);
+    // connection=local is honoured (local-transport.ts), not a warning.
+    expect(inv.warnings.map((w) => w.variable)).toEqual(['ansible_host']);
     expect(sshArgsJump('-o ProxyCommand="nc -x p:1080 %h %p"').problem).toContain(
       'a ProxyCommand persona cannot use',
     );

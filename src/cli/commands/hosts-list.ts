@@ -36,7 +36,7 @@ function describeHost(h: InventoryHost) {
     user: h.user ?? null,
     key_file: h.keyFile ?? null,
     jump: h.jump ?? null,
-    /** `local`: Ansible's ansible_connection=local (persona still reaches it over ssh; see the warning). */
+    /** `local`: Ansible's ansible_connection=local: this machine, reached without ssh. */
     connection: h.connection ?? 'ssh',
     // Secret-looking labels are refused when the inventory is read; this keeps a future path from printing one.
     labels: Object.fromEntries(Object.entries(h.labels).map(([k, v]) => [k, looksSecret(k) ? REDACTED : v])),
