@@ -488,10 +488,11 @@ export function verifyResponse(wire: Buffer, requestMac: Buffer, key: TsigKey, n
     .digest();
   if (tsig.mac.length !== expected.length || !timingSafeEqual(tsig.mac, expected))
     return { ok: false, why: "the response's TSIG MAC does not verify with the key", tsig };
-  if (Math.abs(now - tsig.timeSigned) > tsig.fudge)
+  const skew = now - tsig.timeSigned;
+  if (Math.abs(skew) > tsig.fudge)
     return {
       ok: false,
-      why: `the response was signed at ${tsig.timeSigned}, ${now - tsig.timeSigned} s from this machine's clock (fudge ${tsig.fudge} s)`,
+      why: `the response is signed with a time ${Math.abs(skew)} s ${skew > 0 ? 'behind' : 'ahead of'} this machine's clock (fudge ${tsig.fudge} s)`,
       tsig,
     };
   return { ok: true, tsig };
