@@ -240,7 +240,8 @@ export class DnsRouter implements TrafficRouter {
     return 'done';
   }
 
-  private evidence(look: Look, extra: Evidence): Evidence {
+  /** The evidence: what was changed and is served now; `caveats` are sentences the step logs as they are. */
+  private evidence(look: Look, extra: Evidence, caveats: string[] = []): Evidence {
     return {
       dns: {
         server: this.server.label,
@@ -249,6 +250,7 @@ export class DnsRouter implements TrafficRouter {
         ...extra,
         served: look.records,
       },
+      ...(caveats.length ? { caveats } : {}),
     };
   }
 
@@ -293,10 +295,13 @@ export class DnsRouter implements TrafficRouter {
     return r ? [{ type: typeName(a.type), address: a.text, ttl: r.ttl }] : [];
   }
 
-  private static caveat(removed: Served[]): Evidence {
-    if (!removed.length) return {};
-    const ttl = Math.max(...removed.map((r) => r.ttl));
-    return { old_ttl: ttl, caveat: `clients may keep the old address for up to ${ttl} s` };
+  /** The longest TTL the removed records were served with: how long a resolver may keep one. */
+  private static oldTtl(removed: Served[]): number | undefined {
+    return removed.length ? Math.max(...removed.map((r) => r.ttl)) : undefined;
+  }
+
+  private static oldAddress(ttl: number | undefined): string[] {
+    return ttl === undefined ? [] : [`clients may keep the old address for up to ${ttl} s`];
   }
 
   async fence(failed: InventoryHost, signal: AbortSignal): Promise<Evidence> {
@@ -313,18 +318,25 @@ export class DnsRouter implements TrafficRouter {
           : undefined,
       (look) => (DnsRouter.has(look, f) ? `it still serves ${f.text}` : undefined),
     );
-    const empty = r.after.records.length === 0;
-    return this.evidence(r.after, {
-      removed: r.removed,
-      ...(r.updated ? {} : { note: `${f.text} was not served already` }),
-      ...DnsRouter.caveat(r.removed),
-      ...(empty && r.after.negativeTtl !== undefined
-        ? {
-            negative_ttl: r.after.negativeTtl,
-            until_switch: `${this.owner} has no address until the switch; resolvers may cache that for up to ${r.after.negativeTtl} s (SOA minimum)`,
-          }
-        : {}),
-    });
+    const ttl = DnsRouter.oldTtl(r.removed);
+    const negative = r.after.records.length === 0 ? r.after.negativeTtl : undefined;
+    return this.evidence(
+      r.after,
+      {
+        removed: r.removed,
+        ...(r.updated ? {} : { note: `${f.text} was not served already` }),
+        ...(ttl !== undefined ? { old_ttl: ttl } : {}),
+        ...(negative !== undefined ? { negative_ttl: negative } : {}),
+      },
+      [
+        ...DnsRouter.oldAddress(ttl),
+        ...(negative !== undefined
+          ? [
+              `${this.owner} has no address until the switch; resolvers may cache that answer for up to ${negative} s (SOA minimum)`,
+            ]
+          : []),
+      ],
+    );
   }
 
   async isFenced(failed: InventoryHost, signal: AbortSignal): Promise<boolean> {
@@ -357,21 +369,29 @@ export class DnsRouter implements TrafficRouter {
             ? `it still serves ${f.text}`
             : undefined,
     );
-    const wasEmpty = (r.before.sets.get(t.type) ?? []).length === 0;
-    return this.evidence(r.after, {
-      added: DnsRouter.has(r.before, t)
-        ? []
-        : [{ type: typeName(t.type), address: t.text, ttl: this.cfg.ttl }],
-      removed: r.removed,
-      ...(r.updated ? {} : { note: `${t.text} was served and ${f.text} was not, already` }),
-      ...DnsRouter.caveat(r.removed),
-      ...(wasEmpty && r.updated && r.before.negativeTtl !== undefined
-        ? {
-            negative_ttl: r.before.negativeTtl,
-            caveat_negative: `resolvers that asked while ${this.owner} had no ${typeName(t.type)} record may keep that answer for up to ${r.before.negativeTtl} s`,
-          }
-        : {}),
-    });
+    const ttl = DnsRouter.oldTtl(r.removed);
+    const wasEmpty = r.updated && (r.before.sets.get(t.type) ?? []).length === 0;
+    const negative = wasEmpty ? r.before.negativeTtl : undefined;
+    return this.evidence(
+      r.after,
+      {
+        added: DnsRouter.has(r.before, t)
+          ? []
+          : [{ type: typeName(t.type), address: t.text, ttl: this.cfg.ttl }],
+        removed: r.removed,
+        ...(r.updated ? {} : { note: `${t.text} was served and ${f.text} was not, already` }),
+        ...(ttl !== undefined ? { old_ttl: ttl } : {}),
+        ...(negative !== undefined ? { negative_ttl: negative } : {}),
+      },
+      [
+        ...DnsRouter.oldAddress(ttl),
+        ...(negative !== undefined
+          ? [
+              `resolvers that asked while ${this.owner} had no ${typeName(t.type)} record may keep that answer for up to ${negative} s (SOA minimum)`,
+            ]
+          : []),
+      ],
+    );
   }
 
   async isSwitched(target: InventoryHost, failed: InventoryHost, signal: AbortSignal): Promise<boolean> {

@@ -15,6 +15,13 @@ import { HaproxyRuntime, inMaintenance, readStateFile } from './haproxy.js';
 
 export type Evidence = Record<string, unknown>;
 
+/** Sentences a router puts in `caveats` of its evidence for the step to log (a DNS TTL, say). */
+export function caveatsOf(evidence: Evidence): string[] {
+  return Array.isArray(evidence.caveats)
+    ? evidence.caveats.filter((c): c is string => typeof c === 'string')
+    : [];
+}
+
 export interface TrafficRouter {
   readonly method: string;
   describeFence(failed: InventoryHost): string;

@@ -8,8 +8,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { PersonaError } from '../../src/errors.js';
 import type { InventoryHost } from '../../src/hosts/inventory.js';
+import { SshError } from '../../src/hosts/ssh.js';
 import { validateProfileValue } from '../../src/profile/validate.js';
 import { resolveSecret } from '../../src/runbook/secrets.js';
+import type { StepContext } from '../../src/runbook/types.js';
+import { fenceStep } from '../../src/steps/fence.js';
+import { switchStep } from '../../src/steps/switch.js';
 import type { KvBackend } from '../../src/stores/kv.js';
 import { exchange } from '../../src/traffic/dns-client.js';
 import { DnsRouter } from '../../src/traffic/dns-router.js';
@@ -18,6 +22,7 @@ import { routerFor, type TrafficRouter } from '../../src/traffic/router.js';
 import { Redactor } from '../../src/ui/redact.js';
 import { repoRoot } from '../helpers/cli.js';
 import { type Knot, startKnot } from '../helpers/knot.js';
+import { runSteps } from '../helpers/run-step.js';
 
 const ZONE = 'example.test';
 let knot: Knot;
@@ -33,6 +38,7 @@ beforeAll(async () => {
       'race 200 A 10.0.0.1',
       'guarded 100 A 10.0.0.1',
       'keys 100 A 10.0.0.1',
+      'demo-web 150 A 10.0.0.1',
     ].join('\n'),
   );
 });
@@ -111,9 +117,9 @@ describe('traffic.method dns against a real Knot DNS', () => {
         name: 'web.example.test.',
         removed: [{ type: 'A', address: '10.0.0.1', ttl: 120 }],
         old_ttl: 120,
-        caveat: 'clients may keep the old address for up to 120 s',
         served: [{ type: 'A', address: '10.0.0.9', ttl: 120 }],
       },
+      caveats: ['clients may keep the old address for up to 120 s'],
     });
     expect(await served('web')).toEqual([{ address: '10.0.0.9', ttl: 120 }]);
     expect(await r.isFenced(failed, signal)).toBe(true);
@@ -156,9 +162,10 @@ describe('traffic.method dns against a real Knot DNS', () => {
       dns: {
         added: [{ address: '10.0.0.2', ttl: 60 }],
         removed: [{ type: 'A', address: '10.0.0.1', ttl: 300 }],
-        caveat: 'clients may keep the old address for up to 300 s',
+        old_ttl: 300,
         served: [{ type: 'A', address: '10.0.0.2', ttl: 60 }],
       },
+      caveats: ['clients may keep the old address for up to 300 s'],
     });
     expect(await served('api')).toEqual([{ address: '10.0.0.2', ttl: 60 }]);
     expect(await r.isSwitched(target, failed, signal)).toBe(true);
@@ -249,5 +256,66 @@ describe('traffic.method dns against a real Knot DNS', () => {
       /DNS server 127\.0\.0\.1:9: no answer within 0\.5 s/,
     );
     expect(Date.now() - started).toBeLessThan(3000);
+  });
+});
+
+describe('the fence and switch steps with traffic.method dns', () => {
+  test('fence then switch through the engine: the records, the TTLs in the log, no secret in the journal', async () => {
+    const redactor = new Redactor();
+    const ctx = {
+      profile: profile('{app}'),
+      failed,
+      target,
+      env: { DNS_KEY: knot.key.secret },
+      backend: {} as KvBackend,
+      redactor,
+      hooks: [],
+      ssh: {
+        async exec(h: InventoryHost, argv: string[]) {
+          // The failed host is gone; the target names itself.
+          if (h.name === failed.name) throw new SshError('refused', h.name, 'Connection refused');
+          return {
+            exitCode: 0,
+            stdout: argv.includes('/proc/sys/kernel/hostname') ? 'web-2\n' : '',
+            stderr: '',
+          };
+        },
+      },
+    } as unknown as Partial<StepContext>;
+    const run = await runSteps([fenceStep, switchStep], ctx);
+    expect(run.error).toBeUndefined();
+
+    const fence = run.record('fence');
+    expect(fence.status).toBe('succeeded');
+    expect(fence.outputs).toMatchObject({
+      fenced: true,
+      evidence: { method: 'dns', takenOut: true, reachable: false },
+      traffic: { dns: { removed: [{ address: '10.0.0.1', ttl: 150 }], served: [], negative_ttl: 30 } },
+    });
+    expect(fence.log).toEqual(
+      expect.arrayContaining([
+        'clients may keep the old address for up to 150 s',
+        'demo-web.example.test. has no address until the switch; resolvers may cache that answer for up to 30 s (SOA minimum)',
+      ]),
+    );
+
+    const sw = run.record('switch');
+    expect(sw.status).toBe('succeeded');
+    expect(sw.outputs).toMatchObject({
+      forced_without_fence: false,
+      traffic: { dns: { added: [{ address: '10.0.0.2', ttl: 60 }], removed: [] } },
+      verified: { dns: { verified: true, answer: 'demo-web.example.test. 60 A 10.0.0.2' } },
+    });
+    expect(sw.log).toContain(
+      'resolvers that asked while demo-web.example.test. had no A record may keep that answer for up to 30 s (SOA minimum)',
+    );
+    expect(await served('demo-web')).toEqual([{ address: '10.0.0.2', ttl: 60 }]);
+    expect(JSON.stringify(run.journal)).not.toContain(knot.key.secret);
+
+    // Run again: both plans find the records as they should be and change nothing.
+    const again = await runSteps([fenceStep, switchStep], ctx);
+    expect(again.error).toBeUndefined();
+    expect(again.record('fence').outputs).not.toHaveProperty('traffic');
+    expect(again.record('switch').outputs).not.toHaveProperty('traffic');
   });
 });
