@@ -333,6 +333,29 @@ export const socketAddress = pattern(
   4096,
 ).refine((s) => !s.split('/').includes('..'), { error: 'must not contain ".." path segments' });
 
+/** A DNS zone: labels of letters, digits, "_" or "-" separated by "."; the final dot optional. */
+const zoneLabel = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?';
+export const dnsZone = pattern(
+  new RegExp(`^${zoneLabel}(?:\\.${zoneLabel})*\\.?$`),
+  'must be a DNS zone name like "example.com" (labels of letters, digits, "_" or "-")',
+  254,
+);
+
+/** A DNS record name: absolute (final dot) or relative to the zone, "@" for the apex; {app} allowed in a label. */
+const recordLabel = '(?:[A-Za-z0-9_-]|\\{app\\}){1,63}';
+export const dnsRecordName = pattern(
+  new RegExp(`^(?:@|${recordLabel}(?:\\.${recordLabel})*\\.?)$`),
+  'must be a DNS name, absolute ("www.example.com.") or relative to the zone ("www"), or "@" for the zone itself (placeholder {app} allowed)',
+  254,
+);
+
+/** A DNS server: an IPv4 address or host name with an optional :port, or [IPv6]:port. */
+export const dnsServer = pattern(
+  /^(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/,
+  'must be a DNS server as host, host:port or [IPv6]:port, like "192.0.2.53" or "ns1.example.com:5353"',
+  260,
+);
+
 export const httpUrl = pattern(
   /^https?:\/\/(?:[A-Za-z0-9.-]+|\{host\}|\{address\}|\[[0-9a-fA-F:]+\])(?::\d{1,5})?(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$/,
   'must be an http(s) URL without spaces (placeholders {host} and {address} allowed in the host part)',

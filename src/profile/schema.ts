@@ -12,6 +12,9 @@ import {
   command,
   configName,
   description,
+  dnsRecordName,
+  dnsServer,
+  dnsZone,
   envName,
   fileMode,
   hostHeader,
@@ -255,10 +258,45 @@ const traffic = z.discriminatedUnion(
           'Move the service in Consul: maintenance mode on the failed host, registration on the new one.',
       }),
     z
+      .strictObject({
+        method: z.literal('dns'),
+        server: dnsServer.meta({
+          description:
+            'The primary server of the zone, which accepts dynamic updates (RFC 2136): host or host:port (port 53 by default). persona also queries it to observe and verify.',
+        }),
+        zone: dnsZone.meta({ description: 'The zone the record is in, like "example.com".' }),
+        name: dnsRecordName.meta({
+          description:
+            'The name clients look up: absolute ("www.example.com.") or relative to the zone ("www"), "@" for the zone itself; {app} is the profile id. Its A and AAAA records list the serving hosts.',
+        }),
+        ttl: integer(0, 604_800)
+          .default(60)
+          .meta({ description: "TTL in seconds of the target's record the switch adds." }),
+        key: z
+          .strictObject({
+            name: dnsZone.meta({ description: 'The TSIG key name, as the server knows it.' }),
+            algorithm: z
+              .enum(['hmac-sha256', 'hmac-sha512'], { error: 'must be "hmac-sha256" or "hmac-sha512"' })
+              .default('hmac-sha256'),
+            secret: secretRef.meta({
+              description:
+                "The key's base64 secret (as in BIND's and Knot's key files): env:NAME, file:/path or store:key.",
+            }),
+          })
+          .meta({ description: 'The TSIG key (RFC 8945) that signs the updates.' }),
+        timeout_ms: integer(500, 120_000)
+          .default(5000)
+          .meta({ description: 'How long one query or update may wait for the server.' }),
+      })
+      .meta({
+        description:
+          "Move traffic in DNS with dynamic updates (RFC 2136) signed with TSIG: the fence deletes the failed host's A/AAAA record, the switch adds the new host's and deletes the failed one's in one update. Clients that cached the old answer keep it for up to its TTL.",
+      }),
+    z
       .strictObject({ method: z.literal('none') })
       .meta({ description: 'Nothing routes traffic: skip the switch.' }),
   ],
-  { error: 'must have "method": "haproxy", "command", "consul" or "none"' },
+  { error: 'must have "method": "haproxy", "command", "consul", "dns" or "none"' },
 );
 
 const powerFence = z

@@ -15,7 +15,7 @@ import {
 } from '../runbook/power-fence.js';
 import { privileged } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
-import type { TrafficRouter } from '../traffic/router.js';
+import { caveatsOf, type TrafficRouter } from '../traffic/router.js';
 import { hookActions, hooksRan } from './hooks.js';
 import { type Reach, reachable } from './reach.js';
 import { trafficRouter } from './traffic.js';
@@ -106,6 +106,7 @@ export const fenceStep: Step = {
         async apply(c) {
           const traffic = await router.fence(c.failed, c.signal);
           c.log(`${c.failed.name} is out of rotation (${router.method})`);
+          for (const caveat of caveatsOf(traffic)) c.log(caveat);
           await c.checkpoint('after-traffic');
           return traffic;
         },

@@ -4,6 +4,7 @@
  */
 import { fenceEvidence } from '../runbook/fencing.js';
 import type { Action, Step, StepPlan } from '../runbook/types.js';
+import { caveatsOf } from '../traffic/router.js';
 import { hookActions, hooksRan } from './hooks.js';
 import { trafficRouter } from './traffic.js';
 
@@ -37,6 +38,7 @@ export const switchStep: Step = {
           if (fenceEvidence(c.journal) === undefined)
             c.log(`switching WITHOUT fence evidence for ${c.failed.name} (--force-no-fence)`);
           const traffic = await router.switchTo(c.target, c.failed, c.signal);
+          for (const caveat of caveatsOf(traffic)) c.log(caveat);
           await c.checkpoint('after-switch');
           return traffic;
         },

@@ -1,4 +1,5 @@
 /** The traffic router of a run, with the Consul agent the run can reach. */
+import { resolveSecret } from '../runbook/secrets.js';
 import type { StepContext } from '../runbook/types.js';
 import type { ConsulApi } from '../stores/consul-api.js';
 import { nodeAgent } from '../traffic/consul-agent.js';
@@ -27,5 +28,12 @@ export function trafficRouter(ctx: StepContext): TrafficRouter {
     consulAgent: (url) => nodeAgent(url, ctx.env.CONSUL_HTTP_TOKEN?.trim() || undefined),
     guard: () => ctx.assertHeld(),
     local: ctx.local,
+    secret: (ref, where) =>
+      resolveSecret(ref, where, {
+        env: ctx.env,
+        backend: ctx.backend,
+        redactor: ctx.redactor,
+        ...(ctx.allowedSources ? { allowed: ctx.allowedSources } : {}),
+      }),
   });
 }

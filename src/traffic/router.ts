@@ -10,9 +10,17 @@ import type { ConsulApi } from '../stores/consul-api.js';
 import { endedAs, execaLocal, type LocalRunner } from '../util/local-process.js';
 import { type NodeAgent, nodeAgent } from './consul-agent.js';
 import { ConsulRouter } from './consul-router.js';
+import { DnsRouter } from './dns-router.js';
 import { HaproxyRuntime, inMaintenance, readStateFile } from './haproxy.js';
 
 export type Evidence = Record<string, unknown>;
+
+/** Sentences a router puts in `caveats` of its evidence for the step to log (a DNS TTL, say). */
+export function caveatsOf(evidence: Evidence): string[] {
+  return Array.isArray(evidence.caveats)
+    ? evidence.caveats.filter((c): c is string => typeof c === 'string')
+    : [];
+}
 
 export interface TrafficRouter {
   readonly method: string;
@@ -56,6 +64,11 @@ export interface RouterDeps {
   guard?: () => void;
   /** Runs the `command` method's commands on this machine (default: execa). */
   local?: LocalRunner;
+  /**
+   * Resolves a secret reference (the `dns` method's TSIG key), registering the value with the redactor before
+   * it is used.
+   */
+  secret?: (ref: string, where: string) => Promise<string>;
 }
 
 /** Fence and switch check the guard first (for routers without a finer one). */
@@ -99,6 +112,14 @@ export function routerFor(profile: Profile, deps: RouterDeps = {}): TrafficRoute
         ),
         guard,
       );
+    case 'dns':
+      if (!deps.secret) {
+        throw new PersonaError(
+          'E_USAGE',
+          `traffic method "dns" of ${profile.id} needs its TSIG key resolved`,
+        );
+      }
+      return guardedRouter(new DnsRouter(profile.id, traffic, { secret: deps.secret, guard }), guard);
   }
 }
 
