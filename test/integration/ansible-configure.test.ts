@@ -148,7 +148,7 @@ describe('configure.driver ansible against a real sshd', () => {
     expect(readdirSync(dir)).toEqual([]);
   }, 120_000);
 
-  test('the run applies, the new plan is converged, and a second run changes nothing', async () => {
+  test('the run applies, the new plan is converged, the playbook hook runs, and a file changed later is planned again', async () => {
     const dir = tempDir('persona-ansible-run-');
     const calls: Recorded[] = [];
     const hook = join(dir, 'hook.yml');
@@ -244,7 +244,7 @@ describe('configure.driver ansible against a real sshd', () => {
     const ctx = context(dir, []);
     const run = await runSteps([configureStep], { ...ctx, target: { ...target(), port: 1 } });
     expect(String((run.error as Error).message)).toMatch(
-      /^configure \(check mode\): ansible-playbook could not reach test-host \(127\.0\.0\.1:1\) at task "[^"]+": .*Connection refused.*\(ansible-playbook exit 4: /,
+      /^step configure failed: configure \(check mode\): ansible-playbook could not reach test-host \(127\.0\.0\.1:1\) at task "[^"]+": .*Connection refused.*\(ansible-playbook exit 4: /,
     );
     expect(readdirSync(dir)).toEqual([]);
     expect(readdirSync(tmpdir()).filter((n) => n.startsWith(`persona-ansible-${process.pid}-`))).toEqual([]);

@@ -414,3 +414,29 @@ describe('the profile', () => {
     expect(() => profile({ configure: { driver: 'chef' } })).toThrow(/must be "native" or "ansible"/);
   });
 });
+
+describe('running ansible-playbook', () => {
+  test('a missing ansible-playbook fails at once, naming it and its Debian package', async () => {
+    const { runPlaybook } = await import('../../src/steps/ansible/runner.js');
+    const { execaLocal } = await import('../../src/util/local-process.js');
+    const ctx = {
+      ssh: { sshSettings: async () => ({ options: [], connectTimeoutSec: 5 }) },
+      env: { PATH: '/nonexistent', HOME: '/root' },
+      signal: new AbortController().signal,
+      local: execaLocal,
+    };
+    const started = Date.now();
+    const error = await runPlaybook(ctx as never, {
+      host: { name: 'h', address: '127.0.0.1', labels: {}, apps: [] },
+      what: 'configure',
+      playbook: { plays: [] },
+      check: true,
+      timeoutMs: 10_000,
+    }).catch((e: Error) => e);
+    expect((error as Error).message).toBe(
+      'ansible-playbook is not installed on this machine (not on PATH): the Ansible driver needs it',
+    );
+    expect((error as { hint?: string }).hint).toMatch(/Debian package ansible-core/);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
