@@ -404,6 +404,25 @@ export interface Transport {
   rsyncShell(target: SshTarget): Promise<{ rsh: string; host: string }>;
   /** Closes what the transport keeps open (master connections). */
   close(): Promise<void>;
+  /**
+   * How another program's ssh (ansible-playbook's) reaches the target exactly as persona does; absent on
+   * transports that are not OpenSSH.
+   */
+  sshSettings?(target: SshTarget): Promise<SshSettings>;
+}
+
+/** persona's ssh options for a target, for a program that runs ssh itself (Ansible). */
+export interface SshSettings {
+  /**
+   * -F, BatchMode, ConnectTimeout, StrictHostKeyChecking and the rest of persona's options, HostKeyAlias when the
+   * inventory asks for it, and the jump hosts as the ProxyCommand persona builds (ssh-jump.ts). Not the port, user,
+   * key file or destination: the program passes those from the inventory.
+   */
+  options: string[];
+  /** The connect timeout in seconds, jump hosts included (each hop has its own). */
+  connectTimeoutSec: number;
+  /** ssh runs a ProxyCommand with $SHELL: persona's are quoted for POSIX sh, so that is the shell it needs. */
+  shell?: string;
 }
 
 export class SshTransport implements Transport {
@@ -504,18 +523,7 @@ export class SshTransport implements Transport {
     // Through jump hosts the banner comes only after every hop connected, each within its own timeout: the
     // target's ssh waits longer, so that a hop that times out is the one that says so.
     const args = [...this.commonOptions(o.connectTimeoutSec * (hops.length + 1)), '-T'];
-    if (hops.length > 0) {
-      // LogLevel INFO on the hops (first value wins): the bastion's reason for a failed forward ("open
-      // failed: connect failed: Connection refused") is an INFO line.
-      const hopOptions = [
-        '-o',
-        'LogLevel=INFO',
-        ...this.commonOptions(o.connectTimeoutSec),
-        '-o',
-        'ControlPath=none',
-      ];
-      args.push('-o', `ProxyCommand=${proxyCommand(hops, hopOptions)}`);
-    }
+    if (hops.length > 0) args.push('-o', `ProxyCommand=${this.proxy(hops)}`);
     if (o.multiplex) {
       args.push(
         '-o',
@@ -530,6 +538,35 @@ export class SshTransport implements Transport {
     args.push(...targetArgs({ ...target, jump: undefined }));
     if (remoteCommand !== undefined) args.push(remoteCommand);
     return { args, hops };
+  }
+
+  /** The ProxyCommand through the jump hosts, each hop started with persona's options. */
+  private proxy(hops: readonly Hop[]): string {
+    // LogLevel INFO on the hops (first value wins): the bastion's reason for a failed forward ("open
+    // failed: connect failed: Connection refused") is an INFO line.
+    const hopOptions = [
+      '-o',
+      'LogLevel=INFO',
+      ...this.commonOptions(this.options.connectTimeoutSec),
+      '-o',
+      'ControlPath=none',
+    ];
+    return proxyCommand(hops, hopOptions);
+  }
+
+  /** persona's options for the target, for a program that runs ssh itself (see SshSettings). */
+  async sshSettings(target: SshTarget): Promise<SshSettings> {
+    const hops = await this.hops(target);
+    const connectTimeoutSec = this.options.connectTimeoutSec * (hops.length + 1);
+    return {
+      options: [
+        ...this.commonOptions(connectTimeoutSec),
+        ...(target.hostKeyAlias ? ['-o', `HostKeyAlias=${target.hostKeyAlias}`] : []),
+        ...(hops.length > 0 ? ['-o', `ProxyCommand=${this.proxy(hops)}`] : []),
+      ],
+      connectTimeoutSec,
+      ...(hops.length > 0 ? { shell: '/bin/sh' } : {}),
+    };
   }
 
   /** ssh runs a ProxyCommand with $SHELL: persona's are quoted for POSIX sh, so that is the shell it gets. */

@@ -333,13 +333,48 @@ const fencing = z
   .strictObject({ power: powerFence.optional() })
   .meta({ description: 'Fencing beyond the traffic method: a power fence.' });
 
-const hook = z.strictObject({
-  run: command,
-  on: z
-    .enum(['target', 'failed', 'local'], { error: 'must be "target", "failed" or "local"' })
-    .default('target'),
-  timeout_ms: integer(100, 3_600_000).default(60_000),
-});
+const hook = z
+  .strictObject({
+    run: command.optional().meta({ description: 'A command; exactly one of run, playbook and role.' }),
+    playbook: absolutePath.optional().meta({
+      description:
+        "An Ansible playbook on the machine running persona, run with ansible-playbook against the hook's host only (an inventory of that one host, with persona's SSH settings; its plays should say `hosts: all`). Extra vars: persona_app, persona_host, persona_failed.",
+    }),
+    role: absolutePath.optional().meta({
+      description:
+        "An Ansible role (its directory on the machine running persona), applied to the hook's host like a playbook.",
+    }),
+    on: z
+      .enum(['target', 'failed', 'local'], { error: 'must be "target", "failed" or "local"' })
+      .default('target'),
+    timeout_ms: integer(100, 3_600_000).default(60_000),
+  })
+  .superRefine((h, issue) => {
+    const given = (['run', 'playbook', 'role'] as const).filter((k) => h[k] !== undefined);
+    if (given.length !== 1)
+      issue.addIssue({
+        code: 'custom',
+        message:
+          given.length === 0
+            ? 'must have one of "run", "playbook" or "role"'
+            : `must have only one of "run", "playbook" or "role", not ${given.map((k) => `"${k}"`).join(' and ')}`,
+      });
+    else if (given[0] !== 'run' && h.on === 'local')
+      issue.addIssue({
+        code: 'custom',
+        path: ['on'],
+        message: 'a playbook or role hook runs on "target" or "failed", not "local"',
+      });
+  });
+
+const configure = z
+  .strictObject({
+    driver: z.enum(['native', 'ansible'], { error: 'must be "native" or "ansible"' }).default('native').meta({
+      description:
+        'Who applies the configure step: persona itself over SSH (native), or a playbook persona generates from this profile, run by ansible-playbook (ansible-core) with the same SSH settings (ansible).',
+    }),
+  })
+  .meta({ description: 'How the configure step applies the profile to the new host.' });
 
 const hooks = z
   .strictObject({
@@ -382,6 +417,7 @@ export const profileSchema = z
     performance_metrics: performanceMetrics.default({ window_seconds: 10, monitor_seconds: 30 }),
     data: data.default({ paths: [], migration: 'rsync' }),
     deploy,
+    configure: configure.default({ driver: 'native' }),
     health_checks: list(healthCheck, 32).default([]),
     traffic: traffic.default({ method: 'none' }),
     fencing: fencing.optional(),

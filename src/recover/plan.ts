@@ -12,6 +12,7 @@ import { journalRanking } from '../runbook/journal-ranking.js';
 import type { DataFrom } from '../runbook/journal-schema.js';
 import { secretUses } from '../runbook/secrets.js';
 import type { HostRef, Journal, Step, StepContext, StepKind, StepRecord } from '../runbook/types.js';
+import { hookWords } from '../steps/hooks.js';
 import { runbook } from '../steps/index.js';
 import type { StoredProfile } from '../stores/profile-store.js';
 import { sha256 } from '../util/hash.js';
@@ -123,7 +124,7 @@ export function chooseTarget(
 /** Every hook of the profile, local ones included: they run on this machine with a minimal environment. */
 export function plannedHooks(profile: Profile): PlannedHook[] {
   return Object.entries(profile.hooks ?? {}).flatMap(([phase, list]) =>
-    (list ?? []).map((h) => ({ phase, on: h.on, run: h.run })),
+    (list ?? []).map((h) => ({ phase, on: h.on, run: hookWords(h) })),
   );
 }
 

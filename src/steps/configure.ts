@@ -12,9 +12,10 @@ import { runPrivileged, writeRemoteFile } from '../runbook/remote.js';
 import { resolveSecret } from '../runbook/secrets.js';
 import type { Action, Applied, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { sha256 } from '../util/hash.js';
-import { nftRuleset, nftTableName } from './firewall.js';
+import { ansibleConclude, ansiblePlan } from './configure-ansible.js';
+import { LOAD_NFT_SCRIPT, nftListingPath, nftRuleset, nftRulesetPath, nftTableName } from './firewall.js';
 import { hookActions, hooksRan } from './hooks.js';
-import { Ask, fileDiff, firewallDiff, hostReport, NFT_LISTING_DIGEST, userDiff } from './host-state.js';
+import { Ask, fileDiff, firewallDiff, hostReport, userDiff } from './host-state.js';
 import { installPackages, missingPackages, type PackageState, packageState } from './packages.js';
 
 const ENSURE_GROUP = 'getent group "$1" >/dev/null || groupadd -- "$1"';
@@ -49,20 +50,10 @@ const WRITE_AUTHORIZED_KEYS = [
   'trap - EXIT',
 ].join('\n');
 
-/** Loads the ruleset, then records the digest of the table's listing as nft shows it now (root-only file). */
-export const LOAD_NFT = [
-  'set -e',
-  'nft -f "$1"',
-  `nftdigest() { ${NFT_LISTING_DIGEST}; }`,
-  'digest=$(nftdigest "$2")',
-  '[ -n "$digest" ]',
-  'umask 077',
-  'printf "%s\\n" "$digest" > "$3.tmp"',
-  'mv -f -- "$3.tmp" "$3"',
-].join('\n');
-
-const rulesetPath = (app: string) => `/etc/persona/nftables/${app}.nft`;
-const listingPath = (app: string) => `/etc/persona/nftables/${app}.listing.sha256`;
+/** The ruleset loader, shared with the Ansible driver (firewall.ts). */
+export const LOAD_NFT = LOAD_NFT_SCRIPT;
+const rulesetPath = nftRulesetPath;
+const listingPath = nftListingPath;
 
 /** The facts a plan leaves for the conclusion; never a secret, nor a digest of one. */
 interface ConfigureFacts {
@@ -428,11 +419,16 @@ export const configureStep: Step = {
       `firewall: ${p.network_configuration.firewall_rules.length} nftables rule(s) in table inet ${nftTableName(p.id)}`,
       `users: ${p.security_profile.users.map((u) => u.name).join(' ') || '(none)'}; keys: ${p.security_profile.encryption_keys.map((k) => `${k.name} → ${k.path}`).join(', ') || '(none)'}`,
       `deploy: ${p.deploy.files.length} file(s), ${p.deploy.install.length} install command(s)`,
+      ...(p.configure.driver === 'ansible'
+        ? ['driver: ansible (a playbook generated from the profile, run by ansible-playbook)']
+        : []),
     ];
   },
-  plan,
+  plan: (ctx) => (ctx.profile.configure.driver === 'ansible' ? ansiblePlan(ctx) : plan(ctx)),
   checks(ctx) {
     const p = ctx.profile;
+    if (p.configure.driver === 'ansible')
+      return [`ansible-playbook --check on ${ctx.target.name} finds nothing left to change`];
     return [
       `every package of software_stack on ${ctx.target.name}, at its pinned version`,
       ...(p.network_configuration.firewall_rules.length > 0
@@ -444,6 +440,7 @@ export const configureStep: Step = {
     ];
   },
   async conclude(ctx, { plan: final, applied }) {
+    if (ctx.profile.configure.driver === 'ansible') return ansibleConclude(ctx, final, applied);
     const facts = final.facts as unknown as ConfigureFacts | undefined;
     if (!facts) throw new PersonaError('E_STEP_FAILED', `configure found no facts about ${ctx.target.name}`);
     if (facts.pending.length > 0)

@@ -3,6 +3,26 @@
  * applying it twice changes nothing. Pure: the text is built here and tested; configure writes and loads it.
  */
 import type { Profile } from '../profile/schema.js';
+import { NFT_LISTING_DIGEST } from './host-state.js';
+
+/** Where persona keeps an application's ruleset on a host, and the digest of the table it loaded from it. */
+export const nftRulesetPath = (app: string) => `/etc/persona/nftables/${app}.nft`;
+export const nftListingPath = (app: string) => `/etc/persona/nftables/${app}.listing.sha256`;
+
+/**
+ * Loads the ruleset ($1) into table inet $2, then records the digest of the table's listing as nft shows it now in
+ * $3 (root-only file). Both configure drivers run it.
+ */
+export const LOAD_NFT_SCRIPT = [
+  'set -e',
+  'nft -f "$1"',
+  `nftdigest() { ${NFT_LISTING_DIGEST}; }`,
+  'digest=$(nftdigest "$2")',
+  '[ -n "$digest" ]',
+  'umask 077',
+  'printf "%s\\n" "$digest" > "$3.tmp"',
+  'mv -f -- "$3.tmp" "$3"',
+].join('\n');
 
 export function nftTableName(app: string): string {
   return `persona_${app.replace(/[^A-Za-z0-9_]/g, '_')}`;

@@ -1,17 +1,29 @@
 /**
- * Profile hooks: commands run around steps, on the target, on the failed host, or on the machine running persona.
+ * Profile hooks: commands run around steps, on the target, on the failed host, or on the machine running persona;
+ * or an Ansible playbook or role, run by ansible-playbook against the hook's host with persona's SSH settings.
  */
 import { PersonaError } from '../errors.js';
+import type { InventoryHost } from '../hosts/inventory.js';
 import type { Hook, Profile } from '../profile/schema.js';
 import { localEnv } from '../runbook/local-env.js';
 import { privileged } from '../runbook/remote.js';
 import type { Action, StepContext } from '../runbook/types.js';
 import { substitute } from '../traffic/router.js';
 import { endedAs } from '../util/local-process.js';
+import { rolePlaybook } from './ansible/playbook.js';
+import { runPlaybook } from './ansible/runner.js';
 
 export type HookPhase = keyof NonNullable<Profile['hooks']>;
 
+/** What a hook runs, as words for people: its command, or the playbook or role. */
+export function hookWords(hook: Hook): string[] {
+  if (hook.playbook) return ['ansible-playbook', hook.playbook];
+  if (hook.role) return ['ansible role', hook.role];
+  return hook.run ?? [];
+}
+
 function hookArgv(ctx: StepContext, hook: Hook): string[] {
+  if (!hook.run) return hookWords(hook);
   return substitute(hook.run, {
     host: ctx.target.name,
     address: ctx.target.address,
@@ -20,12 +32,31 @@ function hookArgv(ctx: StepContext, hook: Hook): string[] {
   });
 }
 
+/** A playbook or role hook: ansible-playbook against the hook's host alone (once per run, like any hook). */
+async function runAnsibleHook(ctx: StepContext, phase: HookPhase, hook: Hook, host: InventoryHost) {
+  ctx.assertHeld();
+  await runPlaybook(ctx, {
+    host,
+    what: `hook ${phase}`,
+    playbook: hook.playbook ? { path: hook.playbook } : { plays: rolePlaybook(hook.role!, host.user) },
+    check: false,
+    timeoutMs: hook.timeout_ms,
+    extraVars: {
+      persona_app: ctx.profile.id,
+      persona_host: ctx.target.name,
+      persona_failed: ctx.failed.name,
+    },
+  });
+}
+
 /** Runs one hook; what it ran, as "on: argv". */
 async function runHook(ctx: StepContext, phase: HookPhase, hook: Hook): Promise<string> {
   const host = hook.on === 'failed' ? ctx.failed : ctx.target;
   const argv = hookArgv(ctx, hook);
   ctx.log(`hook ${phase} on ${hook.on}: ${argv.join(' ')}`);
-  if (hook.on === 'local') {
+  if (!hook.run) {
+    await runAnsibleHook(ctx, phase, hook, host);
+  } else if (hook.on === 'local') {
     ctx.assertHeld();
     const r = await ctx.local(argv, {
       env: localEnv(ctx.env),

@@ -19,14 +19,16 @@ export interface LocalRunOptions {
   env: Record<string, string>;
   timeoutMs: number;
   signal: AbortSignal;
+  /** Each complete line of stdout as it comes (progress); the whole output is in the result as well. */
+  onStdoutLine?: (line: string) => void;
 }
 
 export type LocalRunner = (argv: readonly string[], options: LocalRunOptions) => Promise<LocalResult>;
 
 /** The real one: execa, without a shell, with exactly `env`. */
-export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal }) => {
+export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal, onStdoutLine }) => {
   const { execa } = await import('execa');
-  const r = await execa(argv[0]!, argv.slice(1), {
+  const child = execa(argv[0]!, argv.slice(1), {
     reject: false,
     env,
     extendEnv: false,
@@ -34,8 +36,17 @@ export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal }) 
     cancelSignal: signal,
     stdin: 'ignore',
     all: true,
-    maxBuffer: 1_000_000,
+    maxBuffer: 16_000_000,
   });
+  if (onStdoutLine) {
+    let partial = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      const lines = (partial + chunk.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) onStdoutLine(line);
+    });
+  }
+  const r = await child;
   return {
     ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
     ...(r.signal ? { signal: r.signal } : {}),
