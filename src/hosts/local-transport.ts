@@ -27,6 +27,14 @@ export function runsAsRoot(target: SshTarget): boolean {
   return !target.user || target.user === 'root';
 }
 
+/**
+ * Who commands on the host run as: the login user over ssh (undefined: ssh's default), the user persona runs as
+ * for a local host.
+ */
+export function loginUser(target: SshTarget): string | undefined {
+  return isLocal(target) ? userInfo().username : target.user;
+}
+
 function sessionEnv(): Record<string, string> {
   const me = userInfo();
   return { PATH: SESSION_PATH, HOME: me.homedir, USER: me.username, LOGNAME: me.username, SHELL: '/bin/sh' };
@@ -107,6 +115,15 @@ export function byConnection(remote: Transport, local: Transport = new LocalTran
     script: (target, script, args, options) => pick(target).script(target, script, args, options),
     run: (target, argv, options) => pick(target).run(target, argv, options),
     rsyncShell: (target) => pick(target).rsyncShell(target),
+    // Programs that run ssh themselves (ansible-playbook) reach a local host without it: see runPlaybook.
+    ...(remote.sshSettings
+      ? {
+          sshSettings: (target: SshTarget) =>
+            isLocal(target)
+              ? Promise.reject(new Error(`${target.name} is this machine: it is reached without ssh`))
+              : remote.sshSettings!(target),
+        }
+      : {}),
     close: async () => {
       await Promise.all([remote.close(), local.close()]);
     },

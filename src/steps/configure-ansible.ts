@@ -6,7 +6,9 @@
  * engine's new plan is another check, which must find nothing to change. deploy.install commands are one-task
  * playbooks, run once per run as the native driver runs them; hooks are as in every step.
  */
+
 import { PersonaError } from '../errors.js';
+import { loginUser } from '../hosts/local-transport.js';
 import { ruleCuttingSsh } from '../profile/validate.js';
 import { resolveSecret } from '../runbook/secrets.js';
 import type { Action, Applied, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
@@ -118,7 +120,7 @@ export async function ansiblePlan(ctx: StepContext): Promise<StepPlan> {
       notes.push(`${what} ${JSON.stringify(values)}: not applied (managed by the network)`);
   if (blocked) return { actions: [], notes, blocked, facts: facts(ctx, 0, []) as unknown as StepOutputs };
 
-  const plays = configurePlaybook(p, t.user);
+  const plays = configurePlaybook(p, loginUser(t));
   const check = await runPlaybook(ctx, {
     host: t,
     what: 'configure',
@@ -171,7 +173,7 @@ export async function ansiblePlan(ctx: StepContext): Promise<StepPlan> {
         await runPlaybook(c, {
           host: t,
           what: `configure install command ${i + 1}`,
-          playbook: { plays: installPlaybook(p, t.user, i) },
+          playbook: { plays: installPlaybook(p, loginUser(t), i) },
           check: false,
           timeoutMs: APPLY_TIMEOUT_MS,
         });

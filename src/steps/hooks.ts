@@ -2,8 +2,10 @@
  * Profile hooks: commands run around steps, on the target, on the failed host, or on the machine running persona;
  * or an Ansible playbook or role, run by ansible-playbook against the hook's host with persona's SSH settings.
  */
+
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
+import { loginUser } from '../hosts/local-transport.js';
 import type { Hook, Profile } from '../profile/schema.js';
 import { localEnv } from '../runbook/local-env.js';
 import { privileged } from '../runbook/remote.js';
@@ -38,7 +40,7 @@ async function runAnsibleHook(ctx: StepContext, phase: HookPhase, hook: Hook, ho
   await runPlaybook(ctx, {
     host,
     what: `hook ${phase}`,
-    playbook: hook.playbook ? { path: hook.playbook } : { plays: rolePlaybook(hook.role!, host.user) },
+    playbook: hook.playbook ? { path: hook.playbook } : { plays: rolePlaybook(hook.role!, loginUser(host)) },
     check: false,
     timeoutMs: hook.timeout_ms,
     extraVars: {

@@ -126,5 +126,11 @@ describe('byConnection', () => {
     await t.rsyncShell(far);
     await t.close();
     expect(seen).toEqual(['exec far', 'script far', 'run far', 'rsync far', 'close']);
+    // sshSettings (for programs that run ssh themselves) only when the ssh transport has it, never for a local host.
+    expect(t.sshSettings).toBeUndefined();
+    const settings = { options: ['-o', 'BatchMode=yes'], connectTimeoutSec: 5 };
+    const withSettings = byConnection({ ...remote, sshSettings: async () => settings });
+    expect(await withSettings.sshSettings!(far)).toEqual(settings);
+    await expect(withSettings.sshSettings!(here)).rejects.toThrow(/this machine/);
   });
 });

@@ -249,6 +249,18 @@ describe('the inventory, arguments and environment', () => {
     expect(split).toEqual(ssh.options);
   });
 
+  test("a local host (connection: local) is Ansible's local connection: no address, no ssh options", () => {
+    const here: InventoryHost = { ...host, connection: 'local' };
+    const inv = parse(inventoryYaml(here, undefined), { customTags: [unsafeTag] }) as {
+      all: { hosts: Record<string, Record<string, unknown>> };
+    };
+    const vars = inv.all.hosts['web-7']!;
+    expect(vars.ansible_connection).toBe('UNSAFE:local');
+    expect(Object.keys(vars).filter((k) => k.startsWith('ansible_ssh') || k === 'ansible_host')).toEqual([]);
+    // become follows the user persona runs as, not the inventory's user.
+    expect(vars.ansible_become === true).toBe(process.getuid?.() !== 0);
+  });
+
   test('the command line has paths and the host name only; --check for a plan', () => {
     const argv = ansibleArgv(
       { playbook: '/tmp/d/playbook.yml', inventory: '/tmp/d/inventory.yml', extraVars: '/tmp/d/x.yml' },

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PersonaError } from '../../errors.js';
 import type { InventoryHost } from '../../hosts/inventory.js';
+import { isLocal, loginUser } from '../../hosts/local-transport.js';
 import { shellJoin } from '../../hosts/shell-quote.js';
 import type { SshSettings } from '../../hosts/ssh.js';
 import { localEnv } from '../../runbook/local-env.js';
@@ -65,8 +66,21 @@ export interface PlaybookOutcome {
 }
 
 /** The inventory: the one host, with its address, port, user, key file, privilege and persona's ssh options. */
-export function inventoryYaml(host: InventoryHost, ssh: SshSettings): string {
-  const become = becomeFor(host.user);
+export function inventoryYaml(host: InventoryHost, ssh: SshSettings | undefined): string {
+  const become = becomeFor(loginUser(host));
+  if (!ssh || isLocal(host))
+    // A local host (connection: local) is this machine: Ansible's own local connection, as the inventory said.
+    return toAnsibleYaml({
+      all: {
+        hosts: {
+          [host.name]: {
+            ansible_connection: 'local',
+            ansible_python_interpreter: 'auto_silent',
+            ...(become.become ? { ansible_become: true, ansible_become_method: 'sudo' } : {}),
+          },
+        },
+      },
+    });
   return toAnsibleYaml({
     all: {
       hosts: {
@@ -88,12 +102,16 @@ export function inventoryYaml(host: InventoryHost, ssh: SshSettings): string {
 }
 
 /** The environment of ansible-playbook: the minimal local one, and every setting persona relies on. */
-export function ansibleEnv(env: NodeJS.ProcessEnv, dir: string, ssh: SshSettings): Record<string, string> {
+export function ansibleEnv(
+  env: NodeJS.ProcessEnv,
+  dir: string,
+  ssh: SshSettings | undefined,
+): Record<string, string> {
   return {
     ...localEnv(env),
     // The user's agent, as persona's own ssh uses it.
     ...(env.SSH_AUTH_SOCK ? { SSH_AUTH_SOCK: env.SSH_AUTH_SOCK } : {}),
-    ...(ssh.shell ? { SHELL: ssh.shell } : {}),
+    ...(ssh?.shell ? { SHELL: ssh.shell } : {}),
     // Ours, so that no ansible.cfg in the working directory or the home directory changes what runs.
     ANSIBLE_CONFIG: join(dir, 'ansible.cfg'),
     ANSIBLE_STDOUT_CALLBACK: CALLBACK_NAME,
@@ -223,12 +241,12 @@ export function playbookFailure(
  * task failed (unless ignored), the host was unreachable, or ansible-playbook did not succeed.
  */
 export async function runPlaybook(ctx: StepContext, run: PlaybookRun): Promise<PlaybookOutcome> {
-  if (!ctx.ssh.sshSettings)
+  if (!isLocal(run.host) && !ctx.ssh.sshSettings)
     throw new PersonaError(
       'E_STEP_FAILED',
       `${run.what}: the Ansible driver needs persona's OpenSSH transport`,
     );
-  const ssh = await ctx.ssh.sshSettings(run.host);
+  const ssh = isLocal(run.host) ? undefined : await ctx.ssh.sshSettings!(run.host);
   const base = tmpdir();
   await sweepStale(base);
   const dir = await mkdtemp(join(base, `${PREFIX}${process.pid}-`));
