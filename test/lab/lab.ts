@@ -203,15 +203,28 @@ export async function bastionOff(opts: LabOptions = {}): Promise<void> {
   await runLab(['bastion', 'off'], opts);
 }
 
-/** Per host behind the bastion, from its nftables counters: ssh connections it took from the bastion, ssh packets
- * it dropped (from anywhere else). */
-export async function bastionCounters(
-  opts: LabOptions = {},
-): Promise<Record<string, { fromBastion: number; dropped: number }>> {
+/**
+ * Per host behind the bastion, from its nftables counters (`lab bastion status`): the ssh connections it accepted
+ * from the bastion, the bytes its sshd received from it and sent to it, and the ssh packets it dropped (from
+ * anywhere else).
+ */
+export interface BastionCounters {
+  connections: number;
+  bytesIn: number;
+  bytesOut: number;
+  dropped: number;
+}
+
+export async function bastionCounters(opts: LabOptions = {}): Promise<Record<string, BastionCounters>> {
   const out = await runLab(['bastion', 'status'], opts);
-  const rows: Record<string, { fromBastion: number; dropped: number }> = {};
-  for (const m of out.matchAll(/^(\S+)\s+\S+\s+(\d+)\s+(\d+)$/gm))
-    rows[m[1]!] = { fromBastion: Number(m[2]), dropped: Number(m[3]) };
+  const rows: Record<string, BastionCounters> = {};
+  for (const m of out.matchAll(/^(\S+)\s+\S+\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$/gm))
+    rows[m[1]!] = {
+      connections: Number(m[2]),
+      bytesIn: Number(m[3]),
+      bytesOut: Number(m[4]),
+      dropped: Number(m[5]),
+    };
   return rows;
 }
 

@@ -8,8 +8,9 @@
 #                         Writes LAB_DIR/ssh/config-bastion: the lab's config with `ProxyJump root@HOST_ADDR` for
 #                         every other host.
 #   lab bastion off       removes all of it (also what a failed `on` left); `lab up` does it too
-#   lab bastion status    the bastion, and per host behind it the ssh connections it accepted from the bastion and
-#                         the ssh packets it dropped (nftables counters)
+#   lab bastion status    the bastion, and per host behind it (nftables counters): the ssh connections it accepted
+#                         from the bastion, the bytes its sshd received from and sent to the bastion, and the ssh
+#                         packets it dropped
 # Recorded in LAB_DIR/run/bastion (and state.json). The tables live in the hosts' network namespaces, which
 # outlive a poweroff fault and go with `lab down`.
 
@@ -49,8 +50,12 @@ table inet $BASTION_TABLE {
   chain input {
     type filter hook input priority -20; policy accept;
     tcp dport 22 ip saddr { $addrs } tcp flags & (syn | ack) == syn counter accept comment "new ssh connection from the bastion $1"
-    tcp dport 22 ip saddr { $addrs } accept
+    tcp dport 22 ip saddr { $addrs } counter accept comment "ssh from the bastion"
     tcp dport 22 counter drop comment "ssh from anywhere else"
+  }
+  chain output {
+    type filter hook output priority -20; policy accept;
+    tcp sport 22 ip daddr { $addrs } counter accept comment "ssh to the bastion"
   }
 }
 EOF
@@ -131,15 +136,17 @@ bastion_status() {
   b=$(bastion_get)
   if [[ -z $b ]]; then printf 'bastion: off\n'; return 0; fi
   printf 'bastion: %s %s; ssh -F %s HOST\n' "$b" "${H_ADDRS[$b]}" "$(bastion_config)"
-  printf '%-10s %-15s %-22s %s\n' HOST ADDRESS SSH_FROM_BASTION DROPPED_SSH_PACKETS
+  printf '%-10s %-15s %-12s %-12s %-12s %s\n' HOST ADDRESS CONNECTIONS BYTES_IN BYTES_OUT DROPPED
   for h in "${LAB_HOSTS[@]}"; do
     [[ $h != "$b" ]] || continue
-    # the counters in rule order: new connections from the bastion, then dropped packets
+    # packets and bytes of each counter in rule order: new connections from the bastion, ssh from the bastion,
+    # dropped ssh, ssh to the bastion
     text=$(bastion_nsenter "$h" nft list table inet "$BASTION_TABLE" 2>/dev/null |
-      sed -n 's/.*counter packets \([0-9]*\) bytes.*/\1/p' | tr '\n' ' ') || true
+      sed -n 's/.*counter packets \([0-9]*\) bytes \([0-9]*\).*/\1 \2/p' | tr '\n' ' ') || true
     read -r -a counters <<<"$text"
-    if ((${#counters[@]} == 2)); then
-      printf '%-10s %-15s %-22s %s\n' "$h" "${H_ADDRS[$h]%% *}" "${counters[0]}" "${counters[1]}"
+    if ((${#counters[@]} == 8)); then
+      printf '%-10s %-15s %-12s %-12s %-12s %s\n' "$h" "${H_ADDRS[$h]%% *}" "${counters[0]}" "${counters[3]}" \
+        "${counters[7]}" "${counters[4]}"
     else
       printf '%-10s %-15s %s\n' "$h" "${H_ADDRS[$h]%% *}" "(no table $BASTION_TABLE: not isolated)"
     fi
