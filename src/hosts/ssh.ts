@@ -3,7 +3,7 @@
  * are multiplexed (ControlMaster in a private directory, closed on exit); commands are argument arrays, quoted
  * here and nowhere else; every failure is classified so people read "connection refused", not exit code 255.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersonaError } from '../errors.js';
@@ -428,6 +428,8 @@ export interface SshSettings {
 export class SshTransport implements Transport {
   /** The private directory of master sockets; a promise, so that parallel first calls share one. */
   private controlDir: Promise<string> | undefined;
+  /** Numbers the hops' log files in the control directory (see command()). */
+  private hopLogs = 0;
   private readonly options: Required<Omit<SshOptions, 'configFile' | 'env' | 'runtimeDir'>> &
     Pick<SshOptions, 'configFile' | 'env' | 'runtimeDir'>;
 
@@ -517,13 +519,19 @@ export class SshTransport implements Transport {
     target: SshTarget,
     remoteCommand: string | undefined,
     startMaster = true,
-  ): Promise<{ args: string[]; hops: Hop[] }> {
+  ): Promise<{ args: string[]; hops: Hop[]; hopLog?: string }> {
     const o = this.options;
     const hops = await this.hops(target);
+    // With ControlPersist, ssh sends its ProxyCommand's stderr to /dev/null (sshconnect.c), and with it what the
+    // hops said ("open failed: connect failed: No route to host"): a target down behind a working bastion would
+    // read as an unexplained "Connection closed". So the hops log (-E) to a file of their own in the private
+    // control directory, which execRaw reads when the connection fails.
+    const hopLog =
+      hops.length > 0 && o.multiplex ? join(await this.control(), `hop-${++this.hopLogs}.log`) : undefined;
     // Through jump hosts the banner comes only after every hop connected, each within its own timeout: the
     // target's ssh waits longer, so that a hop that times out is the one that says so.
     const args = [...this.commonOptions(o.connectTimeoutSec * (hops.length + 1)), '-T'];
-    if (hops.length > 0) args.push('-o', `ProxyCommand=${this.proxy(hops)}`);
+    if (hops.length > 0) args.push('-o', `ProxyCommand=${this.proxy(hops, hopLog)}`);
     if (o.multiplex) {
       args.push(
         '-o',
@@ -537,16 +545,17 @@ export class SshTransport implements Transport {
     // The jump is in the ProxyCommand: -J would start the hop from the ssh_config alone.
     args.push(...targetArgs({ ...target, jump: undefined }));
     if (remoteCommand !== undefined) args.push(remoteCommand);
-    return { args, hops };
+    return { args, hops, ...(hopLog ? { hopLog } : {}) };
   }
 
   /** The ProxyCommand through the jump hosts, each hop started with persona's options. */
-  private proxy(hops: readonly Hop[]): string {
+  private proxy(hops: readonly Hop[], hopLog?: string): string {
     // LogLevel INFO on the hops (first value wins): the bastion's reason for a failed forward ("open
-    // failed: connect failed: Connection refused") is an INFO line.
+    // failed: connect failed: Connection refused") is an INFO line; -E: see `command`.
     const hopOptions = [
       '-o',
       'LogLevel=INFO',
+      ...(hopLog ? ['-E', hopLog] : []),
       ...this.commonOptions(this.options.connectTimeoutSec),
       '-o',
       'ControlPath=none',
@@ -614,7 +623,7 @@ export class SshTransport implements Transport {
 
   private async execRaw(target: SshTarget, command: string, options: ExecOptions): Promise<ExecResult> {
     const { execa } = await import('execa');
-    const { args, hops } = await this.command(target, command, options.startMaster ?? true);
+    const { args, hops, hopLog } = await this.command(target, command, options.startMaster ?? true);
     const started = Date.now();
     const subprocess = execa('ssh', args, {
       input: options.input ?? '',
@@ -646,8 +655,13 @@ export class SshTransport implements Transport {
     if (child.isCanceled) {
       throw new SshError('cancelled', target.name, `${where(target)}: cancelled`, undefined, result);
     }
+    // What the hops logged comes before the target's ssh's own words, as it would on stderr. A hop that connected
+    // goes on as the master's proxy: its file is unlinked, not closed.
+    const hopText = hopLog ? stripTerminalControls(await readFile(hopLog, 'utf8').catch(() => '')) : '';
+    if (hopLog) await rm(hopLog, { force: true });
     if (child.timedOut || result.exitCode === 255) {
-      const failure = classifySshFailure(target, result, Boolean(child.timedOut), this.options, hops);
+      const seen = hopText ? { ...result, stderr: `${hopText}${result.stderr}` } : result;
+      const failure = classifySshFailure(target, seen, Boolean(child.timedOut), this.options, hops);
       if (failure) throw failure;
     }
     return result;
@@ -660,7 +674,8 @@ export class SshTransport implements Transport {
     this.controlDir = undefined;
     const dir = await pending;
     const { execa } = await import('execa');
-    const sockets = await readdir(dir).catch(() => [] as string[]);
+    // The master sockets (%C, hex), not the hops' log files.
+    const sockets = (await readdir(dir).catch(() => [] as string[])).filter((s) => !s.startsWith('hop-'));
     await Promise.all(
       sockets.map((s) =>
         execa('ssh', ['-o', `ControlPath=${join(dir, s)}`, '-O', 'exit', 'persona-control'], {

@@ -5,7 +5,7 @@
  * the bastion. The bastion's sshd log (DEBUG1) proves that each connection went through it.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { SshError, type SshTarget, SshTransport } from '../../src/hosts/ssh.js';
@@ -219,6 +219,34 @@ describe('ssh through a bastion', () => {
     const e = await failure(ssh.exec({ name: 'db2', address: '127.0.0.2', port }, ['true']));
     expect(e.kind).toBe('refused');
     expect(e.message).toMatch(/^db2 \(127\.0\.0\.2:\d+\): connection refused.*the bastion bastion answered/);
+  });
+
+  test("with multiplexing (the default), whose ControlPersist sends the hop's stderr to /dev/null, a failure is still named: the target refusing behind the bastion, or the bastion itself", async () => {
+    const port = await freePort();
+    const ssh = new SshTransport({ configFile: config('cfg_mux', {}), connectTimeoutSec: 2 });
+    try {
+      const e = await failure(ssh.exec({ name: 'db2', address: '127.0.0.2', port }, ['true']));
+      expect(e.kind).toBe('refused');
+      expect(e.message).toMatch(
+        /^db2 \(127\.0\.0\.2:\d+\): connection refused.*the bastion bastion answered/,
+      );
+      const down = await freePort();
+      const plain = new SshTransport({ configFile: plainConfig(), connectTimeoutSec: 2 });
+      try {
+        const b = await failure(plain.exec({ ...db1(), jump: `${user}@127.0.0.1:${down}` }, ['true']));
+        expect(b.kind).toBe('bastion');
+        expect(b.bastionFailure).toBe('refused');
+      } finally {
+        await plain.close();
+      }
+      // The hops' log files are read and removed with each call.
+      expect((await ssh.exec(db1(), ['true'])).exitCode).toBe(0);
+      const control = (await ssh.argv(db1(), 'true')).find((a) => a.startsWith('ControlPath='))!;
+      const dir = control.slice('ControlPath='.length).replace(/\/%C$/, '');
+      expect(readdirSync(dir).filter((f) => f.startsWith('hop-'))).toEqual([]);
+    } finally {
+      await ssh.close();
+    }
   });
 
   test('rsync goes through the bastion with the same options (rsyncShell)', async () => {

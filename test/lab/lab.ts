@@ -79,7 +79,20 @@ export interface LabState {
   apt_proxy: { url: string };
   ssh: { config: string; key: string; known_hosts: string };
   inventory: string;
+  /** `lab bastion on HOST`: the other hosts take ssh only from HOST; null (or absent, in older labs) otherwise. */
+  bastion?: LabBastion | null;
   apps: Record<string, LabApp>;
+}
+
+export interface LabBastion {
+  host: string;
+  addresses: string[];
+  /** The lab's ssh config with ProxyJump through the bastion for every other host. */
+  ssh_config: string;
+  /** The hosts whose sshd takes connections only from the bastion. */
+  behind: string[];
+  /** The nftables table (inet) in each of their network namespaces. */
+  nft_table: string;
 }
 
 export const labDirOf = (opts: LabOptions = {}): string =>
@@ -175,6 +188,52 @@ export function labPowerFence(opts: LabOptions = {}): PowerFence {
   return { off: agent('off'), status: agent('status'), timeout_ms: 120_000 };
 }
 
+/**
+ * `lab bastion on HOST` (the other hosts take ssh only from HOST, so this machine reaches them only through it),
+ * `lab bastion off`. See README.md, "The bastion".
+ */
+export async function bastionOn(host: string, opts: LabOptions = {}): Promise<LabBastion> {
+  await runLab(['bastion', 'on', host], opts);
+  const b = labState(opts).bastion;
+  if (!b) throw new Error(`lab bastion on ${host} left no bastion in state.json`);
+  return b;
+}
+
+export async function bastionOff(opts: LabOptions = {}): Promise<void> {
+  await runLab(['bastion', 'off'], opts);
+}
+
+/**
+ * Per host behind the bastion, from its nftables counters (`lab bastion status`): the ssh connections it accepted
+ * from the bastion, the bytes its sshd received from it and sent to it, and the ssh packets it dropped (from
+ * anywhere else).
+ */
+export interface BastionCounters {
+  connections: number;
+  bytesIn: number;
+  bytesOut: number;
+  dropped: number;
+}
+
+export async function bastionCounters(opts: LabOptions = {}): Promise<Record<string, BastionCounters>> {
+  const out = await runLab(['bastion', 'status'], opts);
+  const rows: Record<string, BastionCounters> = {};
+  for (const m of out.matchAll(/^(\S+)\s+\S+\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$/gm))
+    rows[m[1]!] = {
+      connections: Number(m[2]),
+      bytesIn: Number(m[3]),
+      bytesOut: Number(m[4]),
+      dropped: Number(m[5]),
+    };
+  return rows;
+}
+
+/** The ssh config that reaches every lab host now: through the bastion while there is one. */
+export function labSshConfig(opts: LabOptions = {}): string {
+  const bastion = path.join(labDirOf(opts), 'ssh', 'config-bastion');
+  return existsSync(bastion) ? bastion : path.join(labDirOf(opts), 'ssh', 'config');
+}
+
 export interface SshResult {
   exitCode: number | undefined;
   stdout: string;
@@ -190,11 +249,13 @@ export interface SshOptions extends LabOptions {
   connectTimeoutS?: number;
   /** a different known_hosts file (host key checking stays strict) */
   knownHostsFile?: string;
+  /** a different ssh config; default: labSshConfig() (through the bastion while there is one) */
+  sshConfig?: string;
 }
 
 /** Run argv on a lab host over real ssh with the lab's ssh config; never throws for a failed command. */
 export async function sshExec(host: string, argv: string[], opts: SshOptions = {}): Promise<SshResult> {
-  const config = path.join(labDirOf(opts), 'ssh', 'config');
+  const config = opts.sshConfig ?? labSshConfig(opts);
   const extra = opts.knownHostsFile ? ['-o', `UserKnownHostsFile=${opts.knownHostsFile}`] : [];
   const started = Date.now();
   const r = await execa(

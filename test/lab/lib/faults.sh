@@ -58,7 +58,7 @@ fail_sshd() {
   wait_until 5 "sshd of $1 to die" host_sshd_gone "$1"
 }
 
-host_sshd_gone() { ! tcp_open "${H_ADDRS[$1]%% *}" 22; }
+host_sshd_gone() { ! host_tcp22 "$1" "${H_ADDRS[$1]%% *}"; }
 
 heal_sshd() {
   step "$1" "starting sshd"

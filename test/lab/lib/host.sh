@@ -72,10 +72,10 @@ host_child_of() {  # the one child of the launcher: the host's PID 1
   c=$(cat "/proc/$1/task/$1/children" 2>/dev/null) && [[ -n ${c// /} ]] && printf '%s\n' "${c%% *}"
 }
 
-host_sshd_ready() {  # sshd listens on every endpoint of the host
+host_sshd_ready() {  # sshd listens on every endpoint of the host (seen from the bastion while there is one)
   local a
   host_init_pid "$1" || return 1
-  for a in ${H_ADDRS[$1]}; do tcp_open "$a" 22 || return 1; done
+  for a in ${H_ADDRS[$1]}; do host_tcp22 "$1" "$a" || return 1; done
 }
 
 host_exec() {  # host_exec HOST CMD...: run CMD inside HOST (its namespaces, root, cgroups, a clean env)

@@ -3,6 +3,7 @@
 //   resolve SPEC LAB_DIR CACHE_DIR OUT_JSON   validate SPEC, write the resolved spec, print shell declarations
 //   render-config LAB_DIR                     ssh/config, haproxy/haproxy.cfg, inventory.json
 //   render-known-hosts LAB_DIR                ssh/known_hosts from the hosts' generated host keys
+//   render-bastion-config LAB_DIR HOST        ssh/config-bastion: the other hosts through HOST (lab bastion on)
 //   render-state LAB_DIR                      state.json from the resolved spec and LAB_DIR/run
 //   app-argv LAB_DIR APP start|stop           the app's argv, NUL-separated
 //   app-files LAB_DIR APP OUT_DIR             the app's deploy.files written under OUT_DIR
@@ -30,6 +31,10 @@ const commands = {
   'render-known-hosts'([labDir]) {
     const s = render.readSpec(labDir);
     render.writeAtomic(path.join(labDir, 'ssh/known_hosts'), render.knownHosts(s));
+  },
+  'render-bastion-config'([labDir, bastion]) {
+    const s = render.readSpec(labDir);
+    render.writeAtomic(path.join(labDir, 'ssh/config-bastion'), render.sshBastionConfig(s, bastion));
   },
   'render-state'([labDir]) {
     render.writeAtomic(path.join(labDir, 'state.json'), render.state(render.readSpec(labDir)));

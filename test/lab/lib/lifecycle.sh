@@ -121,6 +121,9 @@ lab_repair() {  # same spec already up: heal what is broken, restart what stoppe
   local h t0=$SECONDS
   say "the lab in $LAB_DIR is up with this spec; checking it"
   [[ -e /sys/class/net/$LAB_BRIDGE ]] || die 1 "the lab in $LAB_DIR lost its bridge $LAB_BRIDGE; run 'lab down' then 'lab up'"
+  # up leaves the lab as a fresh up does: every host reachable from this machine
+  [[ -z $(bastion_get) && ! -e $(bastion_config) ]] || bastion_off
+  net_no_forwarding
   acng_up
   etcd_up
   haproxy_up

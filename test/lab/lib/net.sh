@@ -17,13 +17,19 @@ net_up() {
 }
 
 net_no_forwarding() {  # hosts have no default route; even if one adds it, the machine never forwards for them
+  # Traffic between hosts on the bridge is no forwarding, but where br_netfilter is loaded
+  # (net.bridge.bridge-nf-call-iptables=1, as with Docker) bridged packets pass this hook too, with the bridge as
+  # both their input and output interface: they are let through, so that hosts reach each other (a bastion).
+  # Loaded as a whole every time (up and repair), so a lab up with an older guard gets this one.
   command -v nft >/dev/null 2>&1 || { say "nft not found: no forwarding guard for $LAB_BRIDGE (install nftables)"; return 0; }
-  nft list table inet "$(NFT_TABLE)" >/dev/null 2>&1 && return 0
   step "network: nftables table inet $(NFT_TABLE) (drop forwarding to/from $LAB_BRIDGE)"
   nft -f - <<EOF
+table inet $(NFT_TABLE) {}
+delete table inet $(NFT_TABLE)
 table inet $(NFT_TABLE) {
   chain forward {
     type filter hook forward priority -10; policy accept;
+    iifname "$LAB_BRIDGE" oifname "$LAB_BRIDGE" accept
     iifname "$LAB_BRIDGE" drop
     oifname "$LAB_BRIDGE" drop
   }

@@ -79,6 +79,31 @@ Host ${s.hosts.flatMap((h) => h.endpoints.map((e) => e.name)).join(' ')} ${octet
 `;
 }
 
+/**
+ * The lab's ssh config for `lab bastion on BASTION`: every host but the bastion is reached through it
+ * (ProxyJump to its first address), the bastion itself directly (ProxyJump none, so that the hop's own ssh, which
+ * reads this config too, does not jump to itself). ssh takes the first value it finds, so these blocks come first.
+ */
+export function sshBastionConfig(s, bastion) {
+  const b = s.hosts.find((h) => h.name === bastion);
+  if (!b) throw new Error(`no host ${bastion} in this lab`);
+  const own = b.endpoints.flatMap((e) => [e.name, e.address]);
+  const others = s.hosts
+    .filter((h) => h !== b)
+    .flatMap((h) => h.endpoints.map((e) => e.name))
+    .concat(subnetGlobs(s.subnet));
+  return `# persona lab ${s.name}: written by "lab bastion on ${bastion}", removed by "lab bastion off".
+# The other hosts take ssh only from ${bastion} (nftables in their network namespaces).
+Host ${own.join(' ')}
+  ProxyJump none
+
+Host ${others.join(' ')}
+  ProxyJump root@${b.address}
+
+# The lab's own config (ssh/config), as lab up wrote it:
+${sshConfig(s).replace(/^#.*\n/, '')}`;
+}
+
 function subnetGlobs(subnet) {
   const [ip, prefix] = subnet.split('/');
   const parts = ip.split('.').map(Number);
@@ -244,11 +269,26 @@ export function state(s) {
       apt_proxy: { url: s.apt_proxy.url },
       ssh: { config: `${d}/ssh/config`, key: `${d}/ssh/id_ed25519`, known_hosts: `${d}/ssh/known_hosts` },
       inventory: `${d}/inventory.json`,
+      bastion: bastionState(s),
       apps,
     },
     null,
     2,
   )}\n`;
+}
+
+/** `lab bastion on HOST`: which host, and the ssh config that goes through it; null when there is none. */
+function bastionState(s) {
+  const name = readRun(s, 'bastion');
+  const h = name ? s.hosts.find((x) => x.name === name) : undefined;
+  if (!h) return null;
+  return {
+    host: h.name,
+    addresses: h.addresses,
+    ssh_config: path.join(s.lab_dir, 'ssh/config-bastion'),
+    behind: s.hosts.filter((x) => x !== h).map((x) => x.name),
+    nft_table: 'persona_lab_bastion',
+  };
 }
 
 export function listRunHosts(labDir) {

@@ -21,7 +21,7 @@ lab_status() {
   pkgs=$(printf '%s\n' "${all[@]%%=*}" | sort -u | tr '\n' ' ')
   for h in "${LAB_HOSTS[@]}"; do
     # shellcheck disable=SC2086  # one word per package
-    timeout 10 ssh -F "$LAB_DIR/ssh/config" -o ConnectTimeout=3 "$h" sh -s -- $pkgs \
+    timeout 10 ssh -F "$(lab_ssh_config)" -o ConnectTimeout=3 "$h" sh -s -- $pkgs \
       <<<"$STATUS_PROBE" >"$tmp/$h" 2>"$tmp/$h.err" 9>&- &
   done
   wait
@@ -71,6 +71,8 @@ status_services() {
   printf '\nhaproxy  http://%s  backend %s: %s\n' "$LAB_HAPROXY_BIND" "$LAB_HAPROXY_BACKEND" "${servers:-(no admin socket)}"
   printf 'etcd     http://%s  %s\n' "$LAB_ETCD_CLIENT" "$etcd"
   printf 'apt      http://%s  %s\n' "$LAB_APT_LISTEN" "$apt"
-  printf 'ssh      ssh -F %s/ssh/config HOST\n' "$LAB_DIR"
+  printf 'ssh      ssh -F %s HOST\n' "$(lab_ssh_config)"
+  [[ -z $(bastion_get) ]] ||
+    printf 'bastion  %s: the other hosts take ssh only from it (lab bastion status; off: lab bastion off)\n' "$(bastion_get)"
   printf 'state    %s/state.json   inventory %s/inventory.json\n' "$LAB_DIR" "$LAB_DIR"
 }
