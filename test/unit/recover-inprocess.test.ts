@@ -428,6 +428,38 @@ describe('an interrupted fence, resumed', () => {
   );
 });
 
+describe('a host that timed out', () => {
+  test('is not waited for again in the same run: one connection attempt to h1 from fence to migrate', async () => {
+    const w = world({
+      hosts: { h1: { down: 'timeout', running: true }, h2: { running: true } },
+      profile: (p) => {
+        p.data = {
+          paths: ['/srv/web'],
+          migration: 'rsync',
+          backup: { path: '/backups/web' },
+        } as Profile['data'];
+      },
+    });
+    // No --data-from: migrate asks whether h1 answers (and finds no backup on this machine: it stops there).
+    const r = await w.recover('h1', '--yes', '--json');
+    const events = jsonLines(r.stdout);
+    expect(
+      events.some((e) => e.step === 'migrate' && e.type === 'step-plan'),
+      r.stderr,
+    ).toBe(true);
+    const attempts = w.fake.calls.filter((c) => c.host === 'h1' && c.unreachable);
+    expect(attempts.length, JSON.stringify(w.fake.seen('h1'))).toBe(1);
+    // The fence's plans (before and after taking h1 out) and its conclusion saw the same timeout, and said so.
+    const fence = w
+      .journal(String(events.find((e) => e.run_id)!.run_id))
+      .steps.find((s) => s.kind === 'fence')!;
+    expect(fence.status).toBe('succeeded');
+    const said = JSON.stringify(events.filter((e) => e.type === 'step-plan' && e.step !== 'configure'));
+    expect(said).toMatch(/timed out.*s ago in this run: not waited for again/);
+    expect(JSON.stringify(fence)).toMatch(/not waited for again/);
+  });
+});
+
 describe('secrets', () => {
   // Quotes and a backslash: the JSON-escaped form differs from the raw one.
   const SECRET = 'hunter2-"q"\\back';
