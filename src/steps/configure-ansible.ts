@@ -15,6 +15,7 @@ import type { Action, Applied, StepContext, StepOutputs, StepPlan } from '../run
 import { checkVerdict, type TaskResult } from './ansible/events.js';
 import { configurePlaybook, installPlaybook, secretFile } from './ansible/playbook.js';
 import { runPlaybook } from './ansible/runner.js';
+import { securityFacts } from './configure-facts.js';
 import { nftRulesetPath, nftTableName } from './firewall.js';
 import { hookActions, hooksRan } from './hooks.js';
 
@@ -80,18 +81,7 @@ function facts(ctx: StepContext, tasks: number, pending: string[]): AnsibleFacts
     firewall:
       rules > 0 ? { rules, table: `inet ${nftTableName(p.id)}`, file: nftRulesetPath(p.id) } : { rules },
     groups: [...new Set([...sec.groups, ...sec.users.flatMap((u) => u.groups)])],
-    users: sec.users.map((u) => ({
-      name: u.name,
-      groups: u.groups,
-      authorized_keys: u.authorized_keys.length,
-    })),
-    keys: sec.encryption_keys.map((k) => ({
-      name: k.name,
-      path: k.path,
-      mode: k.mode,
-      owner: k.group ? `${k.owner}:${k.group}` : k.owner,
-      from: k.secret.split(':')[0]!,
-    })),
+    ...securityFacts(sec),
     files: p.deploy.files.map((f) => ({ path: f.path, mode: f.mode })),
     install_commands: p.deploy.install.length,
   };

@@ -4,6 +4,7 @@
  * logged), and the application's files. The plan asks the target for the state of all of it in one SSH call
  * (host-state.ts) and plans an action for each thing that differs; a second plan after the actions sees them done.
  */
+
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
 import { packageQuery, parsePackageSpec } from '../profile/package-spec.js';
@@ -13,6 +14,7 @@ import { resolveSecret } from '../runbook/secrets.js';
 import type { Action, Applied, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { sha256 } from '../util/hash.js';
 import { ansibleConclude, ansiblePlan } from './configure-ansible.js';
+import { securityFacts } from './configure-facts.js';
 import { LOAD_NFT_SCRIPT, nftListingPath, nftRuleset, nftRulesetPath, nftTableName } from './firewall.js';
 import { hookActions, hooksRan } from './hooks.js';
 import { Ask, fileDiff, firewallDiff, hostReport, userDiff } from './host-state.js';
@@ -351,18 +353,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       ? { rules, table: `inet ${table}`, file: rulesetPath(p.id), not_applied: net }
       : { rules: 0, not_applied: net },
     groups,
-    users: sec.users.map((u) => ({
-      name: u.name,
-      groups: u.groups,
-      authorized_keys: u.authorized_keys.length,
-    })),
-    keys: sec.encryption_keys.map((k) => ({
-      name: k.name,
-      path: k.path,
-      mode: k.mode,
-      owner: k.group ? `${k.owner}:${k.group}` : k.owner,
-      from: k.secret.split(':')[0]!,
-    })),
+    ...securityFacts(sec),
     files: p.deploy.files.map((f) => ({
       path: f.path,
       mode: f.mode,

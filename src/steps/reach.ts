@@ -16,8 +16,8 @@ const timedOut = new WeakMap<Readonly<Journal>, Map<string, { at: number; reach:
 
 /** Whether the host answers over SSH right now; the kind of failure and its reason when it does not. */
 export async function reachable(ctx: StepContext, host: InventoryHost): Promise<Reach> {
-  let seen = timedOut.get(ctx.journal);
-  if (!seen) timedOut.set(ctx.journal, (seen = new Map()));
+  const seen = timedOut.get(ctx.journal) ?? new Map<string, { at: number; reach: Reach }>();
+  timedOut.set(ctx.journal, seen);
   const earlier = seen.get(host.name);
   const age = earlier ? performance.now() - earlier.at : Number.POSITIVE_INFINITY;
   if (earlier && !earlier.reach.ok && age < TIMEOUT_MEMORY_MS)
