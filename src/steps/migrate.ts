@@ -6,6 +6,8 @@
  * resume), staged on this machine for host-to-host copies (space checked first, removed afterwards), owners set
  * by name from the source, and verified by comparing manifests of contents, owners and modes. The plan compares
  * the manifests of both ends and copies each path that differs; the plan after the copies is the verification.
+ * With data.migration snapshot and the failed host as the source, btrfs snapshots move the data (snapshot.ts);
+ * from a backup, rsync does.
  */
 import { rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
