@@ -13,6 +13,8 @@ import {
   type ExecResult,
   SshError,
   type SshTarget,
+  type StreamedCommand,
+  type StreamOptions,
   type Transport,
 } from './ssh.js';
 
@@ -40,6 +42,49 @@ function sessionEnv(): Record<string, string> {
   return { PATH: SESSION_PATH, HOME: me.homedir, USER: me.username, LOGNAME: me.username, SHELL: '/bin/sh' };
 }
 
+/** What an ended local command returns, read as ssh's would be. */
+function outcome(
+  target: SshTarget,
+  argv: readonly string[],
+  r: {
+    exitCode?: number;
+    signal?: string;
+    stdout?: unknown;
+    stderr?: unknown;
+    isCanceled: boolean;
+    timedOut: boolean;
+    originalMessage?: string;
+  },
+  started: number,
+  timeoutMs: number | undefined,
+): ExecResult {
+  const shown = `${target.name} (this machine): \`${displayCommand(argv)}\``;
+  const stderr = stripTerminalControls(String(r.stderr ?? ''));
+  const result: ExecResult = {
+    exitCode: r.exitCode ?? 255,
+    stdout: r.stdout === undefined ? '' : String(r.stdout),
+    stderr,
+    durationMs: Date.now() - started,
+  };
+  if (r.isCanceled) throw new SshError('cancelled', target.name, `${shown}: cancelled`, undefined, result);
+  if (r.timedOut)
+    throw new SshError(
+      'timeout',
+      target.name,
+      `${shown} did not finish within ${timeoutMs} ms`,
+      undefined,
+      result,
+    );
+  if (r.exitCode === undefined) {
+    // As a remote shell reports it: 128 + the signal's number, 127 for a program that could not start.
+    const signal = r.signal ? constants.signals[r.signal as keyof typeof constants.signals] : undefined;
+    return signal !== undefined
+      ? { ...result, exitCode: 128 + signal }
+      : { ...result, exitCode: 127, stderr: `${stderr}${argv[0]}: ${r.originalMessage ?? 'not found'}\n` };
+  }
+  return result;
+}
+
 export class LocalTransport implements Transport {
   async exec(target: SshTarget, argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     const { execa } = await import('execa');
@@ -54,31 +99,32 @@ export class LocalTransport implements Transport {
       ...(options.signal ? { cancelSignal: options.signal } : {}),
       maxBuffer: 64 * 1024 * 1024,
     });
-    const shown = `${target.name} (this machine): \`${displayCommand(argv)}\``;
-    const stderr = stripTerminalControls(String(r.stderr ?? ''));
-    const result: ExecResult = {
-      exitCode: r.exitCode ?? 255,
-      stdout: String(r.stdout ?? ''),
-      stderr,
-      durationMs: Date.now() - started,
+    return outcome(target, argv, r, started, options.timeoutMs);
+  }
+
+  /** Starts argv here with stdin and stdout as streams (see Transport.stream). */
+  async stream(
+    target: SshTarget,
+    argv: readonly string[],
+    options: StreamOptions = {},
+  ): Promise<StreamedCommand> {
+    const { execa } = await import('execa');
+    const started = Date.now();
+    const subprocess = execa(argv[0]!, argv.slice(1), {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      buffer: { stdout: false },
+      reject: false,
+      env: sessionEnv(),
+      extendEnv: false,
+      ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {}),
+      ...(options.signal ? { cancelSignal: options.signal } : {}),
+    });
+    return {
+      stdin: subprocess.stdin,
+      stdout: subprocess.stdout,
+      done: subprocess.then((r) => outcome(target, argv, r, started, options.timeoutMs)),
     };
-    if (r.isCanceled) throw new SshError('cancelled', target.name, `${shown}: cancelled`, undefined, result);
-    if (r.timedOut)
-      throw new SshError(
-        'timeout',
-        target.name,
-        `${shown} did not finish within ${options.timeoutMs} ms`,
-        undefined,
-        result,
-      );
-    if (r.exitCode === undefined) {
-      // As a remote shell reports it: 128 + the signal's number, 127 for a program that could not start.
-      const signal = r.signal ? constants.signals[r.signal as keyof typeof constants.signals] : undefined;
-      return signal !== undefined
-        ? { ...result, exitCode: 128 + signal }
-        : { ...result, exitCode: 127, stderr: `${stderr}${argv[0]}: ${r.originalMessage ?? 'not found'}\n` };
-    }
-    return result;
   }
 
   async script(
@@ -115,6 +161,16 @@ export function byConnection(remote: Transport, local: Transport = new LocalTran
     script: (target, script, args, options) => pick(target).script(target, script, args, options),
     run: (target, argv, options) => pick(target).run(target, argv, options),
     rsyncShell: (target) => pick(target).rsyncShell(target),
+    ...(remote.stream
+      ? {
+          stream: (target: SshTarget, argv: readonly string[], options?: StreamOptions) => {
+            const chosen = pick(target);
+            return chosen.stream
+              ? chosen.stream(target, argv, options)
+              : Promise.reject(new Error(`${target.name}: this transport cannot stream`));
+          },
+        }
+      : {}),
     // Programs that run ssh themselves (ansible-playbook) reach a local host without it: see runPlaybook.
     ...(remote.sshSettings
       ? {

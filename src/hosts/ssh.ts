@@ -3,9 +3,11 @@
  * are multiplexed (ControlMaster in a private directory, closed on exit); commands are argument arrays, quoted
  * here and nowhere else; every failure is classified so people read "connection refused", not exit code 255.
  */
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { PersonaError } from '../errors.js';
 import { processAlive } from '../util/process.js';
 import { stripTerminalControls } from '../util/sanitize.js';
@@ -82,6 +84,8 @@ export interface ExecOptions {
   startMaster?: boolean;
 }
 
+export type StreamOptions = Pick<ExecOptions, 'signal' | 'timeoutMs'>;
+
 export interface ExecResult {
   exitCode: number;
   /** As the command wrote it (it may be data: NUL-separated, binary-safe text); parsers clean what they show. */
@@ -89,6 +93,19 @@ export interface ExecResult {
   /** Remote diagnostics, only ever shown to people: stripped of terminal control characters here. */
   stderr: string;
   durationMs: number;
+}
+
+/** A command started with its stdin and stdout as byte streams (`btrfs send` into `btrfs receive`). */
+export interface StreamedCommand {
+  /** The command's stdin: write to it, then end it. */
+  stdin: Writable;
+  /** The command's stdout, as bytes: read it to the end (a reader that stops early stops the command). */
+  stdout: Readable;
+  /**
+   * Settles when the command ended: its exit code and stderr (stdout is the stream, so ''); rejects with an
+   * SshError when the connection itself failed, as `exec` does.
+   */
+  done: Promise<ExecResult>;
 }
 
 export type SshFailureKind =
@@ -400,6 +417,12 @@ export interface Transport {
   ): Promise<ExecResult>;
   /** Like exec, but a non-zero exit is an SshError of kind "command". */
   run(target: SshTarget, argv: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Starts argv on the target with stdin and stdout as streams, for data that is neither text nor bounded (a btrfs
+   * send stream): two of them piped through this machine move data host to host over persona's own SSH settings.
+   * Absent on transports that cannot stream (the fake hosts): what needs it says so.
+   */
+  stream?(target: SshTarget, argv: readonly string[], options?: StreamOptions): Promise<StreamedCommand>;
   /** The ssh command for `rsync -e` and the host to name after it. */
   rsyncShell(target: SshTarget): Promise<{ rsh: string; host: string }>;
   /** Closes what the transport keeps open (master connections). */
@@ -423,6 +446,26 @@ export interface SshSettings {
   connectTimeoutSec: number;
   /** ssh runs a ProxyCommand with $SHELL: persona's are quoted for POSIX sh, so that is the shell it needs. */
   shell?: string;
+}
+
+/**
+ * A multiplexed session hands its stdio to the master connection, which keeps the pipes open until the remote
+ * command ends. Once our ssh process has gone (cancelled or timed out), stop waiting for them.
+ */
+function releasePipesOnExit(
+  subprocess: ChildProcess,
+  options: Pick<ExecOptions, 'signal' | 'timeoutMs'>,
+  started: number,
+): void {
+  subprocess.once('exit', () => {
+    if (
+      options.signal?.aborted ||
+      (options.timeoutMs !== undefined && Date.now() - started >= options.timeoutMs)
+    ) {
+      subprocess.stdout?.destroy();
+      subprocess.stderr?.destroy();
+    }
+  });
 }
 
 export class SshTransport implements Transport {
@@ -634,21 +677,53 @@ export class SshTransport implements Transport {
       ...this.env(hops),
       maxBuffer: 64 * 1024 * 1024,
     });
-    // A multiplexed session hands its stdio to the master connection, which keeps the pipes open until the
-    // remote command ends. Once our ssh process has gone (cancelled or timed out), stop waiting for them.
-    subprocess.once('exit', () => {
-      if (
-        options.signal?.aborted ||
-        (options.timeoutMs !== undefined && Date.now() - started >= options.timeoutMs)
-      ) {
-        subprocess.stdout?.destroy();
-        subprocess.stderr?.destroy();
-      }
+    releasePipesOnExit(subprocess, options, started);
+    return await this.outcome(target, await subprocess, started, hops, hopLog);
+  }
+
+  /** Starts argv on the target with stdin and stdout as streams (see Transport.stream). */
+  async stream(
+    target: SshTarget,
+    argv: readonly string[],
+    options: StreamOptions = {},
+  ): Promise<StreamedCommand> {
+    const { execa } = await import('execa');
+    const { args, hops, hopLog } = await this.command(target, shellJoin(argv));
+    const started = Date.now();
+    const subprocess = execa('ssh', args, {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      buffer: { stdout: false },
+      reject: false,
+      timeout: options.timeoutMs,
+      cancelSignal: options.signal,
+      ...this.env(hops),
     });
-    const child = await subprocess;
+    releasePipesOnExit(subprocess, options, started);
+    return {
+      stdin: subprocess.stdin,
+      stdout: subprocess.stdout,
+      done: subprocess.then(async (child) => await this.outcome(target, child, started, hops, hopLog)),
+    };
+  }
+
+  /** An ended ssh as a result, or the SshError of its connection. */
+  private async outcome(
+    target: SshTarget,
+    child: {
+      exitCode?: number;
+      stdout?: unknown;
+      stderr?: unknown;
+      isCanceled: boolean;
+      timedOut: boolean;
+    },
+    started: number,
+    hops: readonly Hop[],
+    hopLog: string | undefined,
+  ): Promise<ExecResult> {
     const result: ExecResult = {
       exitCode: child.exitCode ?? 255,
-      stdout: String(child.stdout ?? ''),
+      stdout: child.stdout === undefined ? '' : String(child.stdout),
       stderr: stripTerminalControls(String(child.stderr ?? '')),
       durationMs: Date.now() - started,
     };

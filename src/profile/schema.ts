@@ -143,7 +143,13 @@ const data = z.strictObject({
     description:
       'Directories holding the application data: not /, /etc or another system directory, none inside another, no two alike. With several paths, a backup holds each under its full path (backup/var/lib/x for /var/lib/x).',
   }),
-  migration: z.enum(['rsync', 'none'], { error: 'must be "rsync" or "none"' }).default('rsync'),
+  migration: z
+    .enum(['rsync', 'snapshot', 'none'], { error: 'must be "rsync", "snapshot" or "none"' })
+    .default('rsync')
+    .meta({
+      description:
+        'How the data moves (the issue calls it data.method): rsync (any filesystem); snapshot (each path a btrfs subvolume on both hosts: a read-only snapshot on the failed host, btrfs send | receive through this machine; from a backup, rsync); none.',
+    }),
   backup: backup.optional(),
 });
 

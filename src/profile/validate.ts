@@ -250,7 +250,7 @@ function crossFieldProblems(profile: Profile): Problem[] {
         message: 'is for https checks only: add "scheme": "https" or drop ca_file',
       });
   });
-  if (profile.data.migration === 'rsync' && profile.data.paths.length === 0 && profile.data.backup) {
+  if (profile.data.migration !== 'none' && profile.data.paths.length === 0 && profile.data.backup) {
     problems.push({ path: '/data/paths', message: 'a backup is given but no data paths to restore it to' });
   }
   const names = new Set<string>();

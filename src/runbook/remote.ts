@@ -139,3 +139,21 @@ export async function localManifest(dir: string, signal?: AbortSignal): Promise<
   });
   return parseManifest(String(r.stdout));
 }
+
+/** The manifest of a data path that may not be there yet: undefined when the directory is absent. */
+const MANIFEST_IF_PRESENT = `[ -d "$1" ] || { echo absent; exit 0; }\n${MANIFEST_SCRIPT}`;
+
+export async function manifestIfPresent(
+  ssh: Transport,
+  host: InventoryHost,
+  dir: string,
+  signal?: AbortSignal,
+): Promise<Manifest | undefined> {
+  const r = await runPrivileged(
+    ssh,
+    host,
+    ['sh', '-c', MANIFEST_IF_PRESENT, 'persona-manifest', dir],
+    signal,
+  );
+  return r.stdout.trim() === 'absent' ? undefined : parseManifest(r.stdout);
+}

@@ -40,7 +40,7 @@ export interface RunPieces {
 }
 
 /** The methods of the transport that reach a host: each checks the lock first. */
-const REMOTE = new Set(['exec', 'run', 'script', 'rsyncShell']);
+const REMOTE = new Set(['exec', 'run', 'script', 'rsyncShell', 'stream']);
 
 /**
  * The run's transport, with the lock checked before every remote command: a driver whose lock lapsed (a stopped

@@ -6,6 +6,8 @@
  * resume), staged on this machine for host-to-host copies (space checked first, removed afterwards), owners set
  * by name from the source, and verified by comparing manifests of contents, owners and modes. The plan compares
  * the manifests of both ends and copies each path that differs; the plan after the copies is the verification.
+ * With data.migration snapshot and the failed host as the source, btrfs snapshots move the data (snapshot.ts);
+ * from a backup, rsync does.
  */
 import { rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -13,20 +15,21 @@ import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
 import { runsAsRoot } from '../hosts/local-transport.js';
 import {
-  CHOWN_SCRIPT,
   localManifest,
-  MANIFEST_SCRIPT,
   type Manifest,
-  OWNERS_SCRIPT,
-  parseManifest,
-  parseOwners,
+  manifestIfPresent,
   privileged,
   remoteManifest,
   runPrivileged,
 } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
+import { copyDiff } from './copy-diff.js';
 import { decideSource, type SourceFacts } from './data-source.js';
+import { applyOwners } from './owners.js';
 import { type Reach, reachable } from './reach.js';
+import { snapshotPlan } from './snapshot.js';
+
+export { copyDiff } from './copy-diff.js';
 
 type Source =
   | { kind: 'failed-host'; host: InventoryHost }
@@ -276,52 +279,6 @@ async function checkStagingSpace(ctx: StepContext, staging: string, needed: numb
   }
 }
 
-/** Gives every copied entry its source owner and group by name; a name the target lacks stops the step. */
-async function applyOwners(ctx: StepContext, source: Source, copy: Copy): Promise<void> {
-  const host = sourceHost(source);
-  let listing: string;
-  if (host) {
-    listing = (
-      await runPrivileged(ctx.ssh, host, ['sh', '-c', OWNERS_SCRIPT, 'persona-owners', copy.from], ctx.signal)
-    ).stdout;
-  } else {
-    const { execa } = await import('execa');
-    listing = String(
-      (await execa('sh', ['-c', OWNERS_SCRIPT, 'persona-owners', copy.from], { cancelSignal: ctx.signal }))
-        .stdout,
-    );
-  }
-  for (const [owner, paths] of parseOwners(listing)) {
-    const r = await ctx.ssh.exec(
-      ctx.target,
-      privileged(ctx.target, ['sh', '-c', CHOWN_SCRIPT, 'persona-chown', copy.target, owner]),
-      { signal: ctx.signal, input: `${paths.join('\0')}\0` },
-    );
-    if (r.exitCode !== 0) {
-      throw new PersonaError(
-        'E_STEP_FAILED',
-        `cannot give ${paths.length} entries of ${copy.target} on ${ctx.target.name} their owner ${owner}: ${r.stderr.trim().split('\n').slice(-1)[0]}`,
-        {
-          hint: `Add the user and group to the profile's security_profile (users, groups) so configure creates them on ${ctx.target.name}, then resume.`,
-        },
-      );
-    }
-  }
-}
-
-/** The target's manifest of a data path, or undefined when the directory is not there. */
-const TARGET_MANIFEST = `[ -d "$1" ] || { echo absent; exit 0; }\n${MANIFEST_SCRIPT}`;
-
-async function targetManifest(ctx: StepContext, path: string): Promise<Manifest | undefined> {
-  const r = await runPrivileged(
-    ctx.ssh,
-    ctx.target,
-    ['sh', '-c', TARGET_MANIFEST, 'persona-manifest', path],
-    ctx.signal,
-  );
-  return r.stdout.trim() === 'absent' ? undefined : parseManifest(r.stdout);
-}
-
 const describeSource = (s: Source) =>
   s.kind === 'backup-local'
     ? `${s.path} (backup on this machine)`
@@ -330,18 +287,6 @@ const describeSource = (s: Source) =>
       : s.host.name;
 
 const MiB = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-
-/** Why the target's copy is not the source's, or undefined when it is. */
-export function copyDiff(
-  source: Manifest,
-  target: Manifest | undefined,
-  targetName: string,
-): string | undefined {
-  if (!target) return `absent on ${targetName}`;
-  if (source.digest !== target.digest) return 'contents differ';
-  if (source.meta !== target.meta) return 'owners or modes differ';
-  return undefined;
-}
 
 interface PathFacts {
   path: string;
@@ -353,7 +298,36 @@ interface PathFacts {
 /** The facts a plan leaves for the conclusion: the source and both manifests of every path. */
 type MigrateFacts =
   | { skipped: string }
-  | { source: { kind: Source['kind']; host?: string; why: string }; paths: PathFacts[] };
+  | {
+      source: { kind: Source['kind']; host?: string; why: string };
+      method: 'rsync' | 'snapshot';
+      paths: PathFacts[];
+      /** snapshot: the snapshot each path's copy is of, and when it was taken. */
+      recovery_points?: Array<{ path: string; snapshot: string; taken_at: string }>;
+    };
+
+/** data.migration snapshot from the failed host: btrfs snapshots, send and receive (snapshot.ts). */
+async function viaSnapshots(
+  ctx: StepContext,
+  host: InventoryHost,
+  why: string,
+  notes: string[],
+): Promise<StepPlan> {
+  const planned = await snapshotPlan(ctx, host);
+  const facts: MigrateFacts = {
+    source: { kind: 'failed-host', host: host.name, why },
+    method: 'snapshot',
+    paths: planned.paths,
+    recovery_points: planned.recovery_points,
+  };
+  return {
+    actions: planned.actions,
+    ...(planned.after.length > 0 ? { after: planned.after } : {}),
+    notes: [...notes, ...planned.notes],
+    facts: facts as unknown as StepOutputs,
+    ...(planned.blocked ? { blocked: planned.blocked } : {}),
+  };
+}
 
 /**
  * Free space on the target, per filesystem, for the paths to copy: each needs the source's bytes less what the
@@ -388,12 +362,18 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
   if ('blocked' in chosen) return { actions: [], notes: [], blocked: chosen.blocked };
   const { source, why } = chosen;
   const notes = [`data source: ${describeSource(source)} — ${why}`];
+  if (data.migration === 'snapshot') {
+    if (source.kind === 'failed-host') return await viaSnapshots(ctx, source.host, why, notes);
+    notes.push(
+      'data.migration snapshot: the backup is a directory of files, so it is restored with rsync; snapshots need the failed host to answer',
+    );
+  }
   const list = await copies(ctx, source, notes);
   const found: Array<{ copy: Copy; index: number; source: Manifest; target: Manifest | undefined }> = [];
   for (const [index, copy] of list.entries()) {
     const [src, dst] = await Promise.all([
       manifestOf(ctx, source, copy.from),
-      targetManifest(ctx, copy.target),
+      manifestIfPresent(ctx.ssh, ctx.target, copy.target, ctx.signal),
     ]);
     found.push({ copy, index, source: src, target: dst });
   }
@@ -434,7 +414,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       let transferred: number;
       try {
         ({ transferred } = await copyOne(c, source, f.copy, f.index, f.source.bytes));
-        await applyOwners(c, source, f.copy);
+        await applyOwners(c, sourceHost(source), f.copy.from, f.copy.target);
       } finally {
         // Staged data is a full copy of the application's data on this machine: never left behind. An
         // interrupted run keeps it, so that its resume moves only the delta; the resumed run removes it.
@@ -453,6 +433,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
   const host = sourceHost(source);
   const facts: MigrateFacts = {
     source: { kind: source.kind, ...(host ? { host: host.name } : {}), why },
+    method: 'rsync',
     paths: found.map((f) => ({
       path: f.copy.target,
       from: f.copy.from,
@@ -482,6 +463,10 @@ export const migrateStep: Step = {
     const backup = data.backup
       ? `, else from the backup ${data.backup.host ? `${data.backup.host}:` : ''}${data.backup.path}`
       : ', no backup named';
+    if (data.migration === 'snapshot')
+      return [
+        `btrfs snapshots of ${data.paths.join(', ')}, sent from ${ctx.failed.name} if it answers to ${ctx.target.name} (btrfs send | receive through this machine)${data.backup ? `, else rsync${backup}` : backup}; verified by checksum manifests`,
+      ];
     return [
       `rsync ${data.paths.join(', ')} to ${ctx.target.name}: from ${ctx.failed.name} if it answers${backup}; verified by checksum manifests`,
     ];
@@ -520,10 +505,12 @@ export const migrateStep: Step = {
     }
     return {
       source: facts.source,
+      method: facts.method,
       transfers: facts.paths.flatMap((p) => {
-        const done = applied.get(`copy:${p.path}`);
+        const done = applied.get(`copy:${p.path}`) ?? applied.get(`send:${p.path}`);
         return done ? [done] : [];
       }),
+      ...(facts.recovery_points ? { recovery_points: facts.recovery_points } : {}),
       verified: facts.paths.map((v) => ({
         path: v.path,
         files: v.target!.files,

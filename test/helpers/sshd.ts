@@ -54,6 +54,11 @@ export interface SshdOptions {
   logLevel?: string;
   /** More public keys to authorize (another sshd's client key). */
   authorize?: string[];
+  /**
+   * A command that ends by running the sshd command line appended to it (`unshare -m … sh -c '…; exec "$@"'`):
+   * an sshd in a mount namespace of its own serves a "host" whose paths hold other filesystems.
+   */
+  wrap?: readonly string[];
 }
 
 export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
@@ -104,7 +109,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
     ].join('\n'),
   );
   execFileSync('mkdir', ['-p', '/run/sshd']);
-  const child = spawn(SSHD_BIN, ['-D', '-e', '-f', join(dir, 'sshd_config')], {
+  const command = [...(options.wrap ?? []), SSHD_BIN, '-D', '-e', '-f', join(dir, 'sshd_config')];
+  const child = spawn(command[0]!, command.slice(1), {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let errors = '';
