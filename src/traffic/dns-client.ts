@@ -62,6 +62,39 @@ export const exchange: Exchange = async (server, wire, opts) => {
   return await tcp(server, to, wire, Math.max(1000, deadline - Date.now()), opts.signal);
 };
 
+/**
+ * The one way an exchange ends, whichever comes first: the answer or a failure (`finish`), the timeout, or the
+ * abort signal (already aborted: at once). Then `cleanup` closes the socket, and nothing later counts.
+ */
+function settleOnce(
+  server: DnsServer,
+  protocol: 'UDP' | 'TCP',
+  timeoutMs: number,
+  signal: AbortSignal,
+  resolve: (answer: Buffer) => void,
+  reject: (error: Error) => void,
+  cleanup: () => void,
+): (error?: Error, answer?: Buffer) => void {
+  let done = false;
+  const finish = (error?: Error, answer?: Buffer) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+    cleanup();
+    if (error) reject(error);
+    else resolve(answer!);
+  };
+  const timer = setTimeout(
+    () => finish(failure(server, `no answer within ${timeoutMs / 1000} s (${protocol})`)),
+    timeoutMs,
+  );
+  const onAbort = () => finish(signal.reason as Error);
+  if (signal.aborted) finish(signal.reason as Error);
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return finish;
+}
+
 function udp(
   server: DnsServer,
   to: { address: string; family: 4 | 6 },
@@ -74,24 +107,11 @@ function udp(
     const id = wire.readUInt16BE(0);
     const send = () => socket.send(wire, server.port, to.address);
     const retry = setInterval(send, 1000);
-    const timer = setTimeout(
-      () => finish(failure(server, `no answer within ${timeoutMs / 1000} s (UDP)`)),
-      timeoutMs,
-    );
-    const onAbort = () => finish(signal.reason as Error);
-    let done = false;
-    const finish = (error?: Error, answer?: Buffer) => {
-      if (done) return;
-      done = true;
+    const finish = settleOnce(server, 'UDP', timeoutMs, signal, resolve, reject, () => {
       clearInterval(retry);
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
       socket.close();
-      if (error) reject(error);
-      else resolve(answer!);
-    };
-    if (signal.aborted) return finish(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
+    });
+    if (signal.aborted) return;
     socket.on('error', (error) => finish(failure(server, error.message)));
     socket.on('message', (msg, from) => {
       if (from.address !== to.address || from.port !== server.port) return;
@@ -111,23 +131,8 @@ function tcp(
   return new Promise((resolve, reject) => {
     const socket = tcpConnect({ host: to.address, port: server.port });
     let received = Buffer.alloc(0);
-    const timer = setTimeout(
-      () => finish(failure(server, `no answer within ${timeoutMs / 1000} s (TCP)`)),
-      timeoutMs,
-    );
-    const onAbort = () => finish(signal.reason as Error);
-    let done = false;
-    const finish = (error?: Error, answer?: Buffer) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve(answer!);
-    };
-    if (signal.aborted) return finish(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
+    const finish = settleOnce(server, 'TCP', timeoutMs, signal, resolve, reject, () => socket.destroy());
+    if (signal.aborted) return;
     socket.on('error', (error) => finish(failure(server, `${error.message} (TCP)`)));
     socket.on('connect', () => {
       const length = Buffer.alloc(2);
