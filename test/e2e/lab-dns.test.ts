@@ -15,7 +15,15 @@ import { requireBinaries } from '../helpers/binaries.js';
 import { jsonLines } from '../helpers/cli.js';
 import { type Knot, startKnot } from '../helpers/knot.js';
 import { fail, type HttpResult, httpGet, type LabState, labState, releaseLab } from '../lab/lab.js';
-import { freshLab, haproxyAdminStates, journal, persona, type Workspace, workspace } from './lab-helpers.js';
+import {
+  expectEveryStepSucceeded,
+  freshLab,
+  haproxyAdminStates,
+  journal,
+  persona,
+  type Workspace,
+  workspace,
+} from './lab-helpers.js';
 
 const ZONE = 'lab.test';
 const NAME = 'demo-web.lab.test';
@@ -183,15 +191,7 @@ describe('recover with traffic.method dns (built CLI, lab, real Knot)', () => {
     const target = run!.target_host;
     expect(target).not.toBe('lab-1');
     const address = lab.hosts[target]!.address;
-    expect(events.filter((e) => e.type === 'step' && e.status === 'succeeded').map((e) => e.step)).toEqual([
-      'fence',
-      'configure',
-      'migrate',
-      'validate',
-      'switch',
-      'monitor',
-      'record',
-    ]);
+    expectEveryStepSucceeded(events);
 
     // The resolver: the new host's address only, with the profile's TTL; two updates (fence, switch) were applied.
     expect(await served()).toEqual([{ address, ttl: TTL }]);

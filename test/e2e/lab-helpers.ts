@@ -137,6 +137,19 @@ export async function reloadHaproxy(lab: LabState): Promise<void> {
   throw new Error(`HAProxy did not come back from a reload (config ${lab.haproxy.config})`);
 }
 
+/** The run's step events: every step of the runbook succeeded, in the runbook's order. */
+export function expectEveryStepSucceeded(events: Array<Record<string, unknown>>): void {
+  expect(events.filter((e) => e.type === 'step' && e.status === 'succeeded').map((e) => e.step)).toEqual([
+    'fence',
+    'configure',
+    'migrate',
+    'validate',
+    'switch',
+    'monitor',
+    'record',
+  ]);
+}
+
 /** The application answers through HAProxy from `host`, with the original data, and the store says so. */
 export async function expectRecoveredOnto(lab: LabState, ws: Workspace, host: string): Promise<void> {
   const base = lab.haproxy.frontend_url;

@@ -8,6 +8,7 @@ import { jsonLines } from '../helpers/cli.js';
 import { fail, httpGet, type LabState, releaseLab, sshExec } from '../lab/lab.js';
 import {
   demoSecret,
+  expectEveryStepSucceeded,
   expectRecoveredOnto,
   failpointReached,
   freshLab,
@@ -43,15 +44,7 @@ describe('recover (built CLI, lab)', () => {
       runs: [{ app: 'demo-web', status: 'succeeded', target_host: 'lab-2' }],
     });
     expect(events.some((e) => e.type === 'ranking')).toBe(true);
-    expect(events.filter((e) => e.type === 'step' && e.status === 'succeeded').map((e) => e.step)).toEqual([
-      'fence',
-      'configure',
-      'migrate',
-      'validate',
-      'switch',
-      'monitor',
-      'record',
-    ]);
+    expectEveryStepSucceeded(events);
     await expectRecoveredOnto(lab, ws, 'lab-2');
     // Fenced: the application no longer answers on lab-1 itself.
     expect((await sshExec('lab-1', ['sh', '-c', 'exec 3<>/dev/tcp/127.0.0.1/8080'])).exitCode).not.toBe(0);
