@@ -41,19 +41,7 @@ beforeAll(async () => {
   lab = await freshLab();
   inventory = await loadInventory(lab.inventory);
   ssh = new SshTransport({ ...(inventory.sshConfig ? { configFile: inventory.sshConfig } : {}) });
-  // What Ansible needs on a host, on both hosts alike.
-  for (const host of ['lab-2', 'lab-3']) {
-    const r = await sshExec(
-      host,
-      [
-        'sh',
-        '-c',
-        'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-apt',
-      ],
-      { timeoutMs: 300_000 },
-    );
-    expect(r.exitCode, `${host}: ${r.stderr}`).toBe(0);
-  }
+  await installAnsibleNeeds();
 }, 600_000);
 
 afterAll(async () => {
@@ -112,6 +100,22 @@ async function hostState(host: string, profile: Profile): Promise<Record<string,
   return state;
 }
 
+/** What Ansible needs on a host (python3, python3-apt), on lab-2 and lab-3 alike, through the lab's apt proxy. */
+async function installAnsibleNeeds(): Promise<void> {
+  for (const host of ['lab-2', 'lab-3']) {
+    const r = await sshExec(
+      host,
+      [
+        'sh',
+        '-c',
+        'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-apt',
+      ],
+      { timeoutMs: 300_000 },
+    );
+    expect(r.exitCode, `${host}: ${r.stderr}`).toBe(0);
+  }
+}
+
 describe('configure: native and ansible drivers leave hosts alike (lab)', () => {
   test('native on lab-2, ansible on lab-3: same packages, users, files, keys and firewall table', async () => {
     const native = await runSteps([configureStep], context(demo('native'), 'lab-2'));
@@ -148,18 +152,7 @@ describe('configure: native and ansible drivers leave hosts alike (lab)', () => 
 
   test('persona recover with configure.driver ansible: data and traffic on the new host', async () => {
     const fresh = await freshLab();
-    for (const host of ['lab-2', 'lab-3']) {
-      const r = await sshExec(
-        host,
-        [
-          'sh',
-          '-c',
-          'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-apt',
-        ],
-        { timeoutMs: 300_000 },
-      );
-      expect(r.exitCode, `${host}: ${r.stderr}`).toBe(0);
-    }
+    await installAnsibleNeeds();
     const ws = workspace(fresh);
     const path = join(ws.store, 'demo-web.json');
     writeFileSync(
