@@ -157,17 +157,23 @@ export function resultsBlock(rows: readonly Summary[], info: RunInfo): string {
   ].join('\n');
 }
 
-const BEGIN = '<!-- bench:begin (written by npm run bench; edit outside these markers) -->';
-const END = '<!-- bench:end -->';
+const markers = (name: string) => ({
+  begin: `<!-- ${name}:begin (written by npm run bench; edit outside these markers) -->`,
+  end: `<!-- ${name}:end -->`,
+});
 
-/** Replaces the generated block of RESULTS.md and keeps everything else (the hand-written analysis). */
-export async function updateResults(file: string, block: string): Promise<void> {
-  const old = await readFile(file, 'utf8').catch(() => `# Probe benchmark\n\n${BEGIN}\n${END}\n`);
-  const from = old.indexOf(BEGIN);
-  const to = old.indexOf(END);
+/**
+ * Replaces a generated block of RESULTS.md (`bench` for the probe, `bench-recover` for recoveries) and keeps
+ * everything else (the hand-written analysis); a block not there yet is added at the end.
+ */
+export async function updateResults(file: string, block: string, name = 'bench'): Promise<void> {
+  const { begin, end } = markers(name);
+  const old = await readFile(file, 'utf8').catch(() => `# Benchmarks\n\n${begin}\n${end}\n`);
+  const from = old.indexOf(begin);
+  const to = old.indexOf(end);
   const next =
     from >= 0 && to > from
-      ? `${old.slice(0, from + BEGIN.length)}\n${block}\n${old.slice(to)}`
-      : `${old.trimEnd()}\n\n${BEGIN}\n${block}\n${END}\n`;
+      ? `${old.slice(0, from + begin.length)}\n${block}\n${old.slice(to)}`
+      : `${old.trimEnd()}\n\n${begin}\n${block}\n${end}\n`;
   await writeFile(file, next);
 }

@@ -255,6 +255,11 @@ export const commands: CommandSpec[] = [
       },
       { flags: '--step', description: 'confirm each step before it runs' },
       {
+        flags: '--serial',
+        description:
+          'run the steps one at a time in order, instead of overlapping those that can (the fence and configure)',
+      },
+      {
         flags: '--force-no-fence',
         description: 'switch traffic even when the failed host could not be fenced (confirmed separately)',
       },

@@ -23,6 +23,8 @@ export interface RecoverRequest {
   target?: string;
   dryRun: boolean;
   stepByStep: boolean;
+  /** One step at a time in the runbook's order, instead of the steps that can overlap (to compare, or to read). */
+  serial?: boolean;
   forceNoFence: boolean;
   /** Where migrate takes the data from; `auto` unless the operator chose. */
   dataFrom: DataFrom;
@@ -34,6 +36,7 @@ export interface RecoverRequest {
 export interface ResumeRequest {
   dryRun: boolean;
   stepByStep: boolean;
+  serial?: boolean;
   /** Switch without fence evidence; confirmed separately and recorded in the journal's options. */
   forceNoFence: boolean;
   /** Overrides the run's data source from here on (recorded in the journal). */

@@ -97,6 +97,7 @@ function pieces(ctx: Context, journal: Journal, w: World): RunPieces {
 interface EngineRun {
   dryRun?: boolean;
   stepByStep?: boolean;
+  serial?: boolean;
   /** The question that confirms the run; the engine asks it before anything is written. */
   confirm?: string;
 }
@@ -124,6 +125,7 @@ async function runEngine(
       interactive: ctx.mode.interactive,
       dryRun: how.dryRun === true,
       stepByStep: how.stepByStep === true,
+      serial: how.serial === true,
       ...(how.confirm ? { confirm: how.confirm } : {}),
       resumeCommand: resumeCommand(ctx, run.journal.run_id),
       signal: ctx.signal,
@@ -240,7 +242,11 @@ async function recoverApp(
     if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
     const js = await journals(ctx, lock);
     ctx.reporter.event('run', { run_id: runId, journal: `${js.dir}/runs/${runId}.json` });
-    return await runEngine(ctx, run, lock, js, { stepByStep: req.stepByStep, confirm: planned.confirm });
+    return await runEngine(ctx, run, lock, js, {
+      stepByStep: req.stepByStep,
+      serial: req.serial === true,
+      confirm: planned.confirm,
+    });
   } catch (error) {
     await lock?.release();
     throw error;
@@ -299,7 +305,11 @@ export async function resumeRun(
       journal.options.force_no_fence = true;
     }
     if (req.stepByStep) ctx.reporter.info('--step: each step is confirmed before it runs');
-    return await runEngine(ctx, run, lock, js, { stepByStep: req.stepByStep, confirm: plan.confirm });
+    return await runEngine(ctx, run, lock, js, {
+      stepByStep: req.stepByStep,
+      serial: req.serial === true,
+      confirm: plan.confirm,
+    });
   } catch (error) {
     await lock?.release();
     throw error;

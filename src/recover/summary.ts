@@ -9,13 +9,21 @@ export interface RunSummary {
   failed_host: string;
   target_host: string;
   profile_version: number;
-  steps: Array<{ kind: string; status: string; duration_ms?: number; lines?: string[] }>;
+  /** start_ms: when the step (its latest attempt) started, from the start of the run's first step. */
+  steps: Array<{ kind: string; status: string; start_ms?: number; duration_ms?: number; lines?: string[] }>;
+  /** Wall time from the first step's start to the last one's end (steps may overlap: not their sum). */
   total_ms?: number;
   journal?: string;
 }
 
 export function summarize(journal: Journal, journalPath?: string): RunSummary {
-  const total = journal.steps.reduce((acc, s) => acc + (s.duration_ms ?? 0), 0);
+  const t = (iso?: string) => (iso ? Date.parse(iso) : undefined);
+  const starts = journal.steps.map((s) => t(s.started_at)).filter((x): x is number => x !== undefined);
+  const t0 = starts.length > 0 ? Math.min(...starts) : undefined;
+  const ends = journal.steps
+    .map((s) => (s.started_at && s.duration_ms !== undefined ? t(s.started_at)! + s.duration_ms : undefined))
+    .filter((x): x is number => x !== undefined);
+  const total = t0 !== undefined && ends.length > 0 ? Math.max(...ends) - t0 : 0;
   return {
     run_id: journal.run_id,
     app: journal.app,
@@ -26,6 +34,7 @@ export function summarize(journal: Journal, journalPath?: string): RunSummary {
     steps: journal.steps.map((s) => ({
       kind: s.kind,
       status: s.status,
+      ...(s.started_at && t0 !== undefined ? { start_ms: t(s.started_at)! - t0 } : {}),
       ...(s.duration_ms !== undefined ? { duration_ms: s.duration_ms } : {}),
     })),
     total_ms: total,

@@ -7,6 +7,11 @@
  * after a failure (interactive: retry / skip / abort; otherwise stop with the resume command), and the journal:
  * every action is written "running" before it is applied and "done" after.
  *
+ * Steps form a graph (Step.dependsOn): a step starts once the steps it depends on are done, so steps with nothing
+ * between them (the fence and the new host's configuration) run at the same time. When a step fails, no new step
+ * starts; the ones already running finish (their work is real and journalled), and then the run stops. With
+ * --serial (and with --step, which asks before each step) the steps run one by one in the runbook's order.
+ *
  * A step is done when, after its actions, a new plan has nothing left to change and its conclusion holds. After a
  * crash there is no separate "verify": the step plans again, and what the crash left undone is what it does. A
  * step's run and its check can therefore never disagree. Steps never see the mode.
@@ -50,6 +55,8 @@ export interface EngineOptions {
   assertHeld?: () => void;
   /** Base delay between automatic attempts; doubled each time. */
   backoffMs?: number;
+  /** --serial: one step at a time, in the runbook's order, ignoring what could run at the same time. */
+  serial?: boolean;
 }
 
 export interface EngineDeps {
@@ -90,24 +97,62 @@ export function planLines(plan: StepPlan, checks: readonly string[]): string[] {
   ];
 }
 
+/**
+ * What each step waits for: its `dependsOn`, or the step before it when it says nothing. A step not in this
+ * runbook is not waited for (a caller that runs some steps only, as the tests do, chose them); one that is in it
+ * must come earlier, so the runbook's order stays a valid order (--serial, the dry run): else this throws.
+ */
+export function stepDependencies(steps: readonly Step[]): ReadonlyMap<StepKind, readonly StepKind[]> {
+  const graph = new Map<StepKind, readonly StepKind[]>();
+  const all = steps.map((s) => s.kind);
+  for (const [i, step] of steps.entries()) {
+    const before = all.slice(0, i);
+    const deps = (step.dependsOn ?? (i > 0 ? [before[i - 1]!] : [])).filter((d) => all.includes(d));
+    for (const d of deps)
+      if (!before.includes(d))
+        throw new PersonaError(
+          'E_INTERNAL',
+          `runbook: step ${step.kind} depends on ${d}, which comes after it (order: ${all.join(', ')})`,
+        );
+    graph.set(step.kind, deps);
+  }
+  return graph;
+}
+
+const isDone = (r: StepRecord) => r.status === 'succeeded' || r.status === 'skipped';
+
 export class Engine {
   /** What a dry run found, step by step. */
   readonly simulation: SimulatedStep[] = [];
+  private readonly graph: ReadonlyMap<StepKind, readonly StepKind[]>;
+  /** Journal writes, one after another: each writes the journal as it is when its turn comes. */
+  private saving: Promise<void> = Promise.resolve();
+  /** Questions to the human, one at a time (two steps may fail while both run). */
+  private asking: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly journal: Journal,
     private readonly steps: readonly Step[],
     private readonly deps: EngineDeps,
     private readonly options: EngineOptions,
-  ) {}
+  ) {
+    this.graph = stepDependencies(steps);
+  }
 
   /** Whether anything may have changed: some step of this run has started, now or in an earlier attempt. */
   private mayHaveChanged(): boolean {
     return this.journal.steps.some((s) => s.status !== 'pending');
   }
 
-  private async save(): Promise<void> {
-    if (this.options.dryRun) return;
+  /** Writes the journal; concurrent steps' writes queue, and each writes the state of its turn. */
+  private save(): Promise<void> {
+    if (this.options.dryRun) return Promise.resolve();
+    const next = this.saving.then(() => this.saveNow());
+    this.saving = next.catch(() => {});
+    return next;
+  }
+
+  private async saveNow(): Promise<void> {
     this.journal.updated_at = this.deps.now().toISOString();
     try {
       await this.deps.journals.save(this.journal);
@@ -146,21 +191,74 @@ export class Engine {
     if (this.options.confirm) await confirmOrDecline(this.deps.prompter, this.options.confirm);
     this.journal.status = 'running';
     await this.save();
-    const total = this.steps.length;
-    for (const [i, step] of this.steps.entries()) {
-      const record = this.record(step.kind);
-      if (record.status === 'succeeded' || record.status === 'skipped') continue;
-      await this.checkStop();
-      if (record.status === 'running' || record.status === 'interrupted')
-        this.deps.reporter.info(
-          `step ${step.kind} was interrupted in an earlier attempt: planning it again (it is done when nothing is left to do and its check holds)`,
-        );
-      if (step.needsFence) await this.checkFence(step, record);
-      await this.runStep(step, record, i + 1, total);
+    if (this.options.serial || this.options.stepByStep) {
+      for (const step of this.steps) {
+        if (isDone(this.record(step.kind))) continue;
+        await this.checkStop();
+        await this.startStep(step);
+      }
+    } else {
+      await this.runGraph();
     }
     this.journal.status = 'succeeded';
     await this.save();
     return this.journal;
+  }
+
+  /**
+   * Starts every step whose dependencies are done, as soon as they are; after a failure starts nothing more, lets
+   * the running steps finish, and throws the first failure.
+   */
+  private async runGraph(): Promise<void> {
+    const started = new Set<StepKind>();
+    const running = new Map<StepKind, Promise<void>>();
+    let failure: { error: unknown } | undefined;
+    const fail = (error: unknown) => {
+      failure ??= { error };
+    };
+    for (;;) {
+      for (const step of failure ? [] : this.steps) {
+        if (started.has(step.kind) || isDone(this.record(step.kind))) continue;
+        if (!this.graph.get(step.kind)!.every((d) => isDone(this.record(d)))) continue;
+        try {
+          await this.checkStop();
+        } catch (error) {
+          fail(error);
+          break;
+        }
+        started.add(step.kind);
+        running.set(
+          step.kind,
+          this.startStep(step).then(
+            () => void running.delete(step.kind),
+            (error: unknown) => {
+              running.delete(step.kind);
+              fail(error);
+            },
+          ),
+        );
+      }
+      if (running.size === 0) break;
+      await Promise.race(running.values());
+    }
+    if (failure) throw failure.error;
+    const left = this.steps.filter((s) => !isDone(this.record(s.kind)));
+    if (left.length > 0)
+      throw new PersonaError(
+        'E_INTERNAL',
+        `run ${this.journal.run_id}: steps ${left.map((s) => s.kind).join(', ')} never became ready`,
+      );
+  }
+
+  /** One step, from the fence check to its outcome in the journal. */
+  private async startStep(step: Step): Promise<void> {
+    const record = this.record(step.kind);
+    if (record.status === 'running' || record.status === 'interrupted')
+      this.deps.reporter.info(
+        `step ${step.kind} was interrupted in an earlier attempt: planning it again (it is done when nothing is left to do and its check holds)`,
+      );
+    if (step.needsFence) await this.checkFence(step, record);
+    await this.runStep(step, record, this.steps.indexOf(step) + 1, this.steps.length);
   }
 
   /** A dry run: every step's plan, found by looking; no action is applied, nothing is written. */
@@ -492,12 +590,23 @@ export class Engine {
     }
   }
 
-  private async afterFailure(
+  /** Asks what to do after a failure; one question at a time when two running steps fail. */
+  private afterFailure(
     step: Step,
     record: StepRecord,
     failure: NonNullable<StepRecord['error']>,
   ): Promise<'retry' | 'skip' | 'abort'> {
-    if (!this.options.interactive) return 'abort';
+    if (!this.options.interactive) return Promise.resolve('abort');
+    const answer = this.asking.then(() => this.askAfterFailure(step, record, failure));
+    this.asking = answer.catch(() => {});
+    return answer;
+  }
+
+  private async askAfterFailure(
+    step: Step,
+    record: StepRecord,
+    failure: NonNullable<StepRecord['error']>,
+  ): Promise<'retry' | 'skip' | 'abort'> {
     const choice = await this.deps.prompter.select<'retry' | 'skip' | 'abort'>(
       `Step ${step.kind} failed: ${failure.message}. What now?`,
       [

@@ -108,6 +108,12 @@ export interface Step {
   conclude(ctx: StepContext, done: { plan: StepPlan; applied: Applied }): Promise<StepOutputs>;
   /** What `conclude` checks, for the dry run (it cannot run there: it may need earlier steps' changes). */
   checks?(ctx: StepContext): string[];
+  /**
+   * The steps that must have succeeded (or been skipped) before this one starts; steps with nothing between them
+   * run at the same time. Absent: the step before it in the runbook (a line). Every step named must come earlier
+   * in the runbook, so the runbook's order is always a valid order to run them one by one (--serial).
+   */
+  dependsOn?: readonly StepKind[];
   /** The engine runs this step only with fence evidence in the journal (or a recorded --force-no-fence). */
   needsFence?: boolean;
   /** How often the engine tries before asking the human (default 1). */

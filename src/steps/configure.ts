@@ -174,7 +174,8 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       thenCheckpoint(
         onTarget(t, 'packages', `install on ${t.name}: ${missing.join(' ')}`, async (c) => {
           c.log(`installing ${missing.join(' ')} on ${t.name}`);
-          await installPackages(c.ssh, t, missing, state.manager, c.signal);
+          const done = await installPackages(c.ssh, t, missing, state.manager, c.signal);
+          if (done.lists) c.log(done.lists);
           const after = await packageState(c.ssh, t, names, c.signal);
           const still = missingPackages(p.software_stack, after);
           if (still.length > 0)
@@ -400,6 +401,8 @@ export function configureOutputs(ctx: StepContext, facts: ConfigureFacts, applie
 
 export const configureStep: Step = {
   kind: 'configure',
+  /** Nothing: it touches only the new host, which serves nothing yet; it runs beside the fence. */
+  dependsOn: [],
   title: 'configure the new host',
   mutates: true,
   timeoutMs: () => 20 * 60_000,

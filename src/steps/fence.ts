@@ -73,6 +73,8 @@ function stopAction(ctx: StepContext, observable: boolean): Action {
 
 export const fenceStep: Step = {
   kind: 'fence',
+  /** Nothing: it starts at once, beside configure. */
+  dependsOn: [],
   title: 'fence the failed host',
   mutates: true,
   describe(ctx) {

@@ -453,6 +453,8 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
 
 export const migrateStep: Step = {
   kind: 'migrate',
+  /** The fence: its finding decides the data source, and a failed host that answers must have stopped writing before its data is copied. Configure: the data's owners exist only after it. */
+  dependsOn: ['fence', 'configure'],
   title: 'migrate the data',
   mutates: true,
   timeoutMs: () => 6 * 60 * 60_000,

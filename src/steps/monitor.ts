@@ -9,6 +9,7 @@ import { missedTargets, runHealthChecks, sample } from './checks.js';
 
 export const monitorStep: Step = {
   kind: 'monitor',
+  dependsOn: ['switch'],
   title: 'monitor after the switch',
   mutates: false,
   timeoutMs: (p) => (p.performance_metrics.monitor_seconds + 300) * 1000,

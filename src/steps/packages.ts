@@ -2,9 +2,11 @@
  * Installing the software stack through the host's package manager, exact versions when the profile pins them.
  */
 import type { InventoryHost } from '../hosts/inventory.js';
-import type { Transport } from '../hosts/ssh.js';
+import type { ExecResult, Transport } from '../hosts/ssh.js';
 import { installArgument, parsePackageSpec, satisfies } from '../profile/package-spec.js';
-import { runPrivileged } from '../runbook/remote.js';
+import { privileged, runPrivileged } from '../runbook/remote.js';
+
+const lastLine = (text: string) => text.trim().split('\n').slice(-1)[0] ?? '';
 
 export interface PackageState {
   manager: 'dpkg' | 'rpm' | 'none';
@@ -60,41 +62,78 @@ export function installArguments(specs: readonly string[], manager: 'dpkg' | 'rp
   });
 }
 
+/**
+ * How old apt's package lists may be before an install updates them first (apt-get update, about 2 s in the lab):
+ * Ansible's apt `cache_valid_time`, at one hour. Lists that do not know a wanted package or version, or point to a
+ * file the mirror no longer has, make the install fail: then persona updates them and installs once more.
+ */
+export const APT_LISTS_VALID_S = 3600;
+
+/** Seconds since apt last replaced its lists (the directory's mtime, as Ansible reads it); huge when absent. */
+const LISTS_AGE = 'now=$(date +%s); t=$(stat -c %Y /var/lib/apt/lists 2>/dev/null) || t=0; echo $((now - t))';
+
+const aptInstall = (specs: readonly string[]) => [
+  'env',
+  'DEBIAN_FRONTEND=noninteractive',
+  'apt-get',
+  'install',
+  '-y',
+  '-q',
+  '--no-install-recommends',
+  '--allow-downgrades',
+  '-o',
+  'Dpkg::Options::=--force-confdef',
+  '-o',
+  'Dpkg::Options::=--force-confold',
+  // After "--": a package argument is never an option.
+  '--',
+  ...installArguments(specs, 'dpkg'),
+];
+
+export interface Installed {
+  /** apt-get's "Setting up" and "Unpacking" lines, or dnf's last output. */
+  output: string;
+  /** Why apt's lists were, or were not, updated first (dpkg only). */
+  lists?: string;
+}
+
 export async function installPackages(
   ssh: Transport,
   host: InventoryHost,
   specs: readonly string[],
   manager: PackageState['manager'],
   signal?: AbortSignal,
-): Promise<string> {
+): Promise<Installed> {
   if (manager === 'dpkg') {
-    await runPrivileged(ssh, host, ['apt-get', 'update', '-q'], signal);
-    const r = await runPrivileged(
-      ssh,
-      host,
-      [
-        'env',
-        'DEBIAN_FRONTEND=noninteractive',
-        'apt-get',
-        'install',
-        '-y',
-        '-q',
-        '--no-install-recommends',
-        '--allow-downgrades',
-        '-o',
-        'Dpkg::Options::=--force-confdef',
-        '-o',
-        'Dpkg::Options::=--force-confold',
-        // After "--": a package argument is never an option.
-        '--',
-        ...installArguments(specs, 'dpkg'),
-      ],
-      signal,
+    const update = () => runPrivileged(ssh, host, ['apt-get', 'update', '-q'], signal);
+    const age = Number(
+      (
+        await runPrivileged(ssh, host, ['sh', '-c', LISTS_AGE, 'persona-apt-lists-age'], signal)
+      ).stdout.trim(),
     );
-    return r.stdout
-      .split('\n')
-      .filter((l) => /^(Setting up|Unpacking) /.test(l))
-      .join('\n');
+    let lists: string;
+    let r: ExecResult | undefined;
+    if (Number.isFinite(age) && age >= 0 && age < APT_LISTS_VALID_S) {
+      lists = `apt's lists are ${age} s old (under ${APT_LISTS_VALID_S} s): not updated first`;
+      r = await ssh.exec(host, privileged(host, aptInstall(specs)), signal ? { signal } : {});
+      if (r.exitCode !== 0) {
+        lists += `; the install failed (${lastLine(r.stderr)}): updated them and installed again`;
+        r = undefined;
+      }
+    } else {
+      lists = `apt's lists are ${Number.isFinite(age) ? `${age} s` : 'of unknown age'} old (${APT_LISTS_VALID_S} s or more): updated first`;
+    }
+    if (!r) {
+      await update();
+      r = await runPrivileged(ssh, host, aptInstall(specs), signal);
+    }
+    return {
+      output: r.stdout
+        .split('\n')
+        .filter((l) => /^(Setting up|Unpacking) /.test(l))
+        .join('\n'),
+      lists,
+    };
   }
   if (manager === 'rpm') {
     const r = await runPrivileged(
@@ -103,7 +142,7 @@ export async function installPackages(
       ['dnf', 'install', '-y', '--', ...installArguments(specs, 'rpm')],
       signal,
     );
-    return r.stdout.slice(-2000);
+    return { output: r.stdout.slice(-2000) };
   }
   throw new Error(`${host.name} has no package manager persona knows (dpkg or rpm)`);
 }

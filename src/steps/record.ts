@@ -74,6 +74,7 @@ function outcome(ctx: StepContext) {
 
 export const recordStep: Step = {
   kind: 'record',
+  dependsOn: ['monitor'],
   title: 'record the new assignment and the outcome',
   mutates: true,
   describe(ctx) {

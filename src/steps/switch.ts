@@ -10,6 +10,7 @@ import { trafficRouter } from './traffic.js';
 
 export const switchStep: Step = {
   kind: 'switch',
+  dependsOn: ['fence', 'validate'],
   title: 'switch traffic to the new host',
   mutates: true,
   needsFence: true,

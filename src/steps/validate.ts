@@ -11,6 +11,7 @@ const WRITE_TEST_MB = 16;
 
 export const validateStep: Step = {
   kind: 'validate',
+  dependsOn: ['migrate'],
   title: 'start and validate on the new host',
   mutates: true,
   attempts: 2,

@@ -29,6 +29,7 @@ const elapsed = (start: number) => `${((Date.now() - start) / 1000).toFixed(1)}s
 export class HumanReporter implements Reporter {
   readonly c: ChalkInstance;
   private readonly events: RunEventRenderer;
+  private spinning = false;
 
   private constructor(
     private readonly streams: Streams,
@@ -71,7 +72,8 @@ export class HumanReporter implements Reporter {
     const start = Date.now();
     const done = (symbol: string, text?: string) =>
       this.write(`${symbol} ${text ?? label} ${this.c.dim(elapsed(start))}`);
-    if (!this.ora) {
+    // One spinner at a time: steps that run at the same time would redraw over each other; the others are lines.
+    if (!this.ora || this.spinning) {
       this.write(`${this.c.dim('…')} ${label}`);
       return {
         update: () => {},
@@ -80,7 +82,10 @@ export class HumanReporter implements Reporter {
         warn: (t) => done(this.c.yellow('⚠'), t),
       };
     }
-    return new SpinnerTask(label, this.ora, this.streams, this.redactor, start, this.c);
+    this.spinning = true;
+    return new SpinnerTask(label, this.ora, this.streams, this.redactor, start, this.c, () => {
+      this.spinning = false;
+    });
   }
 }
 
@@ -97,6 +102,7 @@ class SpinnerTask implements Task {
     private readonly redactor: Redactor,
     private readonly start: number,
     private readonly c: ChalkInstance,
+    private readonly ended: () => void,
   ) {
     this.spinner = ora({ text: this.text(), stream: streams.stderr as NodeJS.WriteStream }).start();
   }
@@ -112,14 +118,17 @@ class SpinnerTask implements Task {
 
   succeed(text?: string): void {
     this.spinner.succeed(this.text(text ?? this.label));
+    this.ended();
   }
 
   fail(text?: string): void {
     this.spinner.fail(this.text(text ?? this.label));
+    this.ended();
   }
 
   warn(text?: string): void {
     this.spinner.warn(this.text(text ?? this.label));
+    this.ended();
   }
 }
 

@@ -83,6 +83,11 @@ export interface FakeHostSpec {
   files?: Record<string, Partial<FakeFile> & { content: string }>;
   /** What deploy.stop prints and exits with (it stops the service whatever it exits with). */
   stop?: Answer;
+  /**
+   * apt's package lists: how many seconds ago they were updated (absent: never, as a huge age), and the packages
+   * they do not know until `apt-get update` (an install naming one fails as apt-get does).
+   */
+  aptLists?: { ageSeconds: number; lacks?: string[] };
 }
 
 export interface FakeService {
@@ -126,6 +131,8 @@ export class FakeHost {
   readonly hostname: string;
   readonly probe: string;
   stop: Answer;
+  aptListsAge: number;
+  readonly aptLacks: Set<string>;
 
   constructor(
     readonly name: string,
@@ -156,6 +163,8 @@ export class FakeHost {
       'utf8',
     );
     this.stop = spec.stop ?? {};
+    this.aptListsAge = spec.aptLists?.ageSeconds ?? 1_000_000_000;
+    this.aptLacks = new Set(spec.aptLists?.lacks ?? []);
   }
 
   /** `id -nG`: the primary group first. */
@@ -328,7 +337,11 @@ export class FakeHosts implements Transport {
     if (same(argv, ['cat', '/proc/sys/kernel/hostname']))
       return h('hostname', false, () => ok(`${host.hostname}\n`));
     if (same(argv, ['apt-get', 'update', '-q']) && host.manager === 'dpkg')
-      return h('apt-get update', true, () => ok());
+      return h('apt-get update', true, () => {
+        host.aptListsAge = 0;
+        host.aptLacks.clear();
+        return ok();
+      });
     if (argv[0] === 'env' && argv[1] === 'DEBIAN_FRONTEND=noninteractive' && argv[3] === 'install')
       return h('apt-get install', true, () =>
         this.install(
@@ -356,6 +369,8 @@ export class FakeHosts implements Transport {
     switch (name) {
       case 'persona-state':
         return h(false, () => ok(this.state(host, args)));
+      case 'persona-apt-lists-age':
+        return h(false, () => ok(`${host.aptListsAge}\n`));
       case 'persona-packages':
         return h(false, () =>
           ok(
@@ -450,6 +465,8 @@ export class FakeHosts implements Transport {
   }
 
   private install(host: FakeHost, specs: string[]): Answer {
+    const unknown = specs.map((spec) => spec.split('=', 1)[0]!).find((name) => host.aptLacks.has(name));
+    if (unknown) return fail(100, `E: Unable to locate package ${unknown}\n`);
     const lines: string[] = [];
     for (const spec of specs) {
       const [name = spec, version = '1.0-1'] = spec.split('=', 2);

@@ -244,6 +244,8 @@ function fakeSsh(w: World) {
           });
           return ok();
         }
+        case 'persona-apt-lists-age':
+          return ok('999999\n');
         case 'persona-packages':
           return ok(['manager dpkg', ...Object.entries(w.pkgs).map(([n, v]) => `pkg ${n} ${v}`)].join('\n'));
       }

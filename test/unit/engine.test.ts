@@ -641,3 +641,162 @@ describe('engine: journal write failures (issue 10)', () => {
     expect(a.runs).toBe(0);
   });
 });
+
+describe('engine: the step graph', () => {
+  /** A latch: `open()` lets every `wait()` through. */
+  function latch() {
+    let open!: () => void;
+    const opened = new Promise<void>((r) => {
+      open = r;
+    });
+    return { open: () => open(), wait: () => opened };
+  }
+
+  test('steps with nothing between them run at the same time: fence waits for configure to start, and both finish', async () => {
+    const started = latch();
+    const order: string[] = [];
+    const a = step(
+      'fence',
+      async () => {
+        order.push('fence:start');
+        // Would never resolve if the engine ran one step at a time: configure starts only beside fence.
+        await started.wait();
+        order.push('fence:end');
+        return {};
+      },
+      { dependsOn: [] },
+    );
+    const b = step(
+      'configure',
+      async () => {
+        order.push('configure:start');
+        started.open();
+        return {};
+      },
+      { dependsOn: [] },
+    );
+    const c = step(
+      'migrate',
+      async () => {
+        order.push('migrate');
+        return {};
+      },
+      { dependsOn: ['fence', 'configure'] },
+    );
+    const { engine, journal: j, dir } = setup(['fence', 'configure', 'migrate'], [a, b, c]);
+    await engine.run();
+    expect(order).toEqual(['fence:start', 'configure:start', 'fence:end', 'migrate']);
+    expect(j.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    // The journal on disk is the final state: concurrent writes queue, the last one wins with everything.
+    const onDisk = parseJournal('r', readFileSync(join(dir, 'runs', `${j.run_id}.json`), 'utf8'));
+    expect(onDisk.status).toBe('succeeded');
+    expect(onDisk.steps.map((s) => [s.status, s.actions?.map((x) => x.status)])).toEqual([
+      ['succeeded', ['done']],
+      ['succeeded', ['done']],
+      ['succeeded', ['done']],
+    ]);
+  });
+
+  test('--serial: the same graph runs one step at a time, in the runbook order', async () => {
+    const order: string[] = [];
+    const track = (kind: StepKind, dependsOn: StepKind[]) =>
+      step(
+        kind,
+        async () => {
+          order.push(`${kind}:start`);
+          await new Promise((r) => setTimeout(r, 5));
+          order.push(`${kind}:end`);
+          return {};
+        },
+        { dependsOn },
+      );
+    const steps = [track('fence', []), track('configure', []), track('migrate', ['fence', 'configure'])];
+    const { engine } = setup(['fence', 'configure', 'migrate'], steps, { engineOptions: { serial: true } });
+    await engine.run();
+    expect(order).toEqual([
+      'fence:start',
+      'fence:end',
+      'configure:start',
+      'configure:end',
+      'migrate:start',
+      'migrate:end',
+    ]);
+  });
+
+  test('a step fails while another runs: the other finishes, nothing new starts, the run fails with the first error', async () => {
+    const failedYet = latch();
+    const a = step(
+      'fence',
+      async () => {
+        failedYet.open();
+        throw new PersonaError('E_STEP_FAILED', 'cannot take lab-1 out');
+      },
+      { dependsOn: [] },
+    );
+    const b = step(
+      'configure',
+      async () => {
+        // Still running when fence fails: it is let finish (its work is real and journalled).
+        await failedYet.wait();
+        await new Promise((r) => setTimeout(r, 10));
+        return { configured: true };
+      },
+      { dependsOn: [] },
+    );
+    const c = step('migrate', async () => ({}), { dependsOn: ['fence', 'configure'] });
+    const d = step('validate', async () => ({}), { dependsOn: ['configure'] });
+    const { engine, journal: j } = setup(['fence', 'configure', 'migrate', 'validate'], [a, b, c, d]);
+    const error = await engine.run().catch((e: PersonaError) => e);
+    expect(error).toMatchObject({ code: 'E_STEP_FAILED', exitCode: 5 });
+    expect((error as PersonaError).message).toContain('cannot take lab-1 out');
+    expect(j.status).toBe('failed');
+    expect(j.steps.map((s) => s.status)).toEqual(['failed', 'succeeded', 'pending', 'pending']);
+    // validate only needed configure, but after a failure nothing new starts: the human decides first.
+    expect([c.runs, d.runs]).toEqual([0, 0]);
+  });
+
+  test('a resume starts every step whose dependencies are done, and only those', async () => {
+    const j = journal(['fence', 'configure', 'migrate']);
+    j.steps[1]!.status = 'succeeded';
+    const seen: string[] = [];
+    const a = step('fence', async () => (seen.push('fence'), {}), { dependsOn: [] });
+    const b = step('configure', async () => (seen.push('configure'), {}), { dependsOn: [] });
+    const c = step(
+      'migrate',
+      async () => {
+        seen.push(`migrate after ${j.steps[0]!.status}`);
+        return {};
+      },
+      { dependsOn: ['fence', 'configure'] },
+    );
+    const { engine } = setup([], [a, b, c], { j });
+    await engine.run();
+    expect(seen).toEqual(['fence', 'migrate after succeeded']);
+  });
+
+  test('a runbook whose step depends on a later step is refused when the engine is built', () => {
+    const a = step('fence', async () => ({}), { dependsOn: ['configure'] });
+    const b = step('configure', async () => ({}), { dependsOn: [] });
+    expect(() => setup(['fence', 'configure'], [a, b])).toThrow(
+      /step fence depends on configure, which comes after it \(order: fence, configure\)/,
+    );
+  });
+
+  test('a step this runbook does not hold is not waited for (a caller that runs some steps only)', async () => {
+    const b = step('switch', async () => ({ switched: true }), { dependsOn: ['fence', 'validate'] });
+    const { engine, journal: j } = setup(['switch'], [b]);
+    await engine.run();
+    expect(j.steps[0]).toMatchObject({ status: 'succeeded', outputs: { switched: true } });
+  });
+
+  test('the runbook: fence and configure start together; switch waits for the fence and validate', async () => {
+    const { runbook } = await import('../../src/steps/index.js');
+    const { stepDependencies } = await import('../../src/runbook/engine.js');
+    const graph = stepDependencies(runbook);
+    expect(graph.get('fence')).toEqual([]);
+    expect(graph.get('configure')).toEqual([]);
+    expect(graph.get('migrate')).toEqual(['fence', 'configure']);
+    expect(graph.get('switch')).toEqual(expect.arrayContaining(['fence', 'validate']));
+    expect(runbook.find((s) => s.kind === 'switch')?.needsFence).toBe(true);
+  });
+});

@@ -221,12 +221,11 @@ describe('recover in-process against fake hosts', () => {
     expect(existsSync(w.marks.fence)).toBe(true);
     expect(existsSync(w.marks.switch)).toBe(true);
     expect(w.fake.host('h2').files.get(CONF.path)).toMatchObject({ content: CONF.content, mode: '0644' });
-    // What changed the hosts, in order: h1 stopped before anything touched h2.
-    expect(w.fake.mutations().map((c) => `${c.host} ${c.what}`)).toEqual([
-      'h1 deploy.stop',
-      'h2 persona-write',
-      'h2 deploy.start',
-    ]);
+    // What changed the hosts: configure may write h2 while the fence runs (h2 serves nothing yet), but the
+    // application starts on h2 only after it stopped on h1.
+    const changes = w.fake.mutations().map((c) => `${c.host} ${c.what}`);
+    expect([...changes].sort()).toEqual(['h1 deploy.stop', 'h2 deploy.start', 'h2 persona-write']);
+    expect(changes.indexOf('h1 deploy.stop')).toBeLessThan(changes.indexOf('h2 deploy.start'));
     // The journal: every step succeeded, each with the actions it applied.
     const j = w.journal(run.run_id as string);
     expect(j.status).toBe('succeeded');
@@ -293,6 +292,45 @@ describe('recover in-process against fake hosts', () => {
       'persona-write',
       'deploy.start',
     ]);
+  });
+
+  test.each([
+    {
+      why: 'lists updated a minute ago: installed without updating them (Ansible cache_valid_time)',
+      aptLists: { ageSeconds: 60 },
+      calls: ['apt-get install'],
+      log: "apt's lists are 60 s old (under 3600 s): not updated first",
+    },
+    {
+      why: 'lists a day old: updated first',
+      aptLists: { ageSeconds: 86_400 },
+      calls: ['apt-get update', 'apt-get install'],
+      log: "apt's lists are 86400 s old (3600 s or more): updated first",
+    },
+    {
+      why: 'fresh lists that lack the package: the install fails, the lists are updated, the install runs again',
+      aptLists: { ageSeconds: 60, lacks: ['socat'] },
+      calls: ['apt-get install', 'apt-get update', 'apt-get install'],
+      log: 'the install failed (E: Unable to locate package socat): updated them and installed again',
+    },
+  ])('apt: $why', async ({ aptLists, calls, log }) => {
+    const w = world({
+      hosts: { h1: { running: true }, h2: { packages: { bash: '5.2.15-2+b8' }, nft: true, aptLists } },
+      profile: (p) => {
+        p.software_stack = ['rsync', 'socat=1.7.4.4-2'];
+      },
+    });
+    const r = await w.recover('h1', '--yes', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(Object.fromEntries(w.fake.host('h2').packages)).toMatchObject({ socat: '1.7.4.4-2' });
+    expect(
+      w.fake
+        .mutations('h2')
+        .map((c) => c.what)
+        .filter((c) => c.startsWith('apt-get')),
+    ).toEqual(calls);
+    const runId = result(r.stdout).runs![0]!.run_id as string;
+    expect(w.step('configure', runId).log.join('\n')).toContain(log);
   });
 
   test("fresh --dry-run: it looks (probe, deploy.status, the target's state) but changes nothing and writes no journal", async () => {

@@ -33,6 +33,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     const summary = await resumeRun(ctx, resume, {
       dryRun: opts.dryRun === true,
       stepByStep: opts.step === true,
+      serial: opts.serial === true,
       forceNoFence: opts.forceNoFence === true,
       ...dataFromOpt(opts),
     });
@@ -45,6 +46,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     ...(opts.target ? { target: String(opts.target) } : {}),
     dryRun: opts.dryRun === true,
     stepByStep: opts.step === true,
+    serial: opts.serial === true,
     forceNoFence: opts.forceNoFence === true,
     dataFrom: dataFromOpt(opts).dataFrom ?? 'auto',
     strategy: (opts.strategy as Strategy | undefined) ?? 'best-fit',
