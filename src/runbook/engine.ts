@@ -210,33 +210,42 @@ export class Engine {
    * the running steps finish, and throws the first failure.
    */
   private async runGraph(): Promise<void> {
-    const started = new Set<StepKind>();
-    const running = new Map<StepKind, Promise<void>>();
+    const started = new Set<string>();
+    const running = new Map<string, Promise<void>>();
     let failure: { error: unknown } | undefined;
     const fail = (error: unknown) => {
       failure ??= { error };
     };
+    const done = (kinds: readonly StepKind[]) => kinds.every((d) => isDone(this.record(d)));
+    const start = (job: string, work: () => Promise<void>) => {
+      started.add(job);
+      running.set(
+        job,
+        work().then(
+          () => void running.delete(job),
+          (error: unknown) => {
+            running.delete(job);
+            fail(error);
+          },
+        ),
+      );
+    };
     for (;;) {
       for (const step of failure ? [] : this.steps) {
         if (started.has(step.kind) || isDone(this.record(step.kind))) continue;
-        if (!this.graph.get(step.kind)!.every((d) => isDone(this.record(d)))) continue;
+        const early = `${step.kind}:early`;
+        const ready = done(this.graph.get(step.kind)!);
+        // Its early work first, while what it waits for still runs; the step itself after that work ended.
+        const wantsEarly = step.early && !ready && !started.has(early) && done(step.early.dependsOn);
+        if (!wantsEarly && (!ready || running.has(early))) continue;
         try {
           await this.checkStop();
         } catch (error) {
           fail(error);
           break;
         }
-        started.add(step.kind);
-        running.set(
-          step.kind,
-          this.startStep(step).then(
-            () => void running.delete(step.kind),
-            (error: unknown) => {
-              running.delete(step.kind);
-              fail(error);
-            },
-          ),
-        );
+        if (wantsEarly) start(early, () => this.runEarly(step));
+        else start(step.kind, () => this.startStep(step));
       }
       if (running.size === 0) break;
       await Promise.race(running.values());
@@ -248,6 +257,64 @@ export class Engine {
         'E_INTERNAL',
         `run ${this.journal.run_id}: steps ${left.map((s) => s.kind).join(', ')} never became ready`,
       );
+  }
+
+  /**
+   * A step's early actions (Step.early), applied and journalled in its record like its own; the step stays pending.
+   * An interruption or a lost lock stops the run as it would in a step; any other failure is reported, and the
+   * step, when its turn comes, plans from what is there.
+   */
+  private async runEarly(step: Step): Promise<void> {
+    const record = this.record(step.kind);
+    const signal = AbortSignal.any([
+      this.options.signal,
+      ...(this.options.lockLost ? [this.options.lockLost] : []),
+    ]);
+    const ctx = this.deps.context(signal, record);
+    try {
+      const plan = await step.early!.plan(ctx);
+      // What it waits for may have ended while it planned: then the step plans with their findings instead.
+      if (plan.actions.length === 0 || this.graph.get(step.kind)!.every((d) => isDone(this.record(d))))
+        return;
+      for (const note of plan.notes) ctx.log(note);
+      this.deps.reporter.event('step-plan', {
+        run_id: this.journal.run_id,
+        step: step.kind,
+        notes: plan.notes,
+        actions: plan.actions.map((a) => ({
+          id: a.id,
+          title: a.title,
+          touches: a.touches,
+          mutates: a.mutates,
+        })),
+      });
+      const task = this.deps.reporter.task(
+        `${step.title}: early, while ${step.dependsOn?.join(' and ')} run`,
+      );
+      try {
+        for (const action of plan.actions) await this.apply(step, record, ctx, action);
+        task.succeed();
+      } catch (error) {
+        task.fail();
+        throw error;
+      }
+    } catch (error) {
+      if (this.options.signal.aborted) {
+        record.status = 'interrupted';
+        record.error = { code: 'E_INTERRUPTED', message: 'interrupted' };
+        throw await this.stop('interrupted', this.interruptedError());
+      }
+      const lockReason = this.options.lockLost?.aborted
+        ? this.options.lockLost.reason
+        : isPersonaError(error) && error.code === 'E_LOCK_LOST'
+          ? error
+          : undefined;
+      if (lockReason) throw await this.stopWithoutLock('failed', lockReason as PersonaError);
+      if (isPersonaError(error) && error.code === 'E_JOURNAL') throw error;
+      const line = `${step.kind}: its early work failed (${toError(error)!.message}); the step plans again from what is there when its turn comes`;
+      ctx.log(line);
+      this.deps.reporter.warn(line);
+    }
   }
 
   /** One step, from the fence check to its outcome in the journal. */
@@ -273,7 +340,11 @@ export class Engine {
         const ctx = this.deps.context(this.options.signal, record);
         try {
           const plan = await this.planOf(step, record, ctx);
-          entry = { kind: step.kind, status: 'simulated', lines: planLines(plan, step.checks?.(ctx) ?? []) };
+          entry = {
+            kind: step.kind,
+            status: 'simulated',
+            lines: [...(await this.earlyLines(step, ctx)), ...planLines(plan, step.checks?.(ctx) ?? [])],
+          };
         } catch (error) {
           if (this.options.signal.aborted) throw this.interruptedError();
           entry = {
@@ -294,6 +365,15 @@ export class Engine {
       });
     }
     return this.journal;
+  }
+
+  /** A dry run's view of a step's early work (Step.early): what it would apply before its turn. */
+  private async earlyLines(step: Step, ctx: StepContext): Promise<string[]> {
+    if (!step.early || this.options.serial || this.options.stepByStep) return [];
+    const waits = (step.dependsOn ?? []).filter((d) => !step.early!.dependsOn.includes(d));
+    const when = `early, once ${step.early.dependsOn.join(' and ') || 'the run starts'} ${step.early.dependsOn.length > 1 ? 'are' : 'is'} done and while ${waits.join(' and ')} ${waits.length > 1 ? 'run' : 'runs'}`;
+    const plan = await step.early.plan(ctx);
+    return plan.actions.map((a) => `${when}: would ${a.title} [${a.touches}]`);
   }
 
   /** Between steps: an interruption or a lost lock stops the run through the same path as during a step. */

@@ -114,6 +114,15 @@ export interface Step {
    * in the runbook, so the runbook's order is always a valid order to run them one by one (--serial).
    */
   dependsOn?: readonly StepKind[];
+  /**
+   * Work the step may do before its `dependsOn` are all done, because it is right whatever they find: migrate
+   * restores the backup onto the new host (once configure made the data's owners) while the fence still waits to
+   * hear from the failed host; when the fence then finds the host answering, migrate copies only what differs
+   * from it. The engine applies these actions (journalled like the step's own, in its record) once the steps in
+   * `early.dependsOn` are done and only when steps run overlapping (not with --serial or --step); a failure of one
+   * is reported and left to the step, which plans from what is there. Never in a dry run, which shows the plan.
+   */
+  early?: { dependsOn: readonly StepKind[]; plan(ctx: StepContext): Promise<StepPlan> };
   /** The engine runs this step only with fence evidence in the journal (or a recorded --force-no-fence). */
   needsFence?: boolean;
   /** How often the engine tries before asking the human (default 1). */

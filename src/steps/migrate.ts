@@ -140,7 +140,14 @@ async function chooseSource(
     decision.why = decision.why.replace('the fence found it down too', 'if the fence finds it down too');
   if (decision.use === 'failed-host')
     return { source: { kind: 'failed-host', host: ctx.failed }, why: decision.why };
-  const why = decision.why;
+  return await backupAsSource(ctx, decision.why);
+}
+
+/** The profile's backup as the source, `why` it is used; blocked when there is none, or it is not there. */
+async function backupAsSource(
+  ctx: StepContext,
+  why: string,
+): Promise<{ source: Source; why: string } | { blocked: NonNullable<StepPlan['blocked']> }> {
   const backup = ctx.profile.data.backup;
   if (!backup) {
     return {
@@ -368,6 +375,11 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       'data.migration snapshot: the backup is a directory of files, so it is restored with rsync; snapshots need the failed host to answer',
     );
   }
+  return await planCopies(ctx, source, why, notes);
+}
+
+/** The copies from `source` that the target still needs (manifests of both ends), with the space they need. */
+async function planCopies(ctx: StepContext, source: Source, why: string, notes: string[]): Promise<StepPlan> {
   const list = await copies(ctx, source, notes);
   const found: Array<{ copy: Copy; index: number; source: Manifest; target: Manifest | undefined }> = [];
   for (const [index, copy] of list.entries()) {
@@ -451,10 +463,36 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
   };
 }
 
+/**
+ * The early copy (Step.early): the backup, restored onto the target once configure made the data's owners, while
+ * the fence still runs, typically waiting out the connect timeout of a host that is gone. It decides nothing: when
+ * the fence is done, migrate chooses the source as always; a host found down leaves nothing more to copy, a host
+ * found answering has only the difference copied from it (rsync --delete makes the target its exact copy). Only
+ * for rsync, only with a backup, not with --data-from failed-host.
+ */
+async function earlyPlan(ctx: StepContext): Promise<StepPlan> {
+  const { data } = ctx.profile;
+  const none = (why: string): StepPlan => ({ actions: [], notes: [`no early copy: ${why}`] });
+  if (data.migration !== 'rsync' || data.paths.length === 0)
+    return none(`data.migration is ${data.migration}${data.paths.length === 0 ? ' with no paths' : ''}`);
+  if ((ctx.journal.options.data_from ?? 'auto') === 'failed-host') return none('--data-from failed-host');
+  const backup = await backupAsSource(
+    ctx,
+    'early, while the fence runs: the backup (once the fence is done, the source is chosen as always)',
+  );
+  if ('blocked' in backup) return none(backup.blocked.message);
+  const planned = await planCopies(ctx, backup.source, backup.why, [
+    `data source, early: ${describeSource(backup.source)} — ${backup.why}`,
+  ]);
+  if (planned.blocked) return none(planned.blocked.message);
+  return { actions: planned.actions, notes: planned.notes };
+}
+
 export const migrateStep: Step = {
   kind: 'migrate',
   /** The fence: its finding decides the data source, and a failed host that answers must have stopped writing before its data is copied. Configure: the data's owners exist only after it. */
   dependsOn: ['fence', 'configure'],
+  early: { dependsOn: ['configure'], plan: earlyPlan },
   title: 'migrate the data',
   mutates: true,
   timeoutMs: () => 6 * 60 * 60_000,

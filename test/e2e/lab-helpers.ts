@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, expect } from 'vitest';
+import type { Journal } from '../../src/runbook/types.js';
 import { HaproxyRuntime } from '../../src/traffic/haproxy.js';
 import { bin, repoRoot, runBin } from '../helpers/cli.js';
 import { httpGet, type LabState, labDown, labUp, sshExec } from '../lab/lab.js';
@@ -97,10 +98,7 @@ export function runIdIn(output: string): string {
   return m[1]!;
 }
 
-export function journal(
-  ws: Workspace,
-  runId: string,
-): { status: string; steps: Array<{ kind: string; status: string }> } {
+export function journal(ws: Workspace, runId: string): Journal {
   return JSON.parse(readFileSync(join(ws.state, 'runs', `${runId}.json`), 'utf8'));
 }
 

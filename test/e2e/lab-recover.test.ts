@@ -89,6 +89,17 @@ describe('recover (built CLI, lab)', () => {
     );
     expect(r.stdout).toMatch(/demo-web: lab-1 → lab-2, run \S+: succeeded/);
     await expectRecoveredOnto(lab, ws, 'lab-2');
+    // The steps overlapped: configure started with the fence, and the backup was restored by migrate's early copy
+    // (attempt 0: before the step's own first attempt, which the engine starts only once the fence is done) while
+    // the fence waited out lab-1's connect timeout; after the fence, nothing was left to copy.
+    const j = journal(ws, readdirSync(join(ws.state, 'runs'))[0]!.replace(/\.json$/, ''));
+    const step = (kind: string) => j.steps.find((s) => s.kind === kind)!;
+    const end = (kind: string) => Date.parse(step(kind).started_at!) + step(kind).duration_ms!;
+    expect(Date.parse(step('configure').started_at!)).toBeLessThan(end('fence'));
+    const copy = step('migrate').actions!.find((a) => a.id === 'copy:/srv/demo-web/data')!;
+    expect(copy).toMatchObject({ status: 'done', attempt: 0 });
+    expect(Date.parse(step('migrate').started_at!)).toBeGreaterThanOrEqual(end('fence'));
+    expect(step('migrate').log.join('\n')).toMatch(/the same contents, owners and modes as the source/);
   });
 
   test('lab-1 refuses persona (authentication): migrate does not restore the backup by itself; resuming with --data-from backup does', async () => {

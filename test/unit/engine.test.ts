@@ -13,6 +13,12 @@ import { ScriptedPrompter } from '../helpers/cli.js';
 import { testJournal } from '../helpers/journal.js';
 import { tempDir } from '../helpers/tmp.js';
 
+/** A step behaviour that notes its name in `list`. */
+const pushing = (list: string[], name: string) => async () => {
+  list.push(name);
+  return {};
+};
+
 const quiet: Reporter = {
   info() {},
   warn() {},
@@ -759,8 +765,8 @@ describe('engine: the step graph', () => {
     const j = journal(['fence', 'configure', 'migrate']);
     j.steps[1]!.status = 'succeeded';
     const seen: string[] = [];
-    const a = step('fence', async () => (seen.push('fence'), {}), { dependsOn: [] });
-    const b = step('configure', async () => (seen.push('configure'), {}), { dependsOn: [] });
+    const a = step('fence', pushing(seen, 'fence'), { dependsOn: [] });
+    const b = step('configure', pushing(seen, 'configure'), { dependsOn: [] });
     const c = step(
       'migrate',
       async () => {
@@ -798,5 +804,148 @@ describe('engine: the step graph', () => {
     expect(graph.get('migrate')).toEqual(['fence', 'configure']);
     expect(graph.get('switch')).toEqual(expect.arrayContaining(['fence', 'validate']));
     expect(runbook.find((s) => s.kind === 'switch')?.needsFence).toBe(true);
+  });
+});
+
+describe('engine: early work (Step.early)', () => {
+  function latch() {
+    let open!: () => void;
+    const opened = new Promise<void>((r) => {
+      open = r;
+    });
+    return { open: () => open(), wait: () => opened };
+  }
+
+  /** migrate-like: an early action "copy early" once configure is done, then its own "do migrate". */
+  function withEarly(
+    order: string[],
+    earlyBehaviour: () => Promise<Record<string, unknown>> = async () => ({}),
+  ) {
+    return step(
+      'migrate',
+      async () => {
+        order.push('migrate');
+        return {};
+      },
+      {
+        dependsOn: ['fence', 'configure'],
+        early: {
+          dependsOn: ['configure'],
+          plan: async () => ({
+            actions: [
+              {
+                id: 'copy',
+                title: 'copy early',
+                touches: 'h2',
+                mutates: true,
+                observable: true,
+                apply: async () => {
+                  order.push('migrate:early');
+                  return await earlyBehaviour();
+                },
+              },
+            ],
+            notes: [],
+          }),
+        },
+      },
+    );
+  }
+
+  test('runs while the fence still runs, in the step record; the step itself waits for the fence', async () => {
+    const early = latch();
+    const order: string[] = [];
+    const fence = step(
+      'fence',
+      async () => {
+        await early.wait();
+        order.push('fence');
+        return {};
+      },
+      { dependsOn: [] },
+    );
+    const configure = step('configure', pushing(order, 'configure'), { dependsOn: [] });
+    const migrate = withEarly(order, async () => {
+      early.open();
+      return { transferred: 1 };
+    });
+    const {
+      engine,
+      journal: j,
+      snapshots,
+    } = setup(['fence', 'configure', 'migrate'], [fence, configure, migrate]);
+    await engine.run();
+    expect(order).toEqual(['configure', 'migrate:early', 'fence', 'migrate']);
+    const m = j.steps[2]!;
+    expect(m.status).toBe('succeeded');
+    expect(m.actions?.map((a) => [a.id, a.status, a.attempt])).toEqual([
+      ['copy', 'done', 0],
+      ['do', 'done', 1],
+    ]);
+    // While its early copy ran, the step was still pending: it had not started.
+    expect(snapshots.some((s) => s[0]![1] === 'running' && s[2]![1] === 'pending')).toBe(true);
+  });
+
+  test('a failed early action is reported and left to the step, which runs when its turn comes', async () => {
+    const order: string[] = [];
+    const gate = latch();
+    const fence = step(
+      'fence',
+      async () => {
+        await gate.wait();
+        return {};
+      },
+      { dependsOn: [] },
+    );
+    const configure = step('configure', async () => ({}), { dependsOn: [] });
+    const migrate = withEarly(order, async () => {
+      gate.open();
+      throw new PersonaError('E_STEP_FAILED', 'backup host unreachable');
+    });
+    const warnings: string[] = [];
+    const { engine, journal: j } = setup(['fence', 'configure', 'migrate'], [fence, configure, migrate]);
+    (engine as unknown as { deps: { reporter: Reporter } }).deps.reporter = {
+      ...quiet,
+      warn: (m) => warnings.push(m),
+    };
+    await engine.run();
+    expect(j.status).toBe('succeeded');
+    expect(order).toEqual(['migrate:early', 'migrate']);
+    expect(warnings.join('\n')).toMatch(/migrate: its early work failed \(backup host unreachable\)/);
+    expect(j.steps[2]!.log.join('\n')).toContain('its early work failed');
+  });
+
+  test('no early work when what the step waits for is already done, nor with --serial', async () => {
+    for (const serial of [false, true]) {
+      const order: string[] = [];
+      const fence = step('fence', pushing(order, 'fence'), { dependsOn: [] });
+      const configure = step(
+        'configure',
+        async () => {
+          // configure ends after the fence: migrate is ready at once, nothing to do early.
+          await new Promise((r) => setTimeout(r, 20));
+          order.push('configure');
+          return {};
+        },
+        { dependsOn: [] },
+      );
+      const migrate = withEarly(order);
+      const { engine } = setup(['fence', 'configure', 'migrate'], [fence, configure, migrate], {
+        engineOptions: { serial },
+      });
+      await engine.run();
+      expect(order).toEqual(['fence', 'configure', 'migrate']);
+    }
+  });
+
+  test('a dry run shows the early work before the plan, and applies nothing', async () => {
+    const order: string[] = [];
+    const migrate = withEarly(order);
+    const { engine } = setup(['migrate'], [migrate], { engineOptions: { dryRun: true } });
+    await engine.run();
+    expect(order).toEqual([]);
+    expect(engine.simulation[0]!.lines[0]).toBe(
+      'early, once configure is done and while fence runs: would copy early [h2]',
+    );
   });
 });
