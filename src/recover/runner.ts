@@ -19,6 +19,7 @@ import { registerSecrets } from '../runbook/secrets.js';
 import { type RunPieces, stepContext } from '../runbook/step-context.js';
 import type { Journal } from '../runbook/types.js';
 import { runbook } from '../steps/index.js';
+import { askReach, rememberReach } from '../steps/reach.js';
 import { fencedBackend } from '../stores/fenced-backend.js';
 import type { LockHandle } from '../stores/kv.js';
 import type { ProfileStore } from '../stores/profile-store.js';
@@ -175,6 +176,11 @@ async function recoverApp(
   const lock = req.dryRun ? undefined : await takeLock(ctx, app, runId, `recover ${app} from ${failed.name}`);
   try {
     const ssh = await ctx.ssh();
+    // The failed host is asked now, beside the probe of the candidates: a dead host's connect timeout then runs
+    // while they answer, and the fence waits for this answer instead of asking again (reach.ts).
+    const lookedAt = performance.now();
+    const failedReach = askReach(ssh, failed, ctx.signal);
+    failedReach.catch(() => {});
     const skip = (h: InventoryHost) => h.name === failed.name || req.exclude.includes(h.name);
     const requirements = requirementsOf(profile);
     const probed = await probeWithProgress(
@@ -235,6 +241,7 @@ async function recoverApp(
       driver: driver(ctx),
       describeContext: (journal, record) => stepContext(pieces(ctx, journal, world), ctx.signal, record),
     });
+    rememberReach(planned.journal, failed, failedReach, lookedAt);
     const run = pieces(ctx, planned.journal, world);
     ctx.reporter.event('plan', planned.plan);
     if (req.dryRun) return await runEngine(ctx, run, undefined, await journals(ctx), { dryRun: true });
