@@ -1,6 +1,6 @@
 /**
  * data.migration postgresql, the pure half: parsers of what the hosts show (the backup host's base backup and WAL
- * archive, the target's data directory, psql's checksum lines, pg_controldata) and the decisions made from them
+ * archive, the target's data directory, psql's checksum and recovery point lines) and the decisions made from them
  * (which WAL segments the restore can use, the freshness gate, the recovery point and the possible loss, whether
  * the recorded checksums can be compared). Tested on recorded real output.
  */
@@ -387,16 +387,6 @@ export function parseTargetFacts(text: string): TargetFacts {
     else if (key === 'binaries') facts.binaries = value === 'yes';
   }
   return facts;
-}
-
-/** The fields pg_controldata prints, by name ("Database cluster state": "in production"). */
-export function parseControlData(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const colon = line.indexOf(':');
-    if (colon > 0) out[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
-  }
-  return out;
 }
 
 /** What is left of the restore on the target (pure): each stage's work, in order. */

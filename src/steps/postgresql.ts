@@ -84,7 +84,7 @@ export function pgSettings(profile: Profile, runId: string): PgSettings {
 }
 
 /** $1 base backup, $2 WAL archive, $3 checksums file. NUL-separated key=value records. */
-const BACKUP_FACTS = [
+export const BACKUP_FACTS = [
   'base=$1 wal=$2 sums=$3',
   'if [ -f "$base/backup_label" ]; then',
   "  printf 'base=yes\\0'",
@@ -98,7 +98,7 @@ const BACKUP_FACTS = [
 ].join('\n');
 
 /** $1 data directory, $2 staging directory, $3 the PostgreSQL binaries. NUL-separated key=value records. */
-const TARGET_FACTS = [
+export const TARGET_FACTS = [
   'd=$1 stage=$2 bin=$3',
   'if [ -d "$d" ] && [ ! -L "$d" ]; then',
   '  if [ -f "$d/PG_VERSION" ]; then printf \'datadir=cluster\\0\'',

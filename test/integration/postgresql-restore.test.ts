@@ -47,7 +47,10 @@ const last: { lsn: bigint; before: number; after: number } = { lsn: 0n, before: 
 let archivedAt = 0;
 
 const asPostgres = (argv: string[]) =>
-  execFileSync('runuser', ['-u', 'postgres', '--', ...argv], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  execFileSync('runuser', ['-u', 'postgres', '--', ...argv], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 const conn = (port: number) => ({ osUser: 'postgres', bin: BIN, socket: sock, port });
 const onPrimary = async (sql: string) => await psql(local, hosts.here, conn(primaryPort), 'shop', sql);
 
@@ -68,11 +71,13 @@ beforeAll(async () => {
   primaryData = join(root, 'primary', 'data');
   backupDir = join(root, 'backup');
   targetData = join(root, 'target', 'data');
-  for (const dir of [sock, join(root, 'primary'), join(backupDir, 'wal')]) mkdirSync(dir, { recursive: true });
+  for (const dir of [sock, join(root, 'primary'), join(backupDir, 'wal')])
+    mkdirSync(dir, { recursive: true });
   mkdirSync(join(root, 'target'));
   const pg = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
   const pgGroup = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
-  for (const dir of [sock, join(root, 'primary'), backupDir, join(backupDir, 'wal')]) chownSync(dir, pg, pgGroup);
+  for (const dir of [sock, join(root, 'primary'), backupDir, join(backupDir, 'wal')])
+    chownSync(dir, pg, pgGroup);
   primaryPort = await freePort();
   targetPort = await freePort();
   asPostgres([`${BIN}/initdb`, '-D', primaryData, '-A', 'peer', '-U', 'postgres', '--no-sync']);
@@ -103,13 +108,26 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-  asPostgres([`${BIN}/pg_basebackup`, '-h', sock, '-p', String(primaryPort), '-D', join(backupDir, 'base'), '-X', 'none', '-c', 'fast', '--no-sync']);
+  asPostgres([
+    `${BIN}/pg_basebackup`,
+    '-h',
+    sock,
+    '-p',
+    String(primaryPort),
+    '-D',
+    join(backupDir, 'base'),
+    '-X',
+    'none',
+    '-c',
+    'fast',
+    '--no-sync',
+  ]);
   // Written after the base backup: only the WAL archive holds it.
   last.before = Date.now();
   await onPrimary(
     [
       "INSERT INTO orders SELECT g, 'late ' || g, g, now() FROM generate_series(5001, 6000) g;",
-      "UPDATE orders SET total = total + 1 WHERE id % 7 = 0;",
+      'UPDATE orders SET total = total + 1 WHERE id % 7 = 0;',
       'DELETE FROM "Odd schema"."line items" WHERE order_id < 100;',
       '',
     ].join('\n'),
@@ -134,9 +152,18 @@ beforeAll(async () => {
   sshds.push(await startSshd({ address: '127.0.0.5' }));
   sshds.push(await startSshd({ address: '127.0.0.6' }));
   const config = join(root, 'ssh_config');
-  writeFileSync(config, sshds.map((s) => execFileSync('cat', [s.configFile], { encoding: 'utf8' })).join('\n'));
+  writeFileSync(
+    config,
+    sshds.map((s) => execFileSync('cat', [s.configFile], { encoding: 'utf8' })).join('\n'),
+  );
   ssh = new SshTransport({ configFile: config, connectTimeoutSec: 5 });
-  const host = (name: string, s: TestSshd): InventoryHost => ({ name, address: s.address, port: s.port, labels: {}, apps: [] });
+  const host = (name: string, s: TestSshd): InventoryHost => ({
+    name,
+    address: s.address,
+    port: s.port,
+    labels: {},
+    apps: [],
+  });
   hosts.backup = host('pg-backup', sshds[0]!);
   hosts.target = host('pg-target', sshds[1]!);
   // Nothing listens there: the failed host refuses.
@@ -228,7 +255,9 @@ describe('data.migration postgresql: restore from a base backup and the WAL arch
       expect(run.error).toBeDefined();
       const record = run.record('migrate');
       expect(record.status).toBe('failed');
-      expect(record.error?.message).toMatch(/the archive is older than max_lag: the newest WAL in pg-backup:\S+ was archived at \S+, (359\d|360\d) s before the fence found pg-primary down/);
+      expect(record.error?.message).toMatch(
+        /the archive is older than max_lag: the newest WAL in pg-backup:\S+ was archived at \S+, (359\d|360\d) s before the fence found pg-primary down/,
+      );
       expect(record.error?.hint).toContain('--data-from backup');
       expect(existsSync(targetData)).toBe(false);
     },
@@ -247,7 +276,9 @@ describe('data.migration postgresql: restore from a base backup and the WAL arch
       expect(lines).toContain(`would restore the base backup pg-backup:${join(backupDir, 'base')}`);
       expect(lines).toMatch(/would copy \d+ WAL segment\(s\)/);
       expect(lines).toContain('would start PostgreSQL 15 on pg-target');
-      expect(lines).toMatch(/freshness: the newest WAL in pg-backup:\S+ was archived at \S+, \d s before the fence found pg-primary down/);
+      expect(lines).toMatch(
+        /freshness: the newest WAL in pg-backup:\S+ was archived at \S+, \d s before the fence found pg-primary down/,
+      );
       expect(existsSync(targetData)).toBe(false);
     },
     SLOW,
@@ -260,7 +291,6 @@ describe('data.migration postgresql: restore from a base backup and the WAL arch
       const run = await runSteps([migrateStep], context(), { journal: journal(RUN, fenced) });
       expect(run.error).toBeUndefined();
       const record = run.record('migrate');
-      if (process.env.PG_DEBUG) console.log(JSON.stringify(record, null, 1));
       expect(record.status).toBe('succeeded');
       const out = record.outputs as {
         recovery_point: { lsn: string; last_transaction_at: string; timeline: number; segment_bytes: number };
@@ -280,7 +310,13 @@ describe('data.migration postgresql: restore from a base backup and the WAL arch
       expect(out.checksums.tables).toBe(2);
       // The target serves the data, read-write, with the late rows.
       const conn2 = { osUser: 'postgres', bin: BIN, socket: sock, port: targetPort };
-      const rows = await psql(ssh, hosts.target, conn2, 'shop', "SELECT count(*), pg_is_in_recovery() FROM orders WHERE customer LIKE 'late %';\n");
+      const rows = await psql(
+        ssh,
+        hosts.target,
+        conn2,
+        'shop',
+        "SELECT count(*), pg_is_in_recovery() FROM orders WHERE customer LIKE 'late %';\n",
+      );
       expect(rows.trim()).toBe('1000|f');
       // The journal holds the recovery point and the figures, and the staged WAL is gone.
       expect(record.log.join('\n')).toContain('table checksums equal those recorded with the backup');
