@@ -28,7 +28,8 @@ import { testJournal } from '../helpers/journal.js';
 import { runSteps } from '../helpers/run-step.js';
 import { freePort, startSshd, type TestSshd } from '../helpers/sshd.js';
 
-const BIN = '/usr/lib/postgresql/15/bin';
+/** PostgreSQL 15's programs (PERSONA_PG_BIN overrides, e.g. to prove a missing one fails fast, naming it). */
+const BIN = process.env.PERSONA_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 const SLOW = 180_000;
 
 let root: string;
@@ -63,7 +64,6 @@ beforeAll(async () => {
     `${BIN}/postgres`,
     'runuser',
     'tar',
-    'od',
   );
   root = mkdtempSync(join(tmpdir(), 'persona-pg-'));
   chmodSync(root, 0o755);
