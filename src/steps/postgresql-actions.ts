@@ -84,16 +84,23 @@ export function baseAction(
 /** Segments per tar stream: each name is an argument. */
 const WAL_BATCH = 1000;
 
+/** Where segments are copied from: the backup host's archive, or the failed host's pg_wal. */
+export interface WalSource {
+  id: 'pg:wal' | 'pg:wal-failed';
+  host: InventoryHost;
+  dir: string;
+}
+
 export function walAction(
   ctx: StepContext,
-  backupHost: InventoryHost,
   s: PgSettings,
+  from: WalSource,
   names: string[],
   bytes: number,
 ): Action {
   return {
-    id: 'pg:wal',
-    title: `copy ${names.length} WAL segment(s) (${MiB(bytes)}, ${names[0]}…${names.at(-1)}) from ${s.backupHost}:${s.wal} to ${ctx.target.name}:${join(s.stage, 'wal')}, where restore_command reads them`,
+    id: from.id,
+    title: `copy ${names.length} WAL segment(s) (${MiB(bytes)}, ${names[0]}…${names.at(-1)}) from ${from.host.name}:${from.dir} to ${ctx.target.name}:${join(s.stage, 'wal')}, where restore_command reads them`,
     touches: ctx.target.name,
     mutates: true,
     observable: true,
@@ -103,12 +110,17 @@ export function walAction(
       for (let i = 0; i < names.length; i += WAL_BATCH)
         sent += await pipe(
           c,
-          backupHost,
-          ['tar', '-C', s.wal, '-cf', '-', ...names.slice(i, i + WAL_BATCH)],
+          from.host,
+          ['tar', '-C', from.dir, '-cf', '-', ...names.slice(i, i + WAL_BATCH)],
           ['sh', '-c', RECEIVE_WAL, 'persona-pg-wal', join(s.stage, 'wal'), s.osUser],
-          `WAL segments from ${s.wal}`,
+          `WAL segments from ${from.dir}`,
         );
-      return { segments: names.length, transferred_bytes: sent, duration_ms: Date.now() - started };
+      return {
+        from: `${from.host.name}:${from.dir}`,
+        segments: names.length,
+        transferred_bytes: sent,
+        duration_ms: Date.now() - started,
+      };
     },
   };
 }
@@ -133,7 +145,7 @@ async function pipe(
       'E_STEP_FAILED',
       `copying ${what} from ${from.name} to ${c.target.name} failed (${r.bytes} bytes passed): ${end(from, send, r.source)}; ${end(c.target, receive, r.sink)}`,
       {
-        hint: 'Nothing on the backup host changed; resume to start this copy again.',
+        hint: `Nothing on ${from.name} changed; resume to start this copy again.`,
       },
     );
   }

@@ -44,7 +44,7 @@ export interface BackupFacts {
   systemId?: string;
   baseBytes: number;
   /** Regular files of the archive named like WAL segments: name, mtime (epoch seconds), size. */
-  segments: Array<{ name: string; mtime: number; bytes: number }>;
+  segments: SegmentFile[];
   /** Timeline history files in the archive (00000002.history). */
   histories: string[];
   /** The checksums file's text, when there is one. */
@@ -87,43 +87,72 @@ export function parseBackupFacts(text: string): BackupFacts {
   return facts;
 }
 
-/** The segments a restore from this base backup can replay: from its start segment on, without a gap. */
+/** A WAL segment file as a host lists it: name, mtime (epoch seconds), size. */
+export interface SegmentFile {
+  name: string;
+  mtime: number;
+  bytes: number;
+}
+
+/**
+ * The segments a restore from this base backup can replay: from its start segment on, on its timeline, without a
+ * gap; each from the archive, else from the failed host's pg_wal (when it answers with PostgreSQL stopped, its
+ * pg_wal holds what was not archived yet, the segment being written included).
+ */
 export interface ArchiveRun {
-  segments: Array<{ name: string; mtime: number; bytes: number }>;
+  segments: Array<SegmentFile & { from: 'archive' | 'failed-host' }>;
   segmentBytes: number;
   /** The first byte after the last usable segment. */
   endLsn: bigint;
-  /** When the newest usable segment was archived (its mtime), or the base backup's start when there is none. */
+  /** When the newest usable segment of the archive was archived (its mtime), else the base backup's start. */
   newestAt?: Date;
-  /** Segments of the base backup's timeline after a gap, or of other timelines: not used. */
+  /** Archive segments of the base backup's timeline after a gap, or of other timelines: not used. */
   unused: { afterGap: number; gapAfter?: string; otherTimelines: number };
 }
 
-export function archiveRun(facts: BackupFacts): ArchiveRun | { problem: string } {
+export function archiveRun(
+  facts: BackupFacts,
+  failedWal: SegmentFile[] = [],
+): ArchiveRun | { problem: string } {
   const label = facts.label;
   if (!facts.base || !label) return { problem: 'no base backup with a backup_label' };
   const first = facts.segments.find((s) => s.name === label.startSegment);
-  const segmentBytes = first?.bytes ?? facts.segments[0]?.bytes ?? 16 * 1024 * 1024;
+  const segmentBytes = first?.bytes ?? facts.segments[0]?.bytes ?? failedWal[0]?.bytes ?? 16 * 1024 * 1024;
   const start = parseSegment(label.startSegment, segmentBytes)!;
-  const same = facts.segments
-    .map((s) => ({ ...s, seg: parseSegment(s.name, segmentBytes)! }))
-    .filter((s) => s.seg.timeline === label.timeline && s.seg.number >= start.number);
+  const usable = (list: SegmentFile[]) =>
+    new Map(
+      list
+        .map((f) => ({ ...f, seg: parseSegment(f.name, segmentBytes) }))
+        .filter((f) => f.seg?.timeline === label.timeline && f.seg.number >= start.number)
+        .map((f) => [f.seg!.number, f] as const),
+    );
+  const archived = usable(facts.segments);
+  const local = usable(failedWal);
   const run: ArchiveRun['segments'] = [];
-  let next = start.number;
-  for (const s of same) {
-    if (s.seg.number !== next || s.bytes !== segmentBytes) break;
-    run.push({ name: s.name, mtime: s.mtime, bytes: s.bytes });
-    next += 1n;
+  for (let next = start.number; ; next += 1n) {
+    const a = archived.get(next);
+    if (a && a.bytes === segmentBytes) {
+      run.push({ name: a.name, mtime: a.mtime, bytes: a.bytes, from: 'archive' });
+      continue;
+    }
+    const f = local.get(next);
+    // pg_wal also holds recycled segments renamed ahead of the one being written: older than the segment before
+    // them in pg_wal (an archive copy's mtime says when it was copied, not written: not compared). Replay checks
+    // each page's address, so a recycled segment taken anyway only ends the replay.
+    const before = run.filter((r) => r.from === 'failed-host').at(-1);
+    if (!f || f.bytes !== segmentBytes || f.mtime < (before?.mtime ?? 0)) break;
+    run.push({ name: f.name, mtime: f.mtime, bytes: f.bytes, from: 'failed-host' });
   }
-  const afterGap = same.length - run.length;
-  const newest = run.at(-1);
+  const used = new Set(run.map((r) => r.name));
+  const afterGap = [...archived.values()].filter((a) => !used.has(a.name)).length;
+  const newest = run.filter((r) => r.from === 'archive').at(-1);
   const startAt = label.startTime
     ? new Date(label.startTime.replace(' UTC', 'Z').replace(' ', 'T'))
     : undefined;
   return {
     segments: run,
     segmentBytes,
-    endLsn: next * BigInt(segmentBytes),
+    endLsn: (start.number + BigInt(run.length)) * BigInt(segmentBytes),
     ...(newest
       ? { newestAt: new Date(newest.mtime * 1000) }
       : startAt && !Number.isNaN(startAt.getTime())
@@ -131,12 +160,35 @@ export function archiveRun(facts: BackupFacts): ArchiveRun | { problem: string }
         : {}),
     unused: {
       afterGap,
-      ...(afterGap > 0 ? { gapAfter: newest?.name ?? label.startSegment } : {}),
+      ...(afterGap > 0 ? { gapAfter: run.at(-1)?.name ?? label.startSegment } : {}),
       otherTimelines: facts.segments.filter(
-        (s) => parseSegment(s.name, segmentBytes)!.timeline !== label.timeline,
+        (x) => parseSegment(x.name, segmentBytes)!.timeline !== label.timeline,
       ).length,
     },
   };
+}
+
+/** What the failed host shows of its cluster when it answers. */
+export interface FailedFacts {
+  cluster: boolean;
+  systemId?: string;
+  running: boolean;
+  /** Its pg_wal's segment files. */
+  segments: SegmentFile[];
+}
+
+export function parseFailedFacts(text: string): FailedFacts {
+  const facts: FailedFacts = { cluster: false, running: false, segments: [] };
+  for (const [key, value] of records(text)) {
+    if (key === 'cluster') facts.cluster = value === 'yes';
+    else if (key === 'sysid' && /^\d+$/.test(value.trim())) facts.systemId = value.trim();
+    else if (key === 'running') facts.running = value === 'yes';
+    else if (key === 'seg') {
+      const [name = '', mtime = '', bytes = ''] = value.split(' ');
+      if (SEGMENT_NAME.test(name)) facts.segments.push({ name, mtime: Number(mtime), bytes: Number(bytes) });
+    }
+  }
+  return facts;
 }
 
 /** When the failed host was last known to serve, or the closest later moment persona knows: the loss's end. */
@@ -234,9 +286,20 @@ export interface PossibleLoss {
 export function possibleLoss(
   point: RecoveryPoint,
   reference: Reference,
-  archive: { lastSegment?: string },
+  archive: { lastSegment?: string; tailFrom?: string },
 ): PossibleLoss {
   const since = point.last_transaction_at;
+  if (archive.tailFrom)
+    // Its PostgreSQL was stopped and its pg_wal continued the archive: replay went to the end of its WAL, where
+    // every transaction it committed is (a commit is written to the WAL before it returns).
+    return {
+      seconds: 0,
+      since,
+      until: since ?? reference.at.toISOString(),
+      until_what: `the end of ${archive.tailFrom}'s WAL`,
+      bytes_at_most: 0,
+      bytes_basis: `${archive.tailFrom} answered with PostgreSQL stopped, and its pg_wal continued the archive up to ${archive.lastSegment}: replay ended at the end of its WAL`,
+    };
   const seconds =
     since === null ? null : Math.max(0, Math.round((reference.at.getTime() - Date.parse(since)) / 1000));
   return {

@@ -91,6 +91,19 @@ export const TARGET_FACTS = [
   'exit 0',
 ].join('\n');
 
+/** $1 the data directory on the failed host: its cluster, whether it runs, its pg_wal. NUL-separated records. */
+export const FAILED_FACTS = [
+  'd=$1',
+  '[ -f "$d/PG_VERSION" ] && printf \'cluster=yes\\0\'',
+  '[ -f "$d/global/pg_control" ] && printf \'sysid=%s\\0\' "$(od -An -tu8 -N8 -- "$d/global/pg_control" | tr -d \' \')"',
+  'if [ -f "$d/postmaster.pid" ]; then',
+  '  pid=$(head -n 1 -- "$d/postmaster.pid")',
+  '  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && printf \'running=yes\\0\'',
+  'fi',
+  '[ -d "$d/pg_wal" ] && find "$d/pg_wal/" -mindepth 1 -maxdepth 1 -type f -printf \'seg=%f %T@ %s\\0\'',
+  'exit 0',
+].join('\n');
+
 /**
  * $1 data directory, $2 staging directory, $3 the cluster's user, $4 where other data goes, $5 binaries. Stops a
  * server running on the data directory; this run's unfinished restore is removed, anything else moved aside.

@@ -7,26 +7,41 @@
  * the segments from the target's staging directory. The freshness gate refuses an archive older than max_lag unless
  * the operator chose the backup (--data-from backup). The conclusion reports the recovery point and the possible
  * loss, and compares table checksums with those recorded with the backup when no write happened in between.
- * A failed host that still answers is not streamed from (yet): the step says so and waits for the explicit choice.
+ * A failed host that answers with its PostgreSQL stopped completes the archive with its pg_wal (nothing is lost); one
+ * whose PostgreSQL runs is not streamed from (that is the planned move): the step says so and waits for a choice.
  */
+import { join } from 'node:path';
 import { PersonaError } from '../errors.js';
+import type { InventoryHost } from '../hosts/inventory.js';
 import type { Action, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { decideSource, fenceFacts } from './data-source.js';
 import { baseAction, cleanupAction, recoverAction, walAction } from './postgresql-actions.js';
 import {
+  type ArchiveRun,
   archiveRun,
+  type BackupFacts,
   type Checksums,
   compareChecksums,
+  type FailedFacts,
   freshnessGate,
   parseBackupFacts,
+  parseFailedFacts,
   parseRecordedChecksums,
   parseTargetFacts,
   possibleLoss,
   type RecoveryPoint,
   type Reference,
+  type RestoreWork,
   restoreWork,
+  type TargetFacts,
 } from './postgresql-facts.js';
-import { BACKUP_FACTS, type PgSettings, pgSettings, TARGET_FACTS } from './postgresql-scripts.js';
+import {
+  BACKUP_FACTS,
+  FAILED_FACTS,
+  type PgSettings,
+  pgSettings,
+  TARGET_FACTS,
+} from './postgresql-scripts.js';
 import { clusterChecksums, runOn } from './postgresql-sql.js';
 import { reachable } from './reach.js';
 
@@ -48,30 +63,57 @@ function reference(ctx: StepContext): Reference {
 /** The facts a plan leaves for the conclusion. */
 export interface PgFacts {
   method: 'postgresql';
-  source: { kind: 'backup-host'; host: string; why: string };
+  source: { kind: 'backup-host'; host: string; why: string; wal_tail_from?: string };
   done: boolean;
   recovery_point?: RecoveryPoint;
   reference: { at: string; what: string };
-  archive: { base: string; wal: string; segments: number; last_segment?: string; newest_at?: string };
+  archive: {
+    base: string;
+    wal: string;
+    segments: number;
+    last_segment?: string;
+    newest_at?: string;
+    /** Segments taken from the failed host's pg_wal (after the archive's, or where it had none). */
+    from_failed_host?: number;
+  };
   freshness?: string;
   checksums_recorded?: string;
 }
 
-/** Where the data comes from: the archive when the failed host is proven down or the operator chose it. */
-async function sourceDecision(
-  ctx: StepContext,
-): Promise<{ why: string } | { blocked: NonNullable<StepPlan['blocked']> }> {
+/** The source: the archive, completed by the failed host's pg_wal when it answers with PostgreSQL stopped. */
+type Source = { why: string; failed?: FailedFacts };
+
+/**
+ * Where the data comes from. The failed host proven down, or --data-from backup: the archive. The failed host
+ * answering with its cluster stopped (the fence stopped it): the archive, and its pg_wal for what was not archived.
+ * Its cluster running: blocked, since its WAL goes on growing and a live primary is the planned move's business.
+ */
+async function sourceDecision(ctx: StepContext, s: PgSettings): Promise<Source | { blocked: Blocked }> {
   const dataFrom = ctx.journal.options.data_from ?? 'auto';
   const reach = dataFrom === 'backup' ? ({ ok: true } as const) : await reachable(ctx, ctx.failed);
+  const failed =
+    dataFrom !== 'backup' && reach.ok
+      ? parseFailedFacts(
+          (
+            await runOn(
+              ctx,
+              ctx.failed,
+              ['sh', '-c', FAILED_FACTS, 'persona-pg-failed', s.dataDir],
+              `looking at ${s.dataDir}`,
+            )
+          ).stdout,
+        )
+      : undefined;
   const recorded = fenceFacts(ctx.previous('fence'));
   const assumed = ctx.previous('fence')?.status === 'pending' && !recorded && !reach.ok;
   const decision = decideSource({
     failedName: ctx.failed.name,
     reach,
-    failedHasData: reach.ok,
+    failedHasData: failed?.cluster === true,
     fence: recorded ?? (assumed ? { host_reachable: false } : undefined),
     dataFrom,
   });
+  const name = ctx.failed.name;
   if ('refuse' in decision)
     return {
       blocked: {
@@ -79,12 +121,17 @@ async function sourceDecision(
         hint: decision.hint,
       },
     };
-  if (decision.use === 'failed-host')
+  if (decision.use === 'failed-host' && failed?.running)
     return {
       blocked: {
-        message: `${ctx.failed.name} answers: its PostgreSQL may hold WAL the archive lacks, and persona restores PostgreSQL from the archive only (streaming from the failed host is for the planned move)`,
-        hint: `To lose nothing, run \`SELECT pg_switch_wal()\` on ${ctx.failed.name} and wait until the archive holds that segment (pg_stat_archiver), then resume with \`--data-from backup\`; or resume with it now to restore what the archive holds.`,
+        message: `${name} answers and its PostgreSQL runs on ${s.dataDir}: its WAL goes on growing past the archive, and persona does not stream from a live primary (that is the planned move's job)`,
+        hint: `Stop PostgreSQL on ${name} (the fence does, when deploy.stop stops it) and resume: its pg_wal then completes the archive and nothing is lost. Or resume with \`--data-from backup\` to restore what the archive holds.`,
       },
+    };
+  if (decision.use === 'failed-host')
+    return {
+      why: `${decision.why}, with PostgreSQL stopped: its pg_wal completes the archive`,
+      failed: failed!,
     };
   const why = assumed
     ? decision.why.replace('the fence found it down too', 'if the fence finds it down too')
@@ -92,9 +139,16 @@ async function sourceDecision(
   return { why };
 }
 
+type Blocked = NonNullable<StepPlan['blocked']>;
+const blocked = (notes: string[], message: string, hint?: string): StepPlan => ({
+  actions: [],
+  notes,
+  blocked: { message, ...(hint ? { hint } : {}) },
+});
+
 export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
   const s = pgSettings(ctx.profile, ctx.journal.run_id);
-  const chosen = await sourceDecision(ctx);
+  const chosen = await sourceDecision(ctx, s);
   if ('blocked' in chosen) return { actions: [], notes: [], blocked: chosen.blocked };
   const backupHost = ctx.findHost(s.backupHost);
   const [backupText, targetText] = await Promise.all([
@@ -117,20 +171,29 @@ export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
   const notes = [
     `data source: ${s.backupHost}:${s.base} and ${where} (PostgreSQL ${s.version} base backup and WAL archive) — ${chosen.why}`,
   ];
-  const run = archiveRun(backup);
+  const run = archiveRun(backup, chosen.failed?.segments);
   if ('problem' in run)
-    return {
-      actions: [],
+    return blocked(
       notes,
-      blocked: {
-        message: `${s.backupHost}:${s.base}: ${run.problem}`,
-        hint: 'Take a base backup there with pg_basebackup -D (plain format), then resume.',
-      },
-    };
+      `${s.backupHost}:${s.base}: ${run.problem}`,
+      'Take a base backup there with pg_basebackup -D (plain format), then resume.',
+    );
+  if (chosen.failed && chosen.failed.systemId !== backup.systemId)
+    return blocked(
+      notes,
+      `${ctx.failed.name}:${s.dataDir} holds another cluster than the base backup (system identifier ${chosen.failed.systemId ?? 'unknown'}, the backup's ${backup.systemId ?? 'unknown'}): its WAL cannot complete the archive`,
+      'Resume with `--data-from backup` to restore what the archive holds.',
+    );
+  const tail = run.segments.filter((x) => x.from === 'failed-host');
   const ref = reference(ctx);
   const facts: PgFacts = {
     method: 'postgresql',
-    source: { kind: 'backup-host', host: s.backupHost, why: chosen.why },
+    source: {
+      kind: 'backup-host',
+      host: s.backupHost,
+      why: chosen.why,
+      ...(tail.length > 0 ? { wal_tail_from: ctx.failed.name } : {}),
+    },
     done: false,
     reference: { at: ref.at.toISOString(), what: ref.what },
     archive: {
@@ -139,6 +202,7 @@ export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
       segments: run.segments.length,
       ...(run.segments.at(-1) ? { last_segment: run.segments.at(-1)!.name } : {}),
       ...(run.newestAt ? { newest_at: run.newestAt.toISOString() } : {}),
+      ...(tail.length > 0 ? { from_failed_host: tail.length } : {}),
     },
     ...(backup.checksums !== undefined ? { checksums_recorded: backup.checksums } : {}),
   };
@@ -146,6 +210,8 @@ export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
     notes.push(
       `${where} has ${run.unused.afterGap} segment(s) after a gap following ${run.unused.gapAfter}: replay stops at the gap`,
     );
+  if (chosen.failed && tail.length === 0)
+    notes.push(`${ctx.failed.name}'s pg_wal does not continue the archive: restoring what the archive holds`);
   const work = restoreWork(target, run, backup.systemId);
   if (work === 'done') {
     const point = JSON.parse(target.recovered!) as RecoveryPoint;
@@ -161,53 +227,94 @@ export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
     };
   }
   if (!target.binaries)
-    return {
-      actions: [],
+    return blocked(
       notes,
-      blocked: {
-        message: `${ctx.target.name}: ${s.bin}/pg_ctl or psql is not installed (data.migration postgresql needs PostgreSQL ${s.version} on the target)`,
-        hint: `Add postgresql-${s.version} to software_stack, or install it on ${ctx.target.name}, then resume.`,
-      },
-    };
-  const gate = freshnessGate({
-    newestAt: run.newestAt,
-    reference: ref,
-    maxLagSeconds: s.maxLag,
-    accepted: (ctx.journal.options.data_from ?? 'auto') === 'backup',
-    where,
+      `${ctx.target.name}: ${s.bin}/pg_ctl or psql is not installed (data.migration postgresql needs PostgreSQL ${s.version} on the target)`,
+      `Add postgresql-${s.version} to software_stack, or install it on ${ctx.target.name}, then resume.`,
+    );
+  const freshness =
+    tail.length > 0
+      ? {
+          ok: true as const,
+          note: `freshness: ${ctx.failed.name}'s pg_wal continues the archive to its last write (${tail.at(-1)!.name}): nothing to gate`,
+        }
+      : freshnessGate({
+          newestAt: run.newestAt,
+          reference: ref,
+          maxLagSeconds: s.maxLag,
+          accepted: (ctx.journal.options.data_from ?? 'auto') === 'backup',
+          where,
+        });
+  if (!freshness.ok) return blocked(notes, freshness.message, freshness.hint);
+  notes.push(freshness.note);
+  return restoreActions(ctx, s, {
+    backupHost,
+    backup,
+    target,
+    run,
+    work,
+    notes,
+    facts: { ...facts, freshness: freshness.note },
   });
-  if (!gate.ok) return { actions: [], notes, blocked: { message: gate.message, hint: gate.hint } };
-  notes.push(gate.note);
-  const sizes = new Map(run.segments.map((x) => [x.name, x.bytes]));
-  const walBytes = work.wal.reduce((n, name) => n + (sizes.get(name) ?? 0), 0);
-  const needed = (work.base ? backup.baseBytes : 0) + walBytes;
+}
+
+/** The actions left, once the source, the gate and the target's room are settled. */
+function restoreActions(
+  ctx: StepContext,
+  s: PgSettings,
+  p: {
+    backupHost: InventoryHost;
+    backup: BackupFacts;
+    target: TargetFacts;
+    run: ArchiveRun;
+    work: RestoreWork;
+    notes: string[];
+    facts: PgFacts;
+  },
+): StepPlan {
+  const { work, run, target } = p;
+  const from = new Map(run.segments.map((x) => [x.name, x]));
+  const todo = (origin: 'archive' | 'failed-host') => work.wal.filter((n) => from.get(n)?.from === origin);
+  const bytes = (names: string[]) => names.reduce((n, name) => n + (from.get(name)?.bytes ?? 0), 0);
+  const [archived, local] = [todo('archive'), todo('failed-host')];
+  const needed = (work.base ? p.backup.baseBytes : 0) + bytes(archived) + bytes(local);
   if (needed > target.freeBytes)
-    return {
-      actions: [],
-      notes,
-      blocked: {
-        message: `${ctx.target.name}: ${MiB(target.freeBytes)} free for ${s.dataDir}; the base backup and WAL need ${MiB(needed)}`,
-        hint: 'Free space on the target, or choose another target.',
-      },
-    };
+    return blocked(
+      p.notes,
+      `${ctx.target.name}: ${MiB(target.freeBytes)} free for ${s.dataDir}; the base backup and WAL need ${MiB(needed)}`,
+      'Free space on the target, or choose another target.',
+    );
   const actions: Action[] = [];
   if (work.base)
     actions.push(
-      baseAction(ctx, backupHost, s, {
-        bytes: backup.baseBytes,
+      baseAction(ctx, p.backupHost, s, {
+        bytes: p.backup.baseBytes,
         moveAside: work.moveAside,
         running: target.running,
       }),
     );
-  if (work.wal.length > 0) actions.push(walAction(ctx, backupHost, s, work.wal, walBytes));
+  if (archived.length > 0)
+    actions.push(
+      walAction(ctx, s, { id: 'pg:wal', host: p.backupHost, dir: s.wal }, archived, bytes(archived)),
+    );
+  if (local.length > 0)
+    actions.push(
+      walAction(
+        ctx,
+        s,
+        { id: 'pg:wal-failed', host: ctx.failed, dir: join(s.dataDir, 'pg_wal') },
+        local,
+        bytes(local),
+      ),
+    );
   actions.push(recoverAction(ctx, s, run));
-  return { actions, notes, facts: { ...facts, freshness: gate.note } as unknown as StepOutputs };
+  return { actions, notes: p.notes, facts: p.facts as unknown as StepOutputs };
 }
 
 export function postgresqlDescribe(ctx: StepContext): string[] {
   const s = pgSettings(ctx.profile, ctx.journal.run_id);
   return [
-    `restore PostgreSQL ${s.version} onto ${ctx.target.name}:${s.dataDir} from the base backup ${s.backupHost}:${s.base} and the WAL archive ${s.backupHost}:${s.wal}, to the end of the archive, then promote it (when ${ctx.failed.name} is proven down, or with --data-from backup); an archive older than max_lag ${s.maxLag} s is refused unless chosen with --data-from backup`,
+    `restore PostgreSQL ${s.version} onto ${ctx.target.name}:${s.dataDir} from the base backup ${s.backupHost}:${s.base} and the WAL archive ${s.backupHost}:${s.wal}, to the end of the archive, then promote it (when ${ctx.failed.name} is proven down, or with --data-from backup; when it answers with PostgreSQL stopped, its pg_wal completes the archive); an archive older than max_lag ${s.maxLag} s is refused unless chosen with --data-from backup`,
   ];
 }
 
@@ -228,13 +335,12 @@ export async function postgresqlConclude(ctx: StepContext, final: StepPlan): Pro
   const s = pgSettings(ctx.profile, ctx.journal.run_id);
   const point = facts.recovery_point;
   const ref: Reference = { at: new Date(facts.reference.at), what: facts.reference.what };
-  const loss = possibleLoss(
-    point,
-    ref,
-    facts.archive.last_segment ? { lastSegment: facts.archive.last_segment } : {},
-  );
+  const loss = possibleLoss(point, ref, {
+    ...(facts.archive.last_segment ? { lastSegment: facts.archive.last_segment } : {}),
+    ...(facts.source.wal_tail_from ? { tailFrom: facts.source.wal_tail_from } : {}),
+  });
   ctx.log(
-    `recovery point: ${point.lsn} on timeline ${point.timeline}, last transaction ${point.last_transaction_at ?? 'none replayed'}; possible loss: ${loss.seconds === null ? 'unknown' : `${loss.seconds} s`} (until ${loss.until_what}), at most ${loss.bytes_at_most} bytes of WAL if the archiver kept up`,
+    `recovery point: ${point.lsn} on timeline ${point.timeline}, last transaction ${point.last_transaction_at ?? 'none replayed'}; possible loss: ${loss.seconds === null ? 'unknown' : `${loss.seconds} s`} (until ${loss.until_what}), at most ${loss.bytes_at_most} bytes of WAL: ${loss.bytes_basis}`,
   );
   const restored = await clusterChecksums(ctx.ssh, ctx.target, s, ctx.signal);
   const verdict = verifyChecksums(ctx, s, facts.checksums_recorded, restored);

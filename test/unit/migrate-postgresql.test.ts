@@ -21,6 +21,7 @@ import {
   freshnessGate,
   isoTime,
   parseBackupFacts,
+  parseFailedFacts,
   parseLsn,
   parseRecordedChecksums,
   parseRecoveryPoint,
@@ -96,6 +97,23 @@ describe('the backup host, from the facts script on a real pg_basebackup and arc
   });
 });
 
+describe('the failed host, from the facts script on a real primary stopped with -m immediate', () => {
+  const failed = parseFailedFacts(fixture('failed-facts-stopped.bin'));
+
+  test('its cluster, not running, its pg_wal segments (the .backup file left out)', () => {
+    expect(failed).toMatchObject({ cluster: true, running: false, systemId: '7712982831479122878' });
+    expect(failed.segments.map((x) => x.name).sort()).toEqual([
+      '000000010000000000000002',
+      '000000010000000000000003',
+    ]);
+  });
+
+  test('everything it has is archived already: the archive alone makes the run', () => {
+    const run = archiveRun(parseBackupFacts(fixture('backup-facts.bin')), failed.segments) as ArchiveRun;
+    expect(run.segments.map((x) => x.from)).toEqual(['archive', 'archive']);
+  });
+});
+
 const seg = (name: string, mtime = 1000, bytes = SEG) => ({ name, mtime, bytes });
 const backup = (segments: BackupFacts['segments'], over: Partial<BackupFacts> = {}): BackupFacts => ({
   base: true,
@@ -144,6 +162,28 @@ describe('archiveRun', () => {
     const run = archiveRun(backup([])) as ArchiveRun;
     expect(run.segments).toEqual([]);
     expect(run.newestAt?.toISOString()).toBe('2026-11-27T22:32:38.000Z');
+  });
+
+  test("the failed host's pg_wal continues the archive, and fills a gap in it; recycled segments end the run", () => {
+    const archive = [seg('000000010000000000000002', 100), seg('000000010000000000000004', 300)];
+    const pgWal = [
+      seg('000000010000000000000003', 200),
+      seg('000000010000000000000004', 310),
+      seg('000000010000000000000005', 400),
+      seg('000000010000000000000006', 50),
+      seg('000000010000000000000007', 60),
+    ];
+    const run = archiveRun(backup(archive), pgWal) as ArchiveRun;
+    expect(run.segments.map((x) => [x.name.slice(-1), x.from])).toEqual([
+      ['2', 'archive'],
+      ['3', 'failed-host'],
+      ['4', 'archive'],
+      ['5', 'failed-host'],
+    ]);
+    expect(formatLsn(run.endLsn)).toBe('0/6000000');
+    // The archive's newest segment still dates the archive.
+    expect(run.newestAt?.getTime()).toBe(300_000);
+    expect(run.unused.afterGap).toBe(0);
   });
 
   test('no base backup', () => {
@@ -240,6 +280,22 @@ describe('the recovery point and the possible loss', () => {
       bytes_at_most: SEG,
     });
     expect(loss.bytes_basis).toContain('000000010000000000000003');
+  });
+
+  test("the failed host's pg_wal completed the archive: nothing lost, and the basis says so", () => {
+    const point = {
+      lsn: '0/5000000',
+      last_transaction_at: '2026-11-27T03:09:40.000Z',
+      timeline: 2,
+      segment_bytes: SEG,
+    };
+    const loss = possibleLoss(
+      point,
+      { at: new Date('2026-11-27T03:10:00Z'), what: 'now' },
+      { lastSegment: '000000010000000000000004', tailFrom: 'db-1' },
+    );
+    expect(loss).toMatchObject({ seconds: 0, bytes_at_most: 0, until_what: "the end of db-1's WAL" });
+    expect(loss.bytes_basis).toContain('db-1 answered with PostgreSQL stopped');
   });
 
   test('no transaction replayed: the seconds are unknown', () => {
@@ -449,7 +505,8 @@ function backupText(newest = '2026-11-27T03:09:00Z', extra: string[] = []) {
 }
 
 interface Scripted {
-  failed?: SshFailureKind | 'answers';
+  /** A failure kind, or what the failed host's facts script prints (it answers). */
+  failed?: SshFailureKind | string;
   backup?: string;
   target?: string;
 }
@@ -484,8 +541,12 @@ function pgContext(
   );
   const exec = async (target: SshTarget, argv: readonly string[] = []): Promise<ExecResult> => {
     if (target.name === 'db-1') {
-      if (s.failed === 'answers') return ok();
-      throw new SshError(s.failed ?? 'refused', 'db-1', `db-1: ${s.failed ?? 'refused'}`);
+      const kinds = ['refused', 'auth', 'timeout', 'unreachable', 'host-key-changed'];
+      if (s.failed === undefined || kinds.includes(s.failed as string)) {
+        const kind = (s.failed ?? 'refused') as SshFailureKind;
+        throw new SshError(kind, 'db-1', `db-1: ${kind}`);
+      }
+      return ok(argv.includes('persona-pg-failed') ? (s.failed as string) : '');
     }
     if (argv.includes('persona-pg-backup')) return ok(s.backup ?? backupText());
     if (argv.includes('persona-pg-target'))
@@ -557,17 +618,73 @@ describe('the plan', () => {
     });
   });
 
-  test('the failed host answers: not restored from the archive without the explicit choice; the hint says how to lose nothing', async () => {
-    const plan = await migrateStep.plan(pgContext({ failed: 'answers' }, 'answering'));
+  const stopped = (segments: string[], over = 'sysid=42\0') =>
+    ['cluster=yes', ...over.split('\0').filter(Boolean), ...segments.map((x) => `seg=${x}`), ''].join('\0');
+
+  test('the failed host answers with its PostgreSQL running: blocked; the hint says how to lose nothing', async () => {
+    const plan = await migrateStep.plan(
+      pgContext({ failed: stopped([], 'sysid=42\0running=yes') }, 'answering'),
+    );
     expect(plan.actions).toEqual([]);
-    expect(plan.blocked?.message).toContain('db-1 answers: its PostgreSQL may hold WAL the archive lacks');
-    expect(plan.blocked?.hint).toContain('pg_switch_wal()');
+    expect(plan.blocked?.message).toContain(
+      'db-1 answers and its PostgreSQL runs on /var/lib/postgresql/15/main',
+    );
+    expect(plan.blocked?.hint).toContain('Stop PostgreSQL on db-1');
     expect(plan.blocked?.hint).toContain('--data-from backup');
-    expect(await ids(pgContext({ failed: 'answers' }, 'answering', 'backup'))).toEqual([
-      'pg:base',
-      'pg:wal',
-      'pg:recover',
-    ]);
+    const chosen = pgContext({ failed: stopped([], 'sysid=42\0running=yes') }, 'answering', 'backup');
+    expect(await ids(chosen)).toEqual(['pg:base', 'pg:wal', 'pg:recover']);
+  });
+
+  test('the failed host answers with PostgreSQL stopped: its pg_wal completes the archive, and no gate applies', async () => {
+    const wal = [
+      `000000010000000000000003 ${epoch('2026-11-27T02:00:00Z')} ${SEG}`,
+      `000000010000000000000004 ${epoch('2026-11-27T03:09:40Z')} ${SEG}`,
+      // recycled ahead of the one being written: older than it
+      `000000010000000000000005 ${epoch('2026-11-27T01:00:00Z')} ${SEG}`,
+    ];
+    // The archive is an hour older than max_lag allows: the failed host's WAL makes it current.
+    const plan = await migrateStep.plan(
+      pgContext({ failed: stopped(wal), backup: backupText('2026-11-27T02:00:00Z') }, 'answering'),
+    );
+    expect(plan.blocked).toBeUndefined();
+    expect(plan.actions.map((a) => a.id)).toEqual(['pg:base', 'pg:wal', 'pg:wal-failed', 'pg:recover']);
+    expect(plan.actions[2]!.title).toContain(
+      'copy 1 WAL segment(s) (16.0 MiB, 000000010000000000000004…000000010000000000000004) from db-1:/var/lib/postgresql/15/main/pg_wal',
+    );
+    expect(plan.notes[0]).toContain(
+      'db-1 answers and has the data, with PostgreSQL stopped: its pg_wal completes the archive',
+    );
+    expect(plan.notes.join('\n')).toContain(
+      "db-1's pg_wal continues the archive to its last write (000000010000000000000004)",
+    );
+    expect(plan.facts).toMatchObject({
+      source: { wal_tail_from: 'db-1' },
+      archive: { segments: 3, from_failed_host: 1 },
+    });
+  });
+
+  test('the failed host holds another cluster: its WAL cannot complete the archive', async () => {
+    const plan = await migrateStep.plan(pgContext({ failed: stopped([], 'sysid=7') }, 'answering'));
+    expect(plan.blocked?.message).toContain(
+      "holds another cluster than the base backup (system identifier 7, the backup's 42)",
+    );
+  });
+
+  test('the failed host answers without a cluster (wiped): the archive, behind the gate', async () => {
+    const plan = await migrateStep.plan(
+      pgContext({ failed: '', backup: backupText('2026-11-27T02:00:00Z') }, 'answering'),
+    );
+    expect(plan.blocked?.message).toContain('the archive is older than max_lag');
+  });
+
+  test('the failed host stopped, but its pg_wal does not continue the archive: said, and the gate applies', async () => {
+    const wal = [`000000010000000000000009 ${epoch('2026-11-27T03:09:40Z')} ${SEG}`];
+    const plan = await migrateStep.plan(pgContext({ failed: stopped(wal) }, 'answering'));
+    expect(plan.notes.join('\n')).toContain(
+      "db-1's pg_wal does not continue the archive: restoring what the archive holds",
+    );
+    expect(plan.notes.join('\n')).toContain('freshness: the newest WAL');
+    expect(plan.actions.map((a) => a.id)).toEqual(['pg:base', 'pg:wal', 'pg:recover']);
   });
 
   test('an authentication failure is no proof the host is down: blocked, as for rsync', async () => {
