@@ -10,7 +10,16 @@
  * checksums equal those recorded; a new plan is empty.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -39,10 +48,12 @@ let targetData: string;
 let backupDir: string;
 let primaryPort: number;
 let targetPort: number;
+let target2Port: number;
 const sshds: TestSshd[] = [];
 let ssh: SshTransport;
 const local = new LocalTransport();
-const hosts: Record<'failed' | 'backup' | 'target' | 'here', InventoryHost> = {} as never;
+const hosts: Record<'failed' | 'backup' | 'target' | 'here' | 'answering' | 'target2', InventoryHost> =
+  {} as never;
 /** What the primary showed after its last write: its WAL position and the time around the commit. */
 const last: { lsn: bigint; before: number; after: number } = { lsn: 0n, before: 0, after: 0 };
 let archivedAt = 0;
@@ -151,6 +162,28 @@ beforeAll(async () => {
 
   sshds.push(await startSshd({ address: '127.0.0.5' }));
   sshds.push(await startSshd({ address: '127.0.0.6' }));
+  // For the second scenario: the primary's host answering, and a target in a mount namespace of its own where
+  // root/target2 is mounted over root/primary (both hosts keep the cluster at the same path, as on Debian).
+  sshds.push(await startSshd({ address: '127.0.0.7' }));
+  mkdirSync(join(root, 'target2'));
+  sshds.push(
+    await startSshd({
+      address: '127.0.0.8',
+      wrap: [
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        'sh',
+        '-c',
+        'set -e; mount --bind -- "$1" "$2"; shift 2; exec "$@"',
+        'persona-pg-ns',
+        join(root, 'target2'),
+        join(root, 'primary'),
+      ],
+    }),
+  );
   const config = join(root, 'ssh_config');
   writeFileSync(
     config,
@@ -166,13 +199,25 @@ beforeAll(async () => {
   });
   hosts.backup = host('pg-backup', sshds[0]!);
   hosts.target = host('pg-target', sshds[1]!);
+  hosts.answering = host('pg-primary', sshds[2]!);
+  hosts.target2 = host('pg-target-2', sshds[3]!);
   // Nothing listens there: the failed host refuses.
-  hosts.failed = { name: 'pg-primary', address: '127.0.0.7', port: await freePort(), labels: {}, apps: [] };
+  hosts.failed = { name: 'pg-primary', address: '127.0.0.9', port: await freePort(), labels: {}, apps: [] };
+  target2Port = await freePort();
 }, 180_000);
 
 afterAll(async () => {
   await ssh?.close();
   for (const s of sshds) await s.stop();
+  // The second target's server runs in its namespace: stopped by its pid (SIGINT: a fast shutdown).
+  const pidFile = root ? join(root, 'target2', 'data', 'postmaster.pid') : '';
+  if (pidFile && existsSync(pidFile)) {
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    try {
+      process.kill(pid, 'SIGINT');
+      for (let i = 0; i < 100 && existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
+    } catch {}
+  }
   for (const data of [primaryData, targetData])
     if (data && existsSync(join(data, 'postmaster.pid')))
       try {
@@ -181,7 +226,15 @@ afterAll(async () => {
   if (root) rmSync(root, { recursive: true, force: true });
 }, 60_000);
 
-function context(maxLag = 600): Partial<StepContext> {
+function context(
+  maxLag = 600,
+  where: { dataDir: string; port: number; failed: InventoryHost; target: InventoryHost } = {
+    dataDir: targetData,
+    port: targetPort,
+    failed: hosts.failed,
+    target: hosts.target,
+  },
+): Partial<StepContext> {
   const profile = validateProfileValue(
     'shop-db.json',
     {
@@ -196,9 +249,9 @@ function context(maxLag = 600): Partial<StepContext> {
         postgresql: {
           version: 15,
           cluster: 'main',
-          port: targetPort,
-          data_directory: targetData,
-          config_directory: targetData,
+          port: where.port,
+          data_directory: where.dataDir,
+          config_directory: where.dataDir,
           socket_directory: sock,
           max_lag: maxLag,
         },
@@ -208,8 +261,8 @@ function context(maxLag = 600): Partial<StepContext> {
   );
   return {
     profile,
-    failed: hosts.failed,
-    target: hosts.target,
+    failed: where.failed,
+    target: where.target,
     ssh,
     backend: { get: async () => undefined, describe: 'test store' } as never,
     redactor: new Redactor(),
@@ -222,7 +275,7 @@ function context(maxLag = 600): Partial<StepContext> {
 }
 
 /** A journal whose fence found the failed host down at `fencedAt`. */
-const journal = (runId: string, fencedAt: Date, dataFrom?: 'backup'): Journal =>
+const journal = (runId: string, fencedAt: Date, dataFrom?: 'backup', answered = false): Journal =>
   testJournal({
     run_id: runId,
     app: 'shop-db',
@@ -237,7 +290,9 @@ const journal = (runId: string, fencedAt: Date, dataFrom?: 'backup'): Journal =>
         log: [],
         started_at: fencedAt.toISOString(),
         finished_at: fencedAt.toISOString(),
-        outputs: { evidence: { reachable: false, unreachableKind: 'refused' } },
+        outputs: {
+          evidence: answered ? { reachable: true } : { reachable: false, unreachableKind: 'refused' },
+        },
       },
       { kind: 'migrate', title: 'migrate', mutates: true, status: 'pending', attempts: 0, log: [] },
     ],
@@ -336,6 +391,82 @@ describe('data.migration postgresql: restore from a base backup and the WAL arch
       const record = run.record('migrate');
       expect(record.status).toBe('succeeded');
       expect(record.actions ?? []).toEqual([]);
+    },
+    SLOW,
+  );
+});
+
+describe('the failed host answers with its PostgreSQL stopped: its pg_wal completes the archive', () => {
+  const unarchived: { before: number; after: number } = { before: 0, after: 0 };
+
+  beforeAll(async () => {
+    // The primary comes back (crash recovery), can no longer archive, writes rows only its pg_wal holds, and dies.
+    asPostgres([`${BIN}/pg_ctl`, '-D', primaryData, '-l', join(root, 'primary', 'log'), '-w', 'start']);
+    await psql(
+      local,
+      hosts.here,
+      conn(primaryPort),
+      'postgres',
+      "ALTER SYSTEM SET archive_command = 'false';\nSELECT pg_reload_conf();\n",
+    );
+    unarchived.before = Date.now();
+    await onPrimary(
+      "INSERT INTO orders SELECT g, 'unarchived ' || g, g, now() FROM generate_series(6001, 6500) g;\nDELETE FROM orders WHERE id <= 10;\n",
+    );
+    unarchived.after = Date.now();
+    const recorded = await clusterChecksums(local, hosts.here, conn(primaryPort));
+    writeFileSync(
+      join(backupDir, 'checksums.json'),
+      JSON.stringify({ format: 'persona-pg-checksums', taken_at: new Date().toISOString(), ...recorded }),
+    );
+    asPostgres([`${BIN}/pg_ctl`, '-D', primaryData, '-m', 'immediate', 'stop']);
+  }, 120_000);
+
+  test(
+    'restored from the archive plus its pg_wal: the unarchived rows are there, nothing lost, checksums equal',
+    async () => {
+      const where = {
+        dataDir: primaryData,
+        port: target2Port,
+        failed: hosts.answering,
+        target: hosts.target2,
+      };
+      const run = await runSteps([migrateStep], context(60, where), {
+        journal: journal('20261127T000300Z-pg-tail', new Date(), undefined, true),
+      });
+      expect(run.error).toBeUndefined();
+      const record = run.record('migrate');
+      expect(record.status).toBe('succeeded');
+      expect((record.actions ?? []).map((a) => a.id)).toEqual([
+        'pg:base',
+        'pg:wal',
+        'pg:wal-failed',
+        'pg:recover',
+        'pg:cleanup',
+      ]);
+      expect(record.log.join('\n')).toContain('with PostgreSQL stopped: its pg_wal completes the archive');
+      const out = record.outputs as {
+        source: { wal_tail_from?: string };
+        recovery_point: { last_transaction_at: string };
+        possible_loss: { seconds: number; bytes_at_most: number };
+        checksums: { verdict: unknown };
+      };
+      expect(out.source.wal_tail_from).toBe('pg-primary');
+      const committed = Date.parse(out.recovery_point.last_transaction_at);
+      expect(committed).toBeGreaterThanOrEqual(unarchived.before - 1000);
+      expect(committed).toBeLessThanOrEqual(unarchived.after + 1000);
+      expect(out.possible_loss).toMatchObject({ seconds: 0, bytes_at_most: 0 });
+      expect(out.checksums.verdict).toEqual({ compared: true, equal: true, tables: 2 });
+      const rows = await psql(
+        ssh,
+        hosts.target2,
+        { osUser: 'postgres', bin: BIN, socket: sock, port: target2Port },
+        'shop',
+        "SELECT count(*) FILTER (WHERE customer LIKE 'unarchived %'), count(*) FROM orders;\n",
+      );
+      expect(rows.trim()).toBe('500|6490');
+      // The failed host's cluster is untouched: still stopped, its pg_wal in place.
+      expect(existsSync(join(primaryData, 'postmaster.pid'))).toBe(false);
     },
     SLOW,
   );
