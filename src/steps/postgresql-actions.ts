@@ -16,6 +16,7 @@ import {
   parseRecoveryPoint,
   parseTargetFacts,
   type RecoveryPoint,
+  type RestoredMarker,
 } from './postgresql-facts.js';
 import {
   FINISH_BASE,
@@ -155,10 +156,15 @@ async function pipe(
 /** How often, and how long, the restore's promotion is waited for. */
 const POLL_MS = 500;
 
-export function recoverAction(ctx: StepContext, s: PgSettings, run: ArchiveRun): Action {
+export function recoverAction(
+  ctx: StepContext,
+  s: PgSettings,
+  run: ArchiveRun,
+  record: Omit<RestoredMarker, 'recovery_point'>,
+): Action {
   return {
     id: 'pg:recover',
-    title: `start PostgreSQL ${s.version} on ${ctx.target.name}:${s.port} in archive recovery (restore_command from ${join(s.stage, 'wal')}; target: the end of the archive, ${run.segments.at(-1)?.name ?? 'the base backup'}), and wait until it promotes itself`,
+    title: `start PostgreSQL ${s.version} on ${ctx.target.name}:${s.port} in archive recovery (restore_command from ${join(s.stage, 'wal')}; target: the end of the WAL, ${run.segments.at(-1)?.name ?? 'the base backup'}), and wait until it promotes itself`,
     touches: ctx.target.name,
     mutates: true,
     observable: true,
@@ -210,7 +216,7 @@ export function recoverAction(ctx: StepContext, s: PgSettings, run: ArchiveRun):
         c.target,
         {
           path: join(s.stage, 'recovered.json'),
-          content: `${JSON.stringify(point)}\n`,
+          content: `${JSON.stringify({ ...record, recovery_point: point } satisfies RestoredMarker)}\n`,
           mode: '0600',
           owner: 'root',
         },

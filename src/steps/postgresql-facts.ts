@@ -462,13 +462,49 @@ export interface RestoreWork {
   moveAside: boolean;
 }
 
+/** This run's restore is there and promoted: the marker, the backed-up system, no recovery pending. */
+export function isRestored(target: TargetFacts, baseSystemId: string | undefined): boolean {
+  return (
+    target.recovered !== undefined &&
+    target.baseDone &&
+    baseSystemId !== undefined &&
+    target.systemId === baseSystemId &&
+    !target.recoverySignal
+  );
+}
+
+/**
+ * What the recover action leaves in STAGE/recovered.json: the recovery point, and where the WAL came from, so a
+ * plan made later (a resume, the check) reports them without asking the failed host again.
+ */
+export interface RestoredMarker {
+  recovery_point: RecoveryPoint;
+  source: { kind: 'backup-host'; host: string; why: string; wal_tail_from?: string };
+  archive: {
+    base: string;
+    wal: string;
+    segments: number;
+    last_segment?: string;
+    newest_at?: string;
+    from_failed_host?: number;
+  };
+}
+
+export function parseRestoredMarker(text: string): RestoredMarker | undefined {
+  try {
+    const v = JSON.parse(text) as Partial<RestoredMarker>;
+    return v.recovery_point && v.source && v.archive ? (v as RestoredMarker) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function restoreWork(
   target: TargetFacts,
   run: ArchiveRun,
   baseSystemId: string | undefined,
 ): RestoreWork | 'done' {
-  if (target.recovered && target.baseDone && target.systemId === baseSystemId && !target.recoverySignal)
-    return 'done';
+  if (isRestored(target, baseSystemId)) return 'done';
   const base = !target.baseDone;
   const staged = new Set(target.staged.filter((s) => s.bytes === run.segmentBytes).map((s) => s.name));
   return {

@@ -24,13 +24,16 @@ import {
   compareChecksums,
   type FailedFacts,
   freshnessGate,
+  isRestored,
   parseBackupFacts,
   parseFailedFacts,
   parseRecordedChecksums,
+  parseRestoredMarker,
   parseTargetFacts,
   possibleLoss,
   type RecoveryPoint,
   type Reference,
+  type RestoredMarker,
   type RestoreWork,
   restoreWork,
   type TargetFacts,
@@ -61,21 +64,11 @@ function reference(ctx: StepContext): Reference {
 }
 
 /** The facts a plan leaves for the conclusion. */
-export interface PgFacts {
+export interface PgFacts extends Omit<RestoredMarker, 'recovery_point'> {
   method: 'postgresql';
-  source: { kind: 'backup-host'; host: string; why: string; wal_tail_from?: string };
   done: boolean;
   recovery_point?: RecoveryPoint;
   reference: { at: string; what: string };
-  archive: {
-    base: string;
-    wal: string;
-    segments: number;
-    last_segment?: string;
-    newest_at?: string;
-    /** Segments taken from the failed host's pg_wal (after the archive's, or where it had none). */
-    from_failed_host?: number;
-  };
   freshness?: string;
   checksums_recorded?: string;
 }
@@ -146,11 +139,8 @@ const blocked = (notes: string[], message: string, hint?: string): StepPlan => (
   blocked: { message, ...(hint ? { hint } : {}) },
 });
 
-export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
-  const s = pgSettings(ctx.profile, ctx.journal.run_id);
-  const chosen = await sourceDecision(ctx, s);
-  if ('blocked' in chosen) return { actions: [], notes: [], blocked: chosen.blocked };
-  const backupHost = ctx.findHost(s.backupHost);
+/** What the backup host and the target show. */
+async function look(ctx: StepContext, s: PgSettings, backupHost: InventoryHost) {
   const [backupText, targetText] = await Promise.all([
     runOn(
       ctx,
@@ -165,8 +155,49 @@ export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
       `looking at ${s.dataDir}`,
     ),
   ]);
-  const backup = parseBackupFacts(backupText.stdout);
-  const target = parseTargetFacts(targetText.stdout);
+  return { backup: parseBackupFacts(backupText.stdout), target: parseTargetFacts(targetText.stdout) };
+}
+
+/**
+ * Restored and promoted by this run: nothing left but deleting the staged WAL once the check holds. The marker
+ * says where the WAL came from, so the failed host is not asked again (it may be back by now, even running).
+ */
+function restoredPlan(
+  ctx: StepContext,
+  s: PgSettings,
+  target: TargetFacts,
+  backup: BackupFacts,
+): StepPlan | undefined {
+  const marker = isRestored(target, backup.systemId) ? parseRestoredMarker(target.recovered!) : undefined;
+  if (!marker) return undefined;
+  const point = marker.recovery_point;
+  const ref = reference(ctx);
+  const facts: PgFacts = {
+    method: 'postgresql',
+    ...marker,
+    done: true,
+    reference: { at: ref.at.toISOString(), what: ref.what },
+    ...(backup.checksums !== undefined ? { checksums_recorded: backup.checksums } : {}),
+  };
+  const staged = target.staged.length;
+  return {
+    actions: [],
+    ...(staged > 0 ? { after: [cleanupAction(ctx, s, staged)] } : {}),
+    notes: [
+      `${ctx.target.name}:${s.dataDir}: restored by this run and promoted, at ${point.lsn} (last transaction ${point.last_transaction_at ?? 'none'}), from ${marker.archive.base} and ${marker.archive.wal}${marker.source.wal_tail_from ? ` and ${marker.source.wal_tail_from}'s pg_wal` : ''}`,
+    ],
+    facts: facts as unknown as StepOutputs,
+  };
+}
+
+export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
+  const s = pgSettings(ctx.profile, ctx.journal.run_id);
+  const backupHost = ctx.findHost(s.backupHost);
+  const { backup, target } = await look(ctx, s, backupHost);
+  const restored = restoredPlan(ctx, s, target, backup);
+  if (restored) return restored;
+  const chosen = await sourceDecision(ctx, s);
+  if ('blocked' in chosen) return { actions: [], notes: [], blocked: chosen.blocked };
   const where = `${s.backupHost}:${s.wal}`;
   const notes = [
     `data source: ${s.backupHost}:${s.base} and ${where} (PostgreSQL ${s.version} base backup and WAL archive) — ${chosen.why}`,
@@ -213,19 +244,8 @@ export async function postgresqlPlan(ctx: StepContext): Promise<StepPlan> {
   if (chosen.failed && tail.length === 0)
     notes.push(`${ctx.failed.name}'s pg_wal does not continue the archive: restoring what the archive holds`);
   const work = restoreWork(target, run, backup.systemId);
-  if (work === 'done') {
-    const point = JSON.parse(target.recovered!) as RecoveryPoint;
-    notes.push(
-      `${ctx.target.name}:${s.dataDir}: restored by this run and promoted, at ${point.lsn} (last transaction ${point.last_transaction_at ?? 'none'})`,
-    );
-    const staged = target.staged.length;
-    return {
-      actions: [],
-      ...(staged > 0 ? { after: [cleanupAction(ctx, s, staged)] } : {}),
-      notes,
-      facts: { ...facts, done: true, recovery_point: point } as unknown as StepOutputs,
-    };
-  }
+  if (work === 'done')
+    return restoredPlan(ctx, s, target, backup) ?? blocked(notes, 'unreadable restore marker');
   if (!target.binaries)
     return blocked(
       notes,
@@ -307,7 +327,7 @@ function restoreActions(
         bytes(local),
       ),
     );
-  actions.push(recoverAction(ctx, s, run));
+  actions.push(recoverAction(ctx, s, run, { source: p.facts.source, archive: p.facts.archive }));
   return { actions, notes: p.notes, facts: p.facts as unknown as StepOutputs };
 }
 

@@ -744,13 +744,25 @@ describe('the plan', () => {
       timeline: 2,
       segment_bytes: SEG,
     };
-    const target = `datadir=cluster\0sysid=42\0running=yes\0base_started=yes\0base_done=yes\0recovered=${JSON.stringify(point)}\0staged=000000010000000000000002 ${SEG}\0free=99999999\0binaries=yes\0`;
+    const marker = {
+      recovery_point: point,
+      source: { kind: 'backup-host', host: 'backup-1', why: 'db-1 is down', wal_tail_from: 'db-1' },
+      archive: { base: 'backup-1:/b/base', wal: 'backup-1:/b/wal', segments: 3, from_failed_host: 1 },
+    };
+    const target = `datadir=cluster\0sysid=42\0running=yes\0base_started=yes\0base_done=yes\0recovered=${JSON.stringify(marker)}\0staged=000000010000000000000002 ${SEG}\0free=99999999\0binaries=yes\0`;
     // An archive too old by now does not matter: the gate is for a restore still to do.
     const plan = await migrateStep.plan(pgContext({ target, backup: backupText('2026-11-27T01:00:00Z') }));
     expect(plan.blocked).toBeUndefined();
     expect(plan.actions).toEqual([]);
     expect(plan.after?.map((a) => a.id)).toEqual(['pg:cleanup']);
-    expect(plan.facts).toMatchObject({ done: true, recovery_point: point });
+    expect(plan.facts).toMatchObject({ done: true, ...marker });
+    expect(plan.notes[0]).toContain("and db-1's pg_wal");
+    // The failed host back and running by now: not asked again, the restore stays done.
+    const later = await migrateStep.plan(
+      pgContext({ target, failed: 'cluster=yes\0sysid=42\0running=yes\0' }, 'answering'),
+    );
+    expect(later.blocked).toBeUndefined();
+    expect(later.actions).toEqual([]);
   });
 
   test('a gap in the archive: the plan says replay stops there', async () => {
