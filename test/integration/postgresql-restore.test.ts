@@ -5,9 +5,11 @@
  * backup, the WAL is switched and archived, and the primary is killed (immediate stop: no shutdown checkpoint).
  * The migrate step then runs through the real engine and the real SSH transport: the backup host is a loopback sshd
  * (127.0.0.5), the target another (127.0.0.6), the failed host an address nothing listens on (refused), recorded down
- * by the fence. The gate refuses an archive older than max_lag; a dry run changes nothing; the run restores and
- * promotes the cluster on the target, reports the recovery point (the last write's commit and LSN), and the table
- * checksums equal those recorded; a new plan is empty.
+ * by the fence. The gate refuses an archive older than max_lag; a dry run changes nothing; a run cut right after the
+ * base backup is resumed with only the WAL and the recovery left; it promotes the cluster on the target, reports the
+ * recovery point (the last write's commit and LSN), and the table checksums equal those recorded; a new plan is
+ * empty. Then the primary's host answers with PostgreSQL stopped and WAL it could not archive: the restore takes that
+ * too, and nothing is lost.
  */
 import { execFileSync } from 'node:child_process';
 import {
@@ -340,13 +342,30 @@ describe('data.migration postgresql: restore from a base backup and the WAL arch
   );
 
   test(
-    'the run restores and promotes the cluster: recovery point at the last write, checksums equal the recorded ones',
+    'the run, cut after the base backup and resumed, restores and promotes the cluster: recovery point at the last write, checksums equal the recorded ones',
     async () => {
       const fenced = new Date(archivedAt + 5_000);
+      // The first attempt dies right after the base backup is in place (as a crash would leave it).
+      const cut = await runSteps(
+        [migrateStep],
+        {
+          ...context(),
+          checkpoint: async (name: string) => {
+            if (name === 'after-base') throw new Error('simulated crash after the base backup');
+          },
+        },
+        { journal: journal(RUN, fenced) },
+      );
+      expect(cut.error).toBeDefined();
+      expect((cut.record('migrate').actions ?? []).map((a) => [a.id, a.status])).toEqual([
+        ['pg:base', 'failed'],
+      ]);
+      // Planned again from what the hosts show: the base backup is there, only the WAL and the recovery are left.
       const run = await runSteps([migrateStep], context(), { journal: journal(RUN, fenced) });
       expect(run.error).toBeUndefined();
       const record = run.record('migrate');
       expect(record.status).toBe('succeeded');
+      expect((record.actions ?? []).map((a) => a.id)).toEqual(['pg:wal', 'pg:recover', 'pg:cleanup']);
       const out = record.outputs as {
         recovery_point: { lsn: string; last_transaction_at: string; timeline: number; segment_bytes: number };
         possible_loss: { seconds: number; bytes_at_most: number; until_what: string };
