@@ -138,19 +138,66 @@ const backup = z
   })
   .meta({ description: 'Where the data can be restored from when the failed host is unreachable.' });
 
+const postgresql = z
+  .strictObject({
+    version: integer(10, 99)
+      .default(15)
+      .meta({ description: 'The PostgreSQL major version (tested with 15, from Debian).' }),
+    cluster: unixName.default('main').meta({ description: 'The Debian cluster name (pg_lsclusters).' }),
+    port: port
+      .default(5432)
+      .meta({ description: 'The port the restored cluster listens on, on the target.' }),
+    os_user: unixName.default('postgres').meta({
+      description: 'The system user owning the cluster; persona runs psql and pg_ctl as this user.',
+    }),
+    data_directory: absolutePath.optional().meta({
+      description: "The cluster's data directory on the target; absent: /var/lib/postgresql/VERSION/CLUSTER.",
+    }),
+    config_directory: absolutePath.optional().meta({
+      description:
+        'Where postgresql.conf is (pg_ctl -D); absent: /etc/postgresql/VERSION/CLUSTER as on Debian. Give the data directory when the configuration lives there.',
+    }),
+    socket_directory: absolutePath.default('/var/run/postgresql').meta({
+      description: 'The Unix socket directory psql connects through on the target (peer authentication).',
+    }),
+    base_backup: absolutePath.optional().meta({
+      description:
+        'On the backup host: a plain-format base backup made by pg_basebackup (with backup_label); absent: BACKUP/base.',
+    }),
+    wal_archive: absolutePath.optional().meta({
+      description:
+        "On the backup host: the directory the primary's archive_command copies WAL segments into; absent: BACKUP/wal.",
+    }),
+    checksums: absolutePath.optional().meta({
+      description:
+        'On the backup host: the table checksums recorded with the backup (see the README), compared with the restored cluster when no write happened in between; absent: BACKUP/checksums.json.',
+    }),
+    max_lag: integer(0, 31_536_000).default(300).meta({
+      description:
+        "The freshness gate, in seconds: an archive whose newest WAL is older than this (measured to when the fence found the failed host down, else now) is refused unless the operator accepts it with --data-from backup. Like Patroni's maximum_lag_on_failover, in time.",
+    }),
+  })
+  .meta({
+    description:
+      'data.migration postgresql: restore the cluster onto the target from a base backup plus the WAL archive on data.backup.host, to the end of the archive, and promote it.',
+  });
+
 const data = z.strictObject({
   paths: list(absolutePath, 64).default([]).meta({
     description:
       'Directories holding the application data: not /, /etc or another system directory, none inside another, no two alike. With several paths, a backup holds each under its full path (backup/var/lib/x for /var/lib/x).',
   }),
   migration: z
-    .enum(['rsync', 'snapshot', 'none'], { error: 'must be "rsync", "snapshot" or "none"' })
+    .enum(['rsync', 'snapshot', 'postgresql', 'none'], {
+      error: 'must be "rsync", "snapshot", "postgresql" or "none"',
+    })
     .default('rsync')
     .meta({
       description:
-        'How the data moves (the issue calls it data.method): rsync (any filesystem); snapshot (each path a btrfs subvolume on both hosts: a read-only snapshot on the failed host, btrfs send | receive through this machine; from a backup, rsync); none.',
+        'How the data moves (the issue calls it data.method): rsync (any filesystem); snapshot (each path a btrfs subvolume on both hosts: a read-only snapshot on the failed host, btrfs send | receive through this machine; from a backup, rsync); postgresql (a base backup plus the WAL archive on data.backup.host, restored and promoted on the target: see data.postgresql); none.',
     }),
   backup: backup.optional(),
+  postgresql: postgresql.optional(),
 });
 
 const deployFile = z.strictObject({

@@ -250,7 +250,13 @@ function crossFieldProblems(profile: Profile): Problem[] {
         message: 'is for https checks only: add "scheme": "https" or drop ca_file',
       });
   });
-  if (profile.data.migration !== 'none' && profile.data.paths.length === 0 && profile.data.backup) {
+  problems.push(...postgresqlProblems(profile));
+  if (
+    profile.data.migration !== 'none' &&
+    profile.data.migration !== 'postgresql' &&
+    profile.data.paths.length === 0 &&
+    profile.data.backup
+  ) {
     problems.push({ path: '/data/paths', message: 'a backup is given but no data paths to restore it to' });
   }
   const names = new Set<string>();
@@ -264,6 +270,49 @@ function crossFieldProblems(profile: Profile): Problem[] {
     if (check.name) names.add(check.name);
   });
   return problems;
+}
+
+/**
+ * data.migration postgresql restores a cluster from a base backup and a WAL archive on an inventory host; its data
+ * directory is the one data path (or none is listed).
+ */
+function postgresqlProblems(profile: Profile): Problem[] {
+  const { data } = profile;
+  if (data.migration !== 'postgresql')
+    return data.postgresql
+      ? [
+          {
+            path: '/data/postgresql',
+            message: 'is for data.migration "postgresql" only: set it, or drop this',
+          },
+        ]
+      : [];
+  const problems: Problem[] = [];
+  if (!data.postgresql)
+    problems.push({
+      path: '/data/postgresql',
+      message: 'is needed with data.migration "postgresql": the cluster (version, name, port) and max_lag',
+    });
+  if (!data.backup?.host)
+    problems.push({
+      path: data.backup ? '/data/backup/host' : '/data/backup',
+      message:
+        'is needed with data.migration "postgresql": the inventory host holding the base backup and the WAL archive',
+    });
+  if (data.postgresql && data.paths.length > 0) {
+    const dir = postgresqlDataDirectory(data.postgresql);
+    if (data.paths.length > 1 || normalPath(data.paths[0]!) !== dir)
+      problems.push({
+        path: '/data/paths',
+        message: `with data.migration "postgresql" must be empty or exactly ["${dir}"], the cluster's data directory`,
+      });
+  }
+  return problems;
+}
+
+/** The data directory of a data.postgresql cluster: given, else Debian's /var/lib/postgresql/VERSION/CLUSTER. */
+export function postgresqlDataDirectory(pg: NonNullable<Profile['data']['postgresql']>): string {
+  return normalPath(pg.data_directory ?? `/var/lib/postgresql/${pg.version}/${pg.cluster}`);
 }
 
 /** `/home/x/.ssh/authorized_keys`, `/root/.ssh/authorized_keys2`: sshd's files of who may log in. */

@@ -6,7 +6,7 @@
  * down after the fence) stops the step, naming the cause and the explicit choice: `--data-from backup`.
  */
 import type { SshFailureKind } from '../hosts/ssh.js';
-import type { DataFrom } from '../runbook/journal-schema.js';
+import type { DataFrom, StepRecord } from '../runbook/journal-schema.js';
 import type { Reach } from './reach.js';
 
 /** Failures that say the machine is gone, as opposed to "we could not get in" or "we could not find it". */
@@ -61,4 +61,18 @@ export function decideSource(f: SourceFacts): SourceDecision {
     };
   }
   return { use: 'backup', why: `${name} is down (${reason}; the fence found it down too)` };
+}
+
+/** What the fence step recorded about the failed host, from its record (undefined before it ran). */
+export function fenceFacts(record: StepRecord | undefined): SourceFacts['fence'] {
+  const evidence = record?.outputs?.evidence as
+    | { reachable?: unknown; unreachableKind?: unknown; answeredBeforePowerOff?: unknown }
+    | undefined;
+  if (!evidence) return undefined;
+  // Powered off by this run while it answered: down now, but its data may be newer than the backup.
+  if (evidence.answeredBeforePowerOff === true) return { host_reachable: true };
+  return {
+    ...(typeof evidence.reachable === 'boolean' ? { host_reachable: evidence.reachable } : {}),
+    ...(typeof evidence.unreachableKind === 'string' ? { kind: evidence.unreachableKind } : {}),
+  };
 }

@@ -24,8 +24,9 @@ import {
 } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { copyDiff } from './copy-diff.js';
-import { decideSource, type SourceFacts } from './data-source.js';
+import { decideSource, fenceFacts } from './data-source.js';
 import { applyOwners } from './owners.js';
+import { postgresqlChecks, postgresqlConclude, postgresqlDescribe, postgresqlPlan } from './postgresql.js';
 import { type Reach, reachable } from './reach.js';
 import { snapshotPlan } from './snapshot.js';
 
@@ -94,19 +95,6 @@ async function remoteDirExists(ctx: StepContext, host: InventoryHost, path: stri
   return r.exitCode === 0;
 }
 
-function fenceFacts(ctx: StepContext): SourceFacts['fence'] {
-  const evidence = ctx.previous('fence')?.outputs?.evidence as
-    | { reachable?: unknown; unreachableKind?: unknown; answeredBeforePowerOff?: unknown }
-    | undefined;
-  if (!evidence) return undefined;
-  // Powered off by this run while it answered: down now, but its data may be newer than the backup.
-  if (evidence.answeredBeforePowerOff === true) return { host_reachable: true };
-  return {
-    ...(typeof evidence.reachable === 'boolean' ? { host_reachable: evidence.reachable } : {}),
-    ...(typeof evidence.unreachableKind === 'string' ? { kind: evidence.unreachableKind } : {}),
-  };
-}
-
 /**
  * Before the fence has run (its record is still pending: a dry run), the fence is assumed to find the host as it
  * answers now, and the reason says so. A source that cannot be used is `blocked`, with the cause and the choice.
@@ -122,7 +110,7 @@ async function chooseSource(
     (await Promise.all(ctx.profile.data.paths.map((p) => remoteDirExists(ctx, ctx.failed, p)))).every(
       Boolean,
     );
-  const recorded = fenceFacts(ctx);
+  const recorded = fenceFacts(ctx.previous('fence'));
   const fenceAhead = ctx.previous('fence')?.status === 'pending';
   const assumed = fenceAhead && !recorded && !reach.ok;
   const decision = decideSource({
@@ -359,6 +347,7 @@ export function spaceShortfall(
 
 async function plan(ctx: StepContext): Promise<StepPlan> {
   const { data } = ctx.profile;
+  if (data.migration === 'postgresql') return await postgresqlPlan(ctx);
   if (data.migration === 'none' || data.paths.length === 0)
     return {
       actions: [],
@@ -498,6 +487,7 @@ export const migrateStep: Step = {
   timeoutMs: () => 6 * 60 * 60_000,
   describe(ctx) {
     const { data } = ctx.profile;
+    if (data.migration === 'postgresql') return postgresqlDescribe(ctx);
     if (data.migration === 'none' || data.paths.length === 0)
       return ['no data to migrate (data.migration is none or no paths)'];
     const backup = data.backup
@@ -514,12 +504,14 @@ export const migrateStep: Step = {
   plan,
   checks(ctx) {
     const { data } = ctx.profile;
+    if (data.migration === 'postgresql') return postgresqlChecks(ctx);
     if (data.migration === 'none' || data.paths.length === 0) return [];
     return [
       `${data.paths.join(', ')} on ${ctx.target.name}: the source's contents, owners and modes (sha256 manifests of both ends)`,
     ];
   },
   async conclude(ctx, { plan: final, applied }) {
+    if (ctx.profile.data.migration === 'postgresql') return await postgresqlConclude(ctx, final);
     const facts = final.facts as unknown as MigrateFacts | undefined;
     if (!facts) throw new PersonaError('E_STEP_FAILED', 'migrate found no facts about the data');
     if ('skipped' in facts) return { skipped: facts.skipped };
