@@ -89,17 +89,40 @@ describe('recover (built CLI, lab)', () => {
     );
     expect(r.stdout).toMatch(/demo-web: lab-1 → lab-2, run \S+: succeeded/);
     await expectRecoveredOnto(lab, ws, 'lab-2');
-    // The steps overlapped: configure started with the fence, and the backup was restored by migrate's early copy
-    // (attempt 0: before the step's own first attempt, which the engine starts only once the fence is done) while
-    // the fence waited out lab-1's connect timeout; after the fence, nothing was left to copy.
+    // The steps overlapped: configure started with the fence.
     const j = journal(ws, readdirSync(join(ws.state, 'runs'))[0]!.replace(/\.json$/, ''));
-    const step = (kind: string) => j.steps.find((s) => s.kind === kind)!;
+    const step = (kind: string) => j.steps.find((x) => x.kind === kind)!;
     const end = (kind: string) => Date.parse(step(kind).started_at!) + step(kind).duration_ms!;
     expect(Date.parse(step('configure').started_at!)).toBeLessThan(end('fence'));
+    expect(Date.parse(step('migrate').started_at!)).toBeGreaterThanOrEqual(end('fence'));
+  });
+
+  test('a fence slower than configure: migrate restores the backup early, while the fence runs; after it, nothing is left to copy', async () => {
+    const lab = await freshLab();
+    const ws = workspace(lab);
+    // A pre_fence hook on this machine holds the fence for 8 s: configure (about 3 s) ends well before it.
+    const file = join(ws.store, 'demo-web.json');
+    const profile = JSON.parse(readFileSync(file, 'utf8'));
+    profile.hooks = { ...profile.hooks, pre_fence: [{ on: 'local', run: ['sleep', '8'] }] };
+    writeFileSync(file, JSON.stringify(profile, null, 2));
+    await fail('lab-1', 'poweroff');
+    const r = await persona(['recover', 'lab-1', '--yes'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    await expectRecoveredOnto(lab, ws, 'lab-2');
+    const j = journal(ws, readdirSync(join(ws.state, 'runs'))[0]!.replace(/\.json$/, ''));
+    const step = (kind: string) => j.steps.find((x) => x.kind === kind)!;
+    const end = (kind: string) => Date.parse(step(kind).started_at!) + step(kind).duration_ms!;
+    // The copy is migrate's early work (attempt 0: before the step's own first attempt), applied before the fence
+    // ended; the step itself started after the fence, chose the backup as always, and found nothing to copy.
     const copy = step('migrate').actions!.find((a) => a.id === 'copy:/srv/demo-web/data')!;
     expect(copy).toMatchObject({ status: 'done', attempt: 0 });
+    expect(Date.parse(copy.at)).toBeLessThan(end('fence'));
     expect(Date.parse(step('migrate').started_at!)).toBeGreaterThanOrEqual(end('fence'));
-    expect(step('migrate').log.join('\n')).toMatch(/the same contents, owners and modes as the source/);
+    expect(step('migrate').actions!.filter((a) => a.attempt > 0)).toEqual([]);
+    const log = step('migrate').log.join('\n');
+    expect(log).toMatch(/data source, early: .*backups\/demo-web/);
+    expect(log).toMatch(/data source: .*backups\/demo-web .*the fence found it down too/);
+    expect(log).toMatch(/the same contents, owners and modes as the source/);
   });
 
   test('lab-1 refuses persona (authentication): migrate does not restore the backup by itself; resuming with --data-from backup does', async () => {
