@@ -21,12 +21,17 @@ export interface LocalRunOptions {
   signal: AbortSignal;
   /** Each complete line of stdout as it comes (progress); the whole output is in the result as well. */
   onStdoutLine?: (line: string) => void;
+  /** Each line of stderr as it comes (shown while a long command runs); the last one even without a newline. */
+  onStderrLine?: (line: string) => void;
 }
 
 export type LocalRunner = (argv: readonly string[], options: LocalRunOptions) => Promise<LocalResult>;
 
 /** The real one: execa, without a shell, with exactly `env`. */
-export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal, onStdoutLine }) => {
+export const execaLocal: LocalRunner = async (
+  argv,
+  { env, timeoutMs, signal, onStdoutLine, onStderrLine },
+) => {
   const { execa } = await import('execa');
   const child = execa(argv[0]!, argv.slice(1), {
     reject: false,
@@ -38,15 +43,10 @@ export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal, on
     all: true,
     maxBuffer: 16_000_000,
   });
-  if (onStdoutLine) {
-    let partial = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      const lines = (partial + chunk.toString()).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) onStdoutLine(line);
-    });
-  }
+  if (onStdoutLine) eachLine(child.stdout, onStdoutLine);
+  const flushStderr = onStderrLine ? eachLine(child.stderr, onStderrLine) : () => {};
   const r = await child;
+  flushStderr();
   return {
     ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
     ...(r.signal ? { signal: r.signal } : {}),
@@ -59,6 +59,20 @@ export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal, on
       : {}),
   };
 };
+
+/** Calls `onLine` with each complete line of a stream; returns the flush of a last line without a newline. */
+function eachLine(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): () => void {
+  let partial = '';
+  stream?.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  });
+  return () => {
+    if (partial !== '') onLine(partial);
+    partial = '';
+  };
+}
 
 /** How it ended, in words: "exit 1", "SIGKILL", "timed out", or why it did not run. */
 export function endedAs(r: LocalResult): string {
