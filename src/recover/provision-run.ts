@@ -70,6 +70,7 @@ export async function provisionHost(deps: ProvisionDeps, req: ProvisionRequest):
     env: { ...localEnv(deps.env), ...req.vars },
     timeoutMs,
     signal: deps.signal,
+    group: true,
     onStderrLine: (line) =>
       reporter.event('provision', {
         app: req.app,
