@@ -7,10 +7,17 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { jsonLines } from '../helpers/cli.js';
-import { fail, labDown, labProvisioner, labState, releaseLab, sshExec } from '../lab/lab.js';
+import {
+  fail,
+  labDown,
+  labProvisioner,
+  labState,
+  PROVISIONED_SPEC,
+  releaseLab,
+  sshExec,
+} from '../lab/lab.js';
 import {
   expectEveryStepSucceeded,
   expectRecoveredOnto,
@@ -21,7 +28,7 @@ import {
   workspace,
 } from './lab-helpers.js';
 
-const SPEC = fileURLToPath(new URL('../lab/spec/provisioned.json', import.meta.url));
+const SPEC = PROVISIONED_SPEC;
 
 // The provisioned host stays in the lab until it goes down: the next file starts from a lab as `up` makes it.
 afterAll(async () => {

@@ -11,6 +11,8 @@ import type { PowerFence } from '../../src/profile/schema.js';
 
 export const LAB_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lab');
 export const DEFAULT_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'default.json');
+/** A host spec for `lab add-host`: 2 CPUs, 6 GiB, a 2 GiB /srv. */
+export const PROVISIONED_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'provisioned.json');
 
 /**
  * The lab script that brings the lab up and takes it down: this checkout's, unless PERSONA_LAB_SCRIPT names another
@@ -194,6 +196,14 @@ export function labPowerFence(opts: LabOptions = {}): PowerFence {
     '{failed}',
   ];
   return { off: agent('off'), status: agent('status'), timeout_ms: 120_000 };
+}
+
+/** `lab add-host --spec SPEC`: one more host in the running lab; its inventory entry (what the command prints). */
+export async function labAddHost(
+  spec: string,
+  opts: LabOptions = {},
+): Promise<{ name: string; address: string; port: number; user: string; labels: Record<string, string> }> {
+  return JSON.parse(await runLab(['add-host', '--spec', spec], opts));
 }
 
 /**
