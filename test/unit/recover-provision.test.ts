@@ -10,7 +10,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { JournalStore } from '../../src/runbook/journal.js';
 import type { Journal } from '../../src/runbook/types.js';
 import { type FakeCommand, type FakeHostSpec, FakeHosts } from '../fakes/fake-hosts.js';
-import { jsonLines, runInProcess } from '../helpers/cli.js';
+import { jsonLines, runInProcess, ScriptedPrompter } from '../helpers/cli.js';
 import { copyOfProfiles, tempDir } from '../helpers/tmp.js';
 
 const APP = 'web';
@@ -125,6 +125,15 @@ function world(setup: Setup = {}) {
     state,
     script,
     recover: (...args: string[]) => runInProcess(['recover', ...args], { env, transport: fake, cwd: dir }),
+    /** On a terminal (no CI), answering from a script that fails on any other question. */
+    interactive: (prompter: ScriptedPrompter, ...args: string[]) =>
+      runInProcess(['recover', ...args], {
+        env: { ...env, CI: '' },
+        transport: fake,
+        cwd: dir,
+        tty: true,
+        prompter,
+      }),
     ran: () => existsSync(join(dir, 'provision-env')),
     provisionEnv: () => readFileSync(join(dir, 'provision-env'), 'utf8'),
     journals: () => (existsSync(join(state, 'runs')) ? readdirSync(join(state, 'runs')) : []),
@@ -237,6 +246,28 @@ describe('no inventory host can take the application: persona provisions one', (
     expect(r.stderr).toContain('--yes');
     expect(w.ran()).toBe(false);
     expect(w.fake.mutations()).toEqual([]);
+  });
+
+  test('on a terminal: asked first; no means the command never runs (exit 3)', async () => {
+    const w = world({ provision: inProfile });
+    const prompter = new ScriptedPrompter([{ match: /^No host can take web\. Create one/, answer: false }]);
+    const r = await w.interactive(prompter, 'h1');
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toContain('not confirmed: nothing was changed');
+    expect(w.ran()).toBe(false);
+    expect(w.fake.mutations()).toEqual([]);
+  });
+
+  test('on a terminal, yes: provisioned, then the plan is confirmed as usual (no host to pick: the new one it is)', async () => {
+    const w = world({ provision: inProfile });
+    const prompter = new ScriptedPrompter([
+      { match: /^No host can take web\. Create one/, answer: true },
+      { match: /^Recover web from h1 onto h3: run these 7 steps\?/, answer: true },
+    ]);
+    const r = await w.interactive(prompter, 'h1');
+    expect(r.code, r.stderr).toBe(0);
+    expect(prompter.asked).toHaveLength(2);
+    expect(w.fake.host('h3').running).toBe(true);
   });
 
   test('without a provision command: no candidate (exit 4), and the hint names the provision setting', async () => {
