@@ -274,16 +274,15 @@ async function targetFor(
   ctx.reporter.event('ranking', { app, hosts: ranking, requirements });
   const command = provisionCommand(t.profile, ctx.settings.values);
   const need = provisionNeed(ranking, req, command);
-  if (need === 'no') return { chosen: await pickTarget(ctx, ranking, req, app), ranking };
+  if (need === 'no' || !command) return { chosen: await pickTarget(ctx, ranking, req, app), ranking };
   const vars = provisionEnv(requirements, { failedHost: failed.name, runId: t.runId });
   if (need === 'would-provision') {
-    const { argv, timeoutMs } = command!;
     ctx.reporter.event('provision', {
       app,
       status: 'would-run',
-      command: argv,
+      command: command.argv,
       env: vars,
-      timeout_ms: timeoutMs,
+      timeout_ms: command.timeoutMs,
     });
     return { dryRun: true };
   }
@@ -300,7 +299,7 @@ async function targetFor(
     },
     {
       app,
-      command: command!,
+      command,
       vars,
       inventory: t.inventory,
       probe: { dataPath: requirements.dataPath, packages: requirements.packages },
