@@ -319,14 +319,22 @@ export function addHost(s, raw, source) {
   const next = 1 + Math.max(0, ...s.hosts.map((h) => Number(/-(\d+)$/.exec(h.name)?.[1] ?? 0)));
   const last = Math.max(...s.hosts.flatMap((h) => h.addresses.map(ipToInt)));
   const index = Math.max(...s.hosts.map((h) => h.index));
-  const host = resolveHost({ ...raw, name: `${prefix}-${next}`, address: intToIp(last + 1), apps: [] }, index, {
-    errors,
-    net,
-    bridge: s.bridge,
-    cpusOnline: onlineCpus(),
-  });
+  const host = resolveHost(
+    { ...raw, name: `${prefix}-${next}`, address: intToIp(last + 1), apps: [] },
+    index,
+    {
+      errors,
+      net,
+      bridge: s.bridge,
+      cpusOnline: onlineCpus(),
+    },
+  );
   checkUnique([...s.hosts, host], errors);
-  if (errors.length) throw specError(source, errors.map((e) => e.replace(`hosts[${index}]`, 'host')));
+  if (errors.length)
+    throw specError(
+      source,
+      errors.map((e) => e.replace(`hosts[${index}]`, 'host')),
+    );
   return host;
 }
 
