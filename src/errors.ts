@@ -34,7 +34,7 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
   ],
   [
     ExitCode.precondition,
-    'precondition failed, nothing changed (not found, version conflict, lock held, no suitable host, store unreachable)',
+    'precondition failed, nothing changed (not found, version conflict, lock held, no suitable host, store unreachable, provisioning a host failed)',
   ],
   [
     ExitCode.stepFailed,
@@ -64,6 +64,7 @@ export type ErrorCode =
   | 'E_LOCK_HELD'
   | 'E_LOCK_LOST'
   | 'E_NO_CANDIDATE'
+  | 'E_PROVISION'
   | 'E_SSH'
   | 'E_STEP_FAILED'
   | 'E_INTERRUPTED'
@@ -91,6 +92,8 @@ const exitFor: Record<ErrorCode, ExitCodeValue> = {
   E_LOCK_HELD: ExitCode.precondition,
   E_LOCK_LOST: ExitCode.stepFailed,
   E_NO_CANDIDATE: ExitCode.precondition,
+  /** No host fit and the provision command did not give one: no step ran (the command may have made a host). */
+  E_PROVISION: ExitCode.precondition,
   E_SSH: ExitCode.precondition,
   E_STEP_FAILED: ExitCode.stepFailed,
   E_INTERRUPTED: ExitCode.interrupted,

@@ -8,7 +8,7 @@ import { isMap, isScalar, LineCounter, parseDocument } from 'yaml';
 import { PersonaError } from '../errors.js';
 import { parseAllowedSources } from '../runbook/secret-allow.js';
 import type { ConfigFile, FileValue, SettingDef, SettingKey } from './settings.js';
-import { settingDefs } from './settings.js';
+import { checkArgv, settingDefs } from './settings.js';
 
 const secretKey = /token|passw|secret|credential|api[_-]?key|private[_-]?key|auth/i;
 
@@ -59,6 +59,15 @@ function checkValue(def: SettingDef, raw: unknown, dir: string, env: NodeJS.Proc
     if ('error' in parsed) throw bad(where, `${def.key}: ${parsed.error}`);
     return parsed.patterns.join(',');
   }
+  if (def.kind === 'argv') {
+    try {
+      const list =
+        Array.isArray(raw) && typeof raw[0] === 'string' ? [tilde(raw[0], env), ...raw.slice(1)] : raw;
+      return checkArgv(list, dir);
+    } catch (error) {
+      throw bad(where, `${def.key} ${(error as Error).message}, got ${show(raw)}`);
+    }
+  }
   if (typeof raw !== 'string' || raw.trim() === '' || /[\0\n]/.test(raw))
     throw bad(where, `${def.key} must be a non-empty string (${def.describe}), got ${show(raw)}`);
   if (def.kind === 'store') {
@@ -73,7 +82,8 @@ function checkValue(def: SettingDef, raw: unknown, dir: string, env: NodeJS.Proc
   return isAbsolute(path) ? path : resolve(dir, path);
 }
 
-const show = (v: unknown) => (v === null ? 'nothing' : typeof v === 'string' ? JSON.stringify(v) : String(v));
+const show = (v: unknown) =>
+  v === null ? 'nothing' : typeof v === 'string' || typeof v === 'object' ? JSON.stringify(v) : String(v);
 
 const secretHint =
   'Secrets never go in the config file: pass them in the environment (CONSUL_HTTP_TOKEN, PERSONA_STORE_TOKEN).';

@@ -239,7 +239,7 @@ export const commands: CommandSpec[] = [
     globals: ['store', 'hosts', 'confirm', 'state'],
     summary: 'recover the applications of a failed host onto the best other host',
     description:
-      'Finds what ran on HOST, ranks the other hosts for each application, shows the plan, and with confirmation fences HOST, configures the new host, migrates the data, validates, switches traffic, monitors and records. Every run is journalled and can be resumed.',
+      "Finds what ran on HOST, ranks the other hosts for each application, shows the plan, and with confirmation fences HOST, configures the new host, migrates the data, validates, switches traffic, monitors and records. When no host can take an application and a provision command is set (the profile's provision, else the provision setting), it creates one after confirmation and recovers onto it. Every run is journalled and can be resumed.",
     args: [{ name: 'host', description: 'the failed host (inventory name or address)' }],
     options: [
       {
@@ -283,6 +283,10 @@ export const commands: CommandSpec[] = [
         'api, recorded on web-2 first if nothing records where it runs',
       ],
       ['persona recover --resume 20261127T031500Z-api-3f2a1c', 'go on after a crash or Ctrl-C'],
+      [
+        'PERSONA_PROVISION=\'["/usr/local/bin/make-host"]\' persona recover web-2 --yes',
+        'no host fits: create one with make-host, then recover onto it',
+      ],
     ],
     streams: true,
     load: () => import('./commands/recover.js'),

@@ -39,11 +39,18 @@ export interface Settings {
   lock_ttl: Setting<number>;
   /** Comma-separated patterns of the env: and file: secret references a run may read (runbook/secret-allow.ts). */
   allowed_sources: Setting<string>;
+  /**
+   * The command that creates a host when none can take an application, as the JSON text of its argument array
+   * (parse it with provisionArgv); undefined: none. A profile's own `provision` comes first (recover/provision.ts).
+   */
+  provision: Setting<string | undefined>;
+  /** Seconds the provision command, and the wait for its host to answer, may take. */
+  provision_timeout: Setting<number>;
 }
 
 export type SettingKey = keyof Settings;
 
-type Kind = 'store' | 'inventory' | 'path' | 'count' | 'patterns';
+type Kind = 'store' | 'inventory' | 'path' | 'count' | 'patterns' | 'argv';
 
 export interface SettingDef {
   key: SettingKey;
@@ -117,11 +124,26 @@ export const settingDefs: readonly SettingDef[] = [
     env: 'PERSONA_ALLOWED_SOURCES',
     describe: 'env: and file: secret references a run may read, comma-separated patterns',
   },
+  {
+    key: 'provision',
+    kind: 'argv',
+    env: 'PERSONA_PROVISION',
+    describe: 'command that creates a host when none fits, as a list of arguments',
+  },
+  {
+    key: 'provision_timeout',
+    kind: 'count',
+    env: 'PERSONA_PROVISION_TIMEOUT',
+    min: 1,
+    max: 86_400,
+    describe: 'seconds the provision command and the wait for its host may take',
+  },
 ];
 
 export const DEFAULT_INVENTORY = './inventory.json';
 export const DEFAULT_CONNECT_TIMEOUT_S = 5;
 export const DEFAULT_LOCK_TTL_S = 30;
+export const DEFAULT_PROVISION_TIMEOUT_S = 600;
 
 /** A value read from the config file, already checked and with relative paths made absolute. */
 export interface FileValue {
@@ -157,6 +179,39 @@ function checkCount(def: SettingDef, n: number, name: string, text: string): num
   return n;
 }
 
+/**
+ * A command as a list of arguments (the `provision` setting): checked, and returned as its JSON text, which is how
+ * the setting keeps it. `relativeTo`: a first argument with a "/" that is not absolute is made absolute against it
+ * (the config file's directory). Throws a message without the place; the caller adds it.
+ */
+export function checkArgv(raw: unknown, relativeTo?: string): string {
+  const list = typeof raw === 'string' ? parseArgvText(raw) : raw;
+  if (
+    !Array.isArray(list) ||
+    list.length === 0 ||
+    list.length > 256 ||
+    !list.every((a) => typeof a === 'string' && !a.includes('\0'))
+  )
+    throw new Error('must be a command as a list of arguments, like [/usr/local/bin/make-host, --pool, web]');
+  const argv = [...(list as string[])];
+  if (argv[0] === '') throw new Error('must name a program first, not an empty argument');
+  if (relativeTo && argv[0]!.includes('/') && !argv[0]!.startsWith('/'))
+    argv[0] = resolve(relativeTo, argv[0]!);
+  return JSON.stringify(argv);
+}
+
+const parseArgvText = (text: string): unknown => {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+};
+
+/** The provision setting's argument list (undefined: none). */
+export const provisionArgv = (settings: Pick<Settings, 'provision'>): string[] | undefined =>
+  settings.provision.value === undefined ? undefined : (JSON.parse(settings.provision.value) as string[]);
+
 export function checkPatterns(name: string, text: string): string[] {
   const parsed = parseAllowedSources(text);
   if ('error' in parsed) throw new PersonaError('E_USAGE', `${name}: ${parsed.error}`);
@@ -165,6 +220,16 @@ export function checkPatterns(name: string, text: string): string[] {
 
 const parseEnvCount = (def: SettingDef, text: string) =>
   checkCount(def, /^\s*\d{1,9}\s*$/.test(text) ? Number(text) : Number.NaN, def.env, text);
+
+function envArgv(name: string, text: string): string {
+  try {
+    return checkArgv(text);
+  } catch (error) {
+    throw new PersonaError('E_USAGE', `${name}: ${(error as Error).message} (as JSON)`, {
+      hint: `For example: ${name}='["/usr/local/bin/make-host","--pool","web"]'`,
+    });
+  }
+}
 
 function defaultStateDir(env: NodeJS.ProcessEnv, cwd: string): string {
   const base = env.XDG_STATE_HOME ? resolve(cwd, env.XDG_STATE_HOME) : join(homedir(), '.local', 'state');
@@ -198,7 +263,9 @@ export function resolveSettings(
           ? parseEnvCount(def, fromEnv)
           : def.kind === 'path'
             ? resolve(cwd, fromEnv)
-            : fromEnv;
+            : def.kind === 'argv'
+              ? envArgv(def.env, fromEnv)
+              : fromEnv;
       return { value, source: { from: 'env', name: def.env } };
     }
     const inFile = file?.values[def.key];
@@ -214,6 +281,8 @@ export function resolveSettings(
     concurrency: undefined,
     lock_ttl: DEFAULT_LOCK_TTL_S,
     allowed_sources: DEFAULT_ALLOWED_SOURCES,
+    provision: undefined,
+    provision_timeout: DEFAULT_PROVISION_TIMEOUT_S,
   };
   const out: Partial<Record<SettingKey, Setting<unknown>>> = {};
   for (const def of settingDefs) out[def.key] = pick(def, defaults[def.key]);

@@ -382,6 +382,22 @@ const powerFence = z
       'A power fence (STONITH): with one, the fence powers the failed host off and counts it as fenced only when status then reports it off.',
   });
 
+const provision = z
+  .strictObject({
+    command: command.meta({
+      description:
+        'Creates a host when no inventory host can take this application, and prints its inventory entry as one JSON object on stdout (name, address, optional port, user, key_file, jump, labels). Run on the machine running persona, without a shell, with PATH, HOME, LANG, LC_ALL, TZ and the PERSONA_* variables of the request (PERSONA_APP, PERSONA_CORES, PERSONA_RAM_GB, PERSONA_STORAGE_GB, ...).',
+    }),
+    timeout_ms: integer(1000, 86_400_000).default(600_000).meta({
+      description:
+        'How long the command and the wait until its host answers over SSH may take together; the command is stopped at the limit.',
+    }),
+  })
+  .meta({
+    description:
+      "How to create a host for this application when none fits (before the provision setting of persona's config file).",
+  });
+
 const fencing = z
   .strictObject({ power: powerFence.optional() })
   .meta({ description: 'Fencing beyond the traffic method: a power fence.' });
@@ -474,6 +490,7 @@ export const profileSchema = z
     health_checks: list(healthCheck, 32).default([]),
     traffic: traffic.default({ method: 'none' }),
     fencing: fencing.optional(),
+    provision: provision.optional(),
     hooks: hooks.optional(),
     host_labels: z
       .record(label, labelValue)
@@ -490,4 +507,5 @@ export type ProfileInput = z.input<typeof profileSchema>;
 export type HealthCheck = Profile['health_checks'][number];
 export type Traffic = Profile['traffic'];
 export type PowerFence = NonNullable<NonNullable<Profile['fencing']>['power']>;
+export type Provision = NonNullable<Profile['provision']>;
 export type Hook = NonNullable<NonNullable<Profile['hooks']>['pre_fence']>[number];

@@ -9,13 +9,14 @@ import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory
 import type { Profile } from '../profile/schema.js';
 import type { PlannedHook, RunPlanEvent } from '../runbook/events.js';
 import { journalRanking } from '../runbook/journal-ranking.js';
-import type { DataFrom } from '../runbook/journal-schema.js';
+import type { DataFrom, Provisioned } from '../runbook/journal-schema.js';
 import { secretUses } from '../runbook/secrets.js';
 import type { HostRef, Journal, Step, StepContext, StepKind, StepRecord } from '../runbook/types.js';
 import { hookWords } from '../steps/hooks.js';
 import { runbook } from '../steps/index.js';
 import type { StoredProfile } from '../stores/profile-store.js';
 import { sha256 } from '../util/hash.js';
+import { withProvisioned } from './provision.js';
 
 export interface RecoverRequest {
   failedHost: string;
@@ -117,7 +118,7 @@ export function chooseTarget(
   if (eligible.length === 0) {
     const why = ranking.map((r) => `${r.host}: ${r.reasons.map((x) => x.message).join('; ')}`).join('\n  ');
     throw new PersonaError('E_NO_CANDIDATE', `no host can take ${app}:\n  ${why}`, {
-      hint: 'Free resources on a host, add one to the inventory, or adjust the profile; nothing was changed.',
+      hint: "Free resources on a host, add one to the inventory, or adjust the profile; or give persona a provision command that creates a host (the provision setting, or the profile's provision). Nothing was changed.",
     });
   }
   if (!canAsk) return { decided: eligible[0]!, by: 'top of the ranking' };
@@ -144,6 +145,8 @@ export interface PlanInput {
   /** The chosen target (see chooseTarget). */
   targetHost: string;
   ranking: readonly RankedHost[];
+  /** The host the provision command made for this run, recorded so that a resume finds it. */
+  provisioned?: Provisioned;
   request: Pick<RecoverRequest, 'forceNoFence' | 'strategy' | 'dataFrom' | 'commandLine'>;
   driver: Driver;
   steps?: readonly Step[];
@@ -196,6 +199,7 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
       ...(req.dataFrom !== 'auto' ? { data_from: req.dataFrom } : {}),
     },
     ...journalRanking(input.ranking, target.name),
+    ...(input.provisioned ? { provisioned: input.provisioned } : {}),
     steps: freshStepRecords(steps),
   };
   const plan: RunPlan = {
@@ -224,6 +228,8 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
 export interface ResumePlan {
   /** The journal to go on with: this driver, the request's data source, the current profile version. */
   journal: Journal;
+  /** The inventory, with the host the run provisioned (if it did) though no inventory file lists it. */
+  inventory: Inventory;
   failed: InventoryHost;
   target: InventoryHost;
   /** Steps still to do, in order. */
@@ -255,8 +261,9 @@ export function planResume(
   const journal: Journal = structuredClone(loaded);
   const { request: req, stored } = input;
   const runId = journal.run_id;
-  const failed = hostOfJournal(input.inventory, journal.failed_host);
-  const target = hostOfJournal(input.inventory, journal.target_host);
+  const inventory = withProvisioned(input.inventory, journal.provisioned);
+  const failed = hostOfJournal(inventory, journal.failed_host);
+  const target = hostOfJournal(inventory, journal.target_host);
   const digest = sha256(stored.text);
   const profileChanged =
     stored.version !== journal.profile.version || digest !== journal.profile.sha256
@@ -273,6 +280,7 @@ export function planResume(
     .map((s) => s.kind);
   return {
     journal,
+    inventory,
     failed,
     target,
     pending,

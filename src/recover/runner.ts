@@ -7,14 +7,15 @@
  * It prints nothing itself: it reports events (runbook/events.ts), which the reporters render.
  */
 import { hostname } from 'node:os';
-import { rankHosts, requirementsOf } from '../broker/broker.js';
+import { type RankedHost, rankHosts, requirementsOf } from '../broker/broker.js';
 import type { Context } from '../context.js';
 import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory.js';
-import { notProbed } from '../hosts/probe.js';
+import { notProbed, type ProbeResult } from '../hosts/probe.js';
 import { probeWithProgress } from '../hosts/probe-progress.js';
 import type { Profile } from '../profile/schema.js';
 import { Engine } from '../runbook/engine.js';
 import { JournalStore, newRunId } from '../runbook/journal.js';
+import type { Provisioned } from '../runbook/journal-schema.js';
 import { registerSecrets } from '../runbook/secrets.js';
 import { type RunPieces, stepContext } from '../runbook/step-context.js';
 import type { Journal } from '../runbook/types.js';
@@ -35,6 +36,14 @@ import {
   type RecoverRequest,
   type ResumeRequest,
 } from './plan.js';
+import {
+  provisionCommand,
+  provisionEnv,
+  provisionedTarget,
+  provisionNeed,
+  wouldProvision,
+} from './provision.js';
+import { provisionHost } from './provision-run.js';
 import { dryRunSummary, type RunSummary, summarize } from './summary.js';
 
 function resumeCommand(ctx: Context, runId: string): string {
@@ -189,35 +198,19 @@ async function recoverApp(
       { dataPath: requirements.dataPath, packages: requirements.packages },
     );
     const skipped = inventory.hosts.filter(skip).map(notProbed);
-    const ranking = rankHosts(requirements, [...probed, ...skipped], {
-      strategy: req.strategy,
-      failedHost: failed.name,
-      exclude: req.exclude,
+    const found = await targetFor(ctx, {
+      req,
+      app,
+      profile,
+      failed,
+      inventory,
+      ssh,
+      lock,
+      runId,
+      probed: [...probed, ...skipped],
     });
-    ctx.reporter.event('ranking', { app, hosts: ranking, requirements });
-    const choice = chooseTarget(ranking, req, app, ctx.mode.interactive && !ctx.mode.yes);
-    let chosen: string;
-    if ('decided' in choice) {
-      if (choice.by === 'top of the ranking')
-        ctx.reporter.event('select', {
-          question: `target for ${app}`,
-          answer: choice.decided.host,
-          by: choice.by,
-        });
-      chosen = choice.decided.host;
-    } else {
-      chosen = (
-        await ctx.prompter.select(
-          `Recover ${app} onto which host?`,
-          choice.ask.map((r) => ({
-            name: r.verdict === 'eligible' ? `${r.rank}. ${r.host}  score ${r.score!.total}` : `   ${r.host}`,
-            value: r,
-            ...(r.verdict === 'eligible' ? {} : { disabled: r.reasons.map((x) => x.message).join('; ') }),
-          })),
-          { default: choice.default },
-        )
-      ).host;
-    }
+    if ('dryRun' in found) return wouldProvision(runId, app, failed.name, stored.version);
+    const { chosen, ranking, provisioned } = found;
     const world: World = {
       profile,
       inventory,
@@ -237,6 +230,7 @@ async function recoverApp(
       failedHost: failed.name,
       targetHost: chosen,
       ranking,
+      ...(provisioned ? { provisioned } : {}),
       request: req,
       driver: driver(ctx),
       describeContext: (journal, record) => stepContext(pieces(ctx, journal, world), ctx.signal, record),
@@ -258,6 +252,112 @@ async function recoverApp(
     await lock?.release();
     throw error;
   }
+}
+
+interface TargetInput {
+  req: RecoverRequest;
+  app: string;
+  profile: Profile;
+  failed: InventoryHost;
+  inventory: Inventory;
+  ssh: RunPieces['ssh'];
+  lock: LockHandle | undefined;
+  runId: string;
+  probed: ProbeResult[];
+}
+
+/**
+ * Ranks the probed hosts and finds the target. When none can take the application, a provision command (if there
+ * is one) creates a host, which is probed and ranked like the others and must pass the same requirements; in a dry
+ * run it only says it would.
+ */
+async function targetFor(
+  ctx: Context,
+  t: TargetInput,
+): Promise<{ dryRun: true } | { chosen: string; ranking: RankedHost[]; provisioned?: Provisioned }> {
+  const { req, app, failed, lock } = t;
+  const requirements = requirementsOf(t.profile);
+  const rank = (results: readonly ProbeResult[]) =>
+    rankHosts(requirements, results, {
+      strategy: req.strategy,
+      failedHost: failed.name,
+      exclude: req.exclude,
+    });
+  const ranking = rank(t.probed);
+  ctx.reporter.event('ranking', { app, hosts: ranking, requirements });
+  const command = provisionCommand(t.profile, ctx.settings.values);
+  const need = provisionNeed(ranking, req, command);
+  if (need === 'no' || !command) return { chosen: await pickTarget(ctx, ranking, req, app), ranking };
+  const vars = provisionEnv(requirements, { failedHost: failed.name, runId: t.runId });
+  if (need === 'would-provision') {
+    ctx.reporter.event('provision', {
+      app,
+      status: 'would-run',
+      command: command.argv,
+      env: vars,
+      timeout_ms: command.timeoutMs,
+    });
+    return { dryRun: true };
+  }
+  const made = await provisionHost(
+    {
+      reporter: ctx.reporter,
+      prompter: ctx.prompter,
+      ssh: t.ssh,
+      env: ctx.env,
+      cwd: ctx.cwd,
+      signal: lock ? AbortSignal.any([ctx.signal, lock.lost]) : ctx.signal,
+      ...(lock ? { assertHeld: () => lock.assertHeld() } : {}),
+      now: () => ctx.now(),
+    },
+    {
+      app,
+      command,
+      vars,
+      inventory: t.inventory,
+      probe: { dataPath: requirements.dataPath, packages: requirements.packages },
+    },
+  );
+  // In the inventory for the rest of this run: this application's steps, and the failed host's other applications.
+  t.inventory.hosts.push(made.host);
+  const reranked = rank([...t.probed, made.probe]);
+  ctx.reporter.event('ranking', { app, hosts: reranked, requirements });
+  const chosen = provisionedTarget(reranked, made.host.name, app);
+  ctx.reporter.event('select', {
+    question: `target for ${app}`,
+    answer: chosen,
+    by: 'provisioned for this run',
+  });
+  return { chosen, ranking: reranked, provisioned: made.record };
+}
+
+/** The target from the ranking: decided (by --target, or the top when nobody is asked), or the human's pick. */
+async function pickTarget(
+  ctx: Context,
+  ranking: readonly RankedHost[],
+  req: RecoverRequest,
+  app: string,
+): Promise<string> {
+  const choice = chooseTarget(ranking, req, app, ctx.mode.interactive && !ctx.mode.yes);
+  if ('decided' in choice) {
+    if (choice.by === 'top of the ranking')
+      ctx.reporter.event('select', {
+        question: `target for ${app}`,
+        answer: choice.decided.host,
+        by: choice.by,
+      });
+    return choice.decided.host;
+  }
+  const picked = await ctx.prompter.select(
+    `Recover ${app} onto which host?`,
+    choice.ask.map((r) => ({
+      name: r.verdict === 'eligible' ? `${r.rank}. ${r.host}  score ${r.score!.total}` : `   ${r.host}`,
+      value: r,
+      ...(r.verdict === 'eligible' ? {} : { disabled: r.reasons.map((x) => x.message).join('; ') }),
+    })),
+    { default: choice.default },
+  );
+  return picked.host;
 }
 
 /** Goes on with a run from its journal. */
@@ -287,6 +387,10 @@ export async function resumeRun(
     });
     const plan = planResume(loaded, { inventory, stored, request: req, driver: driver(ctx) });
     const { journal, failed, target } = plan;
+    if (journal.provisioned)
+      ctx.reporter.info(
+        `run ${runId} provisioned ${journal.provisioned.entry.name} (${journal.provisioned.entry.address}) at ${journal.provisioned.at}`,
+      );
     if (plan.profileChanged) {
       const { from, to } = plan.profileChanged;
       ctx.reporter.warn(`profile ${journal.app} changed since run ${runId} started: version ${from} → ${to}`);
@@ -305,7 +409,15 @@ export async function resumeRun(
       );
     ctx.reporter.info(plan.describe);
     const ssh = await ctx.ssh();
-    const run = pieces(ctx, journal, { profile, inventory, failed, target, store, ssh, lock });
+    const run = pieces(ctx, journal, {
+      profile,
+      inventory: plan.inventory,
+      failed,
+      target,
+      store,
+      ssh,
+      lock,
+    });
     if (req.dryRun) return await runEngine(ctx, run, undefined, js, { dryRun: true });
     if (plan.confirmForceNoFence) {
       await confirmOrDecline(ctx.prompter, forceNoFenceQuestion(failed.name, target.name));

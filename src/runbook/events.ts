@@ -5,7 +5,7 @@
  */
 import type { RankedHost, Requirements } from '../broker/broker.js';
 import type { ProbeFailureKind } from '../hosts/probe.js';
-import type { StepKind, StepRecord } from './journal-schema.js';
+import type { Provisioned, StepKind, StepRecord } from './journal-schema.js';
 import type { SecretUse } from './secrets.js';
 
 /** An action as the plan and the journal show it (what it is; never how it is done). */
@@ -121,6 +121,26 @@ export type ProbeEvent =
       failure: { kind: ProbeFailureKind; message: string; hint?: string };
     };
 
+/**
+ * No host could take an application: a host is provisioned for it (the recovery). `would-run` in a dry run (nothing
+ * runs); `started`, then one `output` per line of the command's stderr (terminal controls stripped), then
+ * `succeeded` with the entry it printed. A failure is the command's error, as any other.
+ */
+export interface ProvisionEvent {
+  type: 'provision';
+  app: string;
+  status: 'would-run' | 'started' | 'output' | 'succeeded';
+  command: string[];
+  /** The variables the command gets besides PATH, HOME, LANG, LC_ALL and TZ. */
+  env?: Record<string, string>;
+  timeout_ms?: number;
+  /** A line of the command's stderr (`output`). */
+  line?: string;
+  /** The new host's inventory entry (`succeeded`). */
+  entry?: Provisioned['entry'];
+  duration_ms?: number;
+}
+
 /** A question answered without asking (by --yes, or by a default when nobody can be asked). */
 export interface ConfirmEvent {
   type: 'confirm';
@@ -154,6 +174,7 @@ export type RunEvent =
   | RunStartEvent
   | RankingEvent
   | ProbeEvent
+  | ProvisionEvent
   | ConfirmEvent
   | SelectEvent
   | TaskEvent;

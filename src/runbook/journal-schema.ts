@@ -109,6 +109,27 @@ export const journalSchema = z.object({
       rejected_by_reason: z.record(z.string(), z.number().int()),
     })
     .optional(),
+  /**
+   * The host the provision command created for this run (no inventory host could take the application): its
+   * inventory entry as the command printed it, so that a resume finds the host though it is in no inventory file.
+   */
+  provisioned: z
+    .object({
+      entry: z.object({
+        name: z.string(),
+        address: z.string(),
+        port: z.number().int().optional(),
+        user: z.string().optional(),
+        key_file: z.string().optional(),
+        jump: z.string().optional(),
+        labels: z.record(z.string(), z.string()),
+        apps: z.array(z.string()),
+      }),
+      command: z.array(z.string()),
+      at: z.string(),
+      duration_ms: z.number(),
+    })
+    .optional(),
   steps: z.array(stepRecordSchema),
 });
 
@@ -118,3 +139,4 @@ export type StepKind = (typeof stepKinds)[number];
 export type StepStatus = z.infer<typeof stepStatus>;
 export type RunStatus = z.infer<typeof runStatus>;
 export type HostRef = z.infer<typeof hostRef>;
+export type Provisioned = NonNullable<Journal['provisioned']>;

@@ -4,7 +4,7 @@
  * need (probe, task, run) render nothing: the spinners say it.
  */
 import type { ChalkInstance } from 'chalk';
-import type { RunEvent, RunPlanEvent, StepPlanEvent } from '../runbook/events.js';
+import type { ProvisionEvent, RunEvent, RunPlanEvent, StepPlanEvent } from '../runbook/events.js';
 import type { HumanOut } from './output.js';
 import { renderRanking } from './ranking-table.js';
 
@@ -68,6 +68,9 @@ export class RunEventRenderer {
         else if (e.status === 'skipped') note(`  ${c.dim('-')} ${what} ${c.dim('skipped')}`);
         return;
       }
+      case 'provision':
+        note(provisionText(c, e));
+        return;
       case 'probe':
       case 'task':
       case 'run':
@@ -106,4 +109,26 @@ function stepPlanText(c: ChalkInstance, p: StepPlanEvent): string {
     lines.push(`  - ${a.title}${c.dim(` (${a.touches}${a.mutates ? '' : ', read-only'})`)}`);
   if (p.blocked) lines.push(`  ${c.red('blocked:')} ${p.blocked}`);
   return lines.join('\n');
+}
+
+/** Provisioning a host: what runs (or would), the command's own stderr lines, the host it made. */
+function provisionText(c: ChalkInstance, e: ProvisionEvent): string {
+  const command = e.command.join(' ');
+  const env = Object.entries(e.env ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  const limit = e.timeout_ms ? `, time limit ${Math.round(e.timeout_ms / 1000)} s` : '';
+  switch (e.status) {
+    case 'would-run':
+      return `${c.yellow('dry run:')} no host can take ${e.app}; a real run would provision one with: ${command}${c.dim(` (${env}${limit})`)}; nothing was run`;
+    case 'started':
+      return `${c.dim('…')} provisioning a host for ${e.app}: ${command}${c.dim(` (${env}${limit})`)}`;
+    case 'output':
+      return `  ${c.dim('provision:')} ${e.line ?? ''}`;
+    case 'succeeded': {
+      const h = e.entry;
+      const secs = e.duration_ms === undefined ? '' : ` ${c.dim(`${(e.duration_ms / 1000).toFixed(1)}s`)}`;
+      return `${c.green('✔')} provisioned ${h?.name} (${h?.address}) for ${e.app}${secs}`;
+    }
+  }
 }

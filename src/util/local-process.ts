@@ -21,36 +21,43 @@ export interface LocalRunOptions {
   signal: AbortSignal;
   /** Each complete line of stdout as it comes (progress); the whole output is in the result as well. */
   onStdoutLine?: (line: string) => void;
+  /** Each line of stderr as it comes (shown while a long command runs); the last one even without a newline. */
+  onStderrLine?: (line: string) => void;
+  /**
+   * Run it as a process group of its own and stop the whole group (SIGTERM, SIGKILL 5 s later) at the time limit
+   * or on the signal: a command that starts others (a provisioner's terraform, a sleep) cannot outlive its limit,
+   * nor hold its output open so that persona waits for them.
+   */
+  group?: boolean;
 }
 
 export type LocalRunner = (argv: readonly string[], options: LocalRunOptions) => Promise<LocalResult>;
 
 /** The real one: execa, without a shell, with exactly `env`. */
-export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal, onStdoutLine }) => {
+export const execaLocal: LocalRunner = async (
+  argv,
+  { env, timeoutMs, signal, onStdoutLine, onStderrLine, group },
+) => {
   const { execa } = await import('execa');
   const child = execa(argv[0]!, argv.slice(1), {
     reject: false,
     env,
     extendEnv: false,
-    timeout: timeoutMs,
-    cancelSignal: signal,
+    ...(group ? { detached: true } : { timeout: timeoutMs, cancelSignal: signal }),
     stdin: 'ignore',
     all: true,
     maxBuffer: 16_000_000,
   });
-  if (onStdoutLine) {
-    let partial = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      const lines = (partial + chunk.toString()).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) onStdoutLine(line);
-    });
-  }
+  const limit = group ? groupLimit(child.pid, timeoutMs, signal) : undefined;
+  if (onStdoutLine) eachLine(child.stdout, onStdoutLine);
+  const flushStderr = onStderrLine ? eachLine(child.stderr, onStderrLine) : () => {};
   const r = await child;
+  limit?.done();
+  flushStderr();
   return {
     ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
     ...(r.signal ? { signal: r.signal } : {}),
-    timedOut: r.timedOut,
+    timedOut: r.timedOut || limit?.timedOut === true,
     stdout: String(r.stdout ?? ''),
     stderr: String(r.stderr ?? ''),
     output: String(r.all ?? ''),
@@ -59,6 +66,50 @@ export const execaLocal: LocalRunner = async (argv, { env, timeoutMs, signal, on
       : {}),
   };
 };
+
+/** Stops the process group of `pid` at the time limit or on the signal; `done` when the command ended. */
+function groupLimit(pid: number | undefined, timeoutMs: number, signal: AbortSignal) {
+  const state = { timedOut: false, done: () => {} };
+  if (pid === undefined) return state;
+  let hard: NodeJS.Timeout | undefined;
+  const kill = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // the group is gone already
+    }
+  };
+  const stop = () => {
+    kill('SIGTERM');
+    hard ??= setTimeout(() => kill('SIGKILL'), 5000);
+  };
+  const timer = setTimeout(() => {
+    state.timedOut = true;
+    stop();
+  }, timeoutMs);
+  signal.addEventListener('abort', stop, { once: true });
+  if (signal.aborted) stop();
+  state.done = () => {
+    clearTimeout(timer);
+    clearTimeout(hard);
+    signal.removeEventListener('abort', stop);
+  };
+  return state;
+}
+
+/** Calls `onLine` with each complete line of a stream; returns the flush of a last line without a newline. */
+function eachLine(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): () => void {
+  let partial = '';
+  stream?.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  });
+  return () => {
+    if (partial !== '') onLine(partial);
+    partial = '';
+  };
+}
 
 /** How it ended, in words: "exit 1", "SIGKILL", "timed out", or why it did not run. */
 export function endedAs(r: LocalResult): string {

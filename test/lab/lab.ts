@@ -11,6 +11,16 @@ import type { PowerFence } from '../../src/profile/schema.js';
 
 export const LAB_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lab');
 export const DEFAULT_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'default.json');
+/** A host spec for `lab add-host`: 2 CPUs, 6 GiB, a 2 GiB /srv. */
+export const PROVISIONED_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'provisioned.json');
+
+/**
+ * The lab script that brings the lab up and takes it down: this checkout's, unless PERSONA_LAB_SCRIPT names another
+ * checkout's. `up` refuses a lab that another checkout brought up (the spec's hash covers the repository's path), so
+ * tests run from a second worktree while the main checkout's lab is up set it to that checkout's test/lab/lab. Every
+ * other command acts on the running lab whichever checkout made it, and is this checkout's (add-host, say).
+ */
+const upDownScript = () => process.env.PERSONA_LAB_SCRIPT || LAB_SCRIPT;
 export const FAULT_MODES = ['app', 'sshd', 'hang', 'partition', 'poweroff'] as const;
 export type FaultMode = (typeof FAULT_MODES)[number];
 
@@ -99,8 +109,8 @@ export const labDirOf = (opts: LabOptions = {}): string =>
   opts.labDir ?? process.env.PERSONA_LAB_DIR ?? '/var/lib/persona-lab';
 
 /** Run test/lab/lab; a failure throws with the command's own last lines (it names the step and host). */
-export async function runLab(args: string[], opts: LabOptions = {}): Promise<string> {
-  const r = await execa(LAB_SCRIPT, args, {
+export async function runLab(args: string[], opts: LabOptions = {}, script = LAB_SCRIPT): Promise<string> {
+  const r = await execa(script, args, {
     env: { PERSONA_LAB_DIR: labDirOf(opts) },
     reject: false,
     stdin: 'ignore',
@@ -119,12 +129,12 @@ export async function runLab(args: string[], opts: LabOptions = {}): Promise<str
 /** Bring the lab up, or check and reuse the one that is up with the same spec. Registers a lease. */
 export async function labUp(opts: LabOptions = {}): Promise<LabState> {
   takeLease(opts);
-  await runLab(['up', '--spec', specOf(opts)], opts);
+  await runLab(['up', '--spec', specOf(opts)], opts, upDownScript());
   return labState(opts);
 }
 
 export async function labDown(opts: LabOptions = {}): Promise<void> {
-  await runLab(['down', '--spec', specOf(opts)], opts);
+  await runLab(['down', '--spec', specOf(opts)], opts, upDownScript());
 }
 
 export function labState(opts: LabOptions = {}): LabState {
@@ -186,6 +196,22 @@ export function labPowerFence(opts: LabOptions = {}): PowerFence {
     '{failed}',
   ];
   return { off: agent('off'), status: agent('status'), timeout_ms: 120_000 };
+}
+
+/** `lab add-host --spec SPEC`: one more host in the running lab; its inventory entry (what the command prints). */
+export async function labAddHost(
+  spec: string,
+  opts: LabOptions = {},
+): Promise<{ name: string; address: string; port: number; user: string; labels: Record<string, string> }> {
+  return JSON.parse(await runLab(['add-host', '--spec', spec], opts));
+}
+
+/**
+ * The lab as a provisioner (`lab add-host --spec SPEC`, see README.md, "Adding a host"): the command persona runs
+ * to create a host when none fits. persona gives it a minimal environment, hence the lab dir on the command line.
+ */
+export function labProvisioner(spec: string, opts: LabOptions = {}): string[] {
+  return ['env', `PERSONA_LAB_DIR=${labDirOf(opts)}`, LAB_SCRIPT, 'add-host', '--spec', spec];
 }
 
 /**

@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { DEFAULT_PROBE_CONCURRENCY } from '../../hosts/probe.js';
 import { redactUrl } from '../../stores/open.js';
-import { describeSource, type SettingKey, type Settings, settingDefs } from '../settings.js';
+import { describeSource, provisionArgv, type SettingKey, type Settings, settingDefs } from '../settings.js';
 import type { CommandRun } from '../spec.js';
 
 /** A value as people read it: unset values say what happens instead. */
@@ -14,6 +14,7 @@ function shown(key: SettingKey, settings: Settings): string {
   if (key === 'ssh_config' && value === undefined) return "(the inventory's ssh_config, else ~/.ssh/config)";
   if (key === 'concurrency' && value === undefined)
     return `${DEFAULT_PROBE_CONCURRENCY} (16 per core, ${availableParallelism()} cores)`;
+  if (key === 'provision' && value === undefined) return '(none, unless a profile has its own provision)';
   return String(value);
 }
 
@@ -28,7 +29,12 @@ export const run: CommandRun = async (ctx) => {
     settingDefs.map((d) => [
       d.key,
       {
-        value: d.key === 'store' ? redactUrl(values.store.value) : (values[d.key].value ?? null),
+        value:
+          d.key === 'store'
+            ? redactUrl(values.store.value)
+            : d.key === 'provision'
+              ? (provisionArgv(values) ?? null)
+              : (values[d.key].value ?? null),
         source: rows.find((r) => r.key === d.key)!.source,
       },
     ]),

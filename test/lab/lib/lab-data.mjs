@@ -5,6 +5,8 @@
 //   render-known-hosts LAB_DIR                ssh/known_hosts from the hosts' generated host keys
 //   render-bastion-config LAB_DIR HOST        ssh/config-bastion: the other hosts through HOST (lab bastion on)
 //   render-state LAB_DIR                      state.json from the resolved spec and LAB_DIR/run
+//   add-host LAB_DIR FILE|JSON                one more host (lab add-host) into spec.json and spec.sh; prints its name
+//   host-entry LAB_DIR HOST                   the host's inventory entry as JSON
 //   app-argv LAB_DIR APP start|stop           the app's argv, NUL-separated
 //   app-files LAB_DIR APP OUT_DIR             the app's deploy.files written under OUT_DIR
 //   app-setup LAB_DIR APP                     users and secrets, one tab-separated line each
@@ -12,7 +14,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as render from './render.mjs';
-import { resolveSpec } from './spec.mjs';
+import { addHost, loadSpecFile, resolveSpec } from './spec.mjs';
 
 const repoDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -38,6 +40,20 @@ const commands = {
   },
   'render-state'([labDir]) {
     render.writeAtomic(path.join(labDir, 'state.json'), render.state(render.readSpec(labDir)));
+  },
+  async 'add-host'([labDir, spec]) {
+    const s = render.readSpec(labDir);
+    const raw = spec.trimStart().startsWith('{') ? JSON.parse(spec) : await loadSpecFile(spec);
+    const host = addHost(s, raw, spec.trimStart().startsWith('{') ? '--spec' : spec);
+    s.hosts.push(host);
+    // The running lab's record: every later command (status, fail, fence, down) knows the host. The spec hash stays
+    // that of the spec the lab was brought up with, so that `up` with it still finds this lab.
+    render.writeAtomic(path.join(labDir, 'spec.json'), `${JSON.stringify(s, null, 2)}\n`);
+    render.writeAtomic(path.join(labDir, 'spec.sh'), render.shellDecls(s));
+    process.stdout.write(`${host.name}\n`);
+  },
+  'host-entry'([labDir, name]) {
+    process.stdout.write(`${JSON.stringify(render.inventoryEntry(render.readSpec(labDir), name))}\n`);
   },
   'app-argv'([labDir, id, which]) {
     const app = appOf(labDir, id);

@@ -35,6 +35,7 @@ export function shellDecls(s) {
     `LAB_BASE_KEY=${q(s.base_key)}`,
     `LAB_HAPROXY_BIND=${q(s.haproxy.bind)}`,
     `LAB_HAPROXY_BACKEND=${q(s.haproxy.backend)}`,
+    `LAB_HAPROXY_SERVER_PORT=${q(s.haproxy.server_port)}`,
     `LAB_ETCD_CLIENT=${q(s.etcd.client)}`,
     `LAB_ETCD_PEER=${q(s.etcd.peer)}`,
     `LAB_APT_LISTEN=${q(s.apt_proxy.listen)}`,
@@ -159,6 +160,13 @@ frontend ${s.haproxy.backend}
 backend ${s.haproxy.backend}
   option httpchk GET /health
 ${servers.join('')}`;
+}
+
+/** One host's inventory entry, as `lab add-host` prints it (the user too: persona applies no defaults to it). */
+export function inventoryEntry(s, name) {
+  const h = s.hosts.find((x) => x.name === name);
+  if (!h) throw new Error(`no host ${name} in this lab`);
+  return { name: h.name, address: h.address, port: 22, user: 'root', labels: h.labels };
 }
 
 export function inventory(s) {

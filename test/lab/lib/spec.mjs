@@ -114,7 +114,7 @@ function stringList(value, where, re, errors) {
   return value;
 }
 
-function resolveNet(spec, errors) {
+export function resolveNet(spec, errors) {
   const m = /^([\d.]+)\/(\d+)$/.exec(String(spec.subnet ?? '10.251.72.0/22'));
   const base = m ? ipToInt(m[1]) : null;
   const prefix = m ? Number(m[2]) : -1;
@@ -139,7 +139,7 @@ function inSubnet(net, n) {
   return n !== null && n > net.network && n < net.network + net.size - 1;
 }
 
-function resolveHost(raw, index, ctx) {
+export function resolveHost(raw, index, ctx) {
   const { errors, net, bridge, cpusOnline } = ctx;
   const where = `hosts[${index}]`;
   if (!checkKeys(raw, HOST_KEYS, where, errors)) return null;
@@ -303,6 +303,45 @@ export async function resolveSpec(specFile, { labDir, cacheDir, repoDir }) {
   };
   resolved.spec_hash = sha256(JSON.stringify({ ...resolved, spec_file: undefined })).slice(0, 16);
   return resolved;
+}
+
+const ADD_KEYS = ['cpus', 'memory', 'srv_size', 'packages', 'labels'];
+
+/**
+ * One more host for a running lab (lab add-host), from a host spec (cpus, memory, srv_size, packages, labels):
+ * the next name (lab-5 after lab-4), the next free address and veth, checked as a spec's hosts are.
+ */
+export function addHost(s, raw, source) {
+  const errors = [];
+  if (!checkKeys(raw, ADD_KEYS, source, errors)) throw specError(source, errors);
+  const net = resolveNet({ subnet: s.subnet, bridge_address: s.bridge_address }, errors);
+  const prefix = /^(.*)-\d+$/.exec(s.hosts[0]?.name ?? '')?.[1] ?? 'host';
+  const next = 1 + Math.max(0, ...s.hosts.map((h) => Number(/-(\d+)$/.exec(h.name)?.[1] ?? 0)));
+  const last = Math.max(...s.hosts.flatMap((h) => h.addresses.map(ipToInt)));
+  const index = Math.max(...s.hosts.map((h) => h.index));
+  const host = resolveHost(
+    { ...raw, name: `${prefix}-${next}`, address: intToIp(last + 1), apps: [] },
+    index,
+    {
+      errors,
+      net,
+      bridge: s.bridge,
+      cpusOnline: onlineCpus(),
+    },
+  );
+  checkUnique([...s.hosts, host], errors);
+  if (errors.length)
+    throw specError(
+      source,
+      errors.map((e) => e.replace(`hosts[${index}]`, 'host')),
+    );
+  return host;
+}
+
+function specError(source, errors) {
+  const err = new Error(`invalid host spec ${source}:\n  ${errors.join('\n  ')}`);
+  err.code = 'LAB_SPEC_INVALID';
+  return err;
 }
 
 // A path inside the default lab dir moves with PERSONA_LAB_DIR (profiles name the default one).
