@@ -119,6 +119,13 @@ export function stepDependencies(steps: readonly Step[]): ReadonlyMap<StepKind, 
   return graph;
 }
 
+/** When a step's early work runs, in words: "early, once configure is done and while fence runs". */
+function earlyWhen(step: Step): string {
+  const after = step.early?.dependsOn ?? [];
+  const waits = (step.dependsOn ?? []).filter((d) => !after.includes(d));
+  return `early, once ${after.join(' and ') || 'the run starts'} ${after.length > 1 ? 'are' : 'is'} done and while ${waits.join(' and ')} ${waits.length > 1 ? 'run' : 'runs'}`;
+}
+
 const isDone = (r: StepRecord) => r.status === 'succeeded' || r.status === 'skipped';
 
 export class Engine {
@@ -288,9 +295,7 @@ export class Engine {
           mutates: a.mutates,
         })),
       });
-      const task = this.deps.reporter.task(
-        `${step.title}: early, while ${step.dependsOn?.join(' and ')} run`,
-      );
+      const task = this.deps.reporter.task(`${step.title}: ${earlyWhen(step)}`);
       try {
         for (const action of plan.actions) await this.apply(step, record, ctx, action);
         task.succeed();
@@ -370,10 +375,8 @@ export class Engine {
   /** A dry run's view of a step's early work (Step.early): what it would apply before its turn. */
   private async earlyLines(step: Step, ctx: StepContext): Promise<string[]> {
     if (!step.early || this.options.serial || this.options.stepByStep) return [];
-    const waits = (step.dependsOn ?? []).filter((d) => !step.early!.dependsOn.includes(d));
-    const when = `early, once ${step.early.dependsOn.join(' and ') || 'the run starts'} ${step.early.dependsOn.length > 1 ? 'are' : 'is'} done and while ${waits.join(' and ')} ${waits.length > 1 ? 'run' : 'runs'}`;
     const plan = await step.early.plan(ctx);
-    return plan.actions.map((a) => `${when}: would ${a.title} [${a.touches}]`);
+    return plan.actions.map((a) => `${earlyWhen(step)}: would ${a.title} [${a.touches}]`);
   }
 
   /** Between steps: an interruption or a lost lock stops the run through the same path as during a step. */
