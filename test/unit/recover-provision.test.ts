@@ -125,6 +125,7 @@ function world(setup: Setup = {}) {
     state,
     script,
     recover: (...args: string[]) => runInProcess(['recover', ...args], { env, transport: fake, cwd: dir }),
+    persona: (...args: string[]) => runInProcess(args, { env, transport: fake, cwd: dir }),
     /** On a terminal (no CI), answering from a script that fails on any other question. */
     interactive: (prompter: ScriptedPrompter, ...args: string[]) =>
       runInProcess(['recover', ...args], {
@@ -199,6 +200,12 @@ describe('no inventory host can take the application: persona provisions one', (
       target_host: { name: 'h3', address: '10.0.0.3', user: 'deploy' },
       provisioned: { entry: { ...H3, apps: [] }, command: [w.script, '--pool', 'web pool'] },
     });
+    // `runs show` says the target was made for this run, by which command.
+    const shown = await w.persona('runs', 'show', runId);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(
+      /target h3 \(10\.0\.0\.3\) made for this run by the provision command `.*make-host --pool "web pool"` at \S+ \(\d+\.\d s\)/,
+    );
   });
 
   test('the command from the config file (persona.yaml), for every application without its own', async () => {

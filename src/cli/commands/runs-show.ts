@@ -1,3 +1,4 @@
+import { commandText } from '../../recover/provision.js';
 import { JournalStore } from '../../runbook/journal.js';
 import { stripTerminalControls } from '../../util/sanitize.js';
 import type { CommandRun } from '../spec.js';
@@ -18,6 +19,11 @@ export const run: CommandRun = async (ctx, { args }) => {
       out.line(
         `started ${journal.created_at} by ${journal.who}; profile version ${journal.profile.version}; store ${journal.store}`,
       );
+      const made = journal.provisioned;
+      if (made)
+        out.line(
+          `target ${made.entry.name} (${made.entry.address}) made for this run by the provision command \`${stripTerminalControls(commandText(made.command))}\` at ${made.at} (${(made.duration_ms / 1000).toFixed(1)} s)`,
+        );
       out.table(
         ['step', 'status', 'attempts', 'took', 'notes'],
         journal.steps.map((s) => [
