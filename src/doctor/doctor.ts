@@ -8,7 +8,7 @@ import { checkInventory } from './inventory.js';
 import { checkKnownHosts } from './known-hosts.js';
 import { checkStateDir } from './state-dir.js';
 import { checkLockTtl, checkStore } from './store.js';
-import { checkOpenSsh, checkRsync, checkSshConfig } from './tools.js';
+import { checkOpenSsh, checkProvision, checkRsync, checkSshConfig } from './tools.js';
 
 export const checkConfigFile: Check = async (input) =>
   input.configFile
@@ -29,6 +29,7 @@ export const checks: ReadonlyArray<Check> = [
   checkInventory,
   checkStateDir,
   checkKnownHosts,
+  checkProvision,
 ];
 
 export function sharedFor(input: DoctorInput, ports: DoctorPorts): Shared {

@@ -1,6 +1,8 @@
 /**
  * The local programs persona drives: the OpenSSH client and rsync, and the ssh config they will read.
  */
+import { join, resolve } from 'node:path';
+import { describeSource, provisionArgv } from '../cli/settings.js';
 import type { Check, CheckResult, DoctorPorts } from './check.js';
 import { firstLine } from './check.js';
 
@@ -118,3 +120,42 @@ export const checkSshConfig: Check = async (input, ports, shared): Promise<Check
 
 const sshConfigOrigin = (fromSettings: string | undefined, file: string) =>
   fromSettings === file ? 'the ssh_config setting' : "the inventory's defaults.ssh_config";
+
+/**
+ * The provision setting's program (recover runs it when no host fits): found and executable, as execve would find
+ * it (a path with a "/" as it is, relative to the working directory; a bare name on PATH). Only a warning when it
+ * is missing: it matters only on the night no host fits, and a profile may name a command of its own.
+ */
+export const checkProvision: Check = async (input, ports) => {
+  const argv = provisionArgv(input.settings);
+  if (!argv)
+    return {
+      id: 'provision',
+      status: 'ok',
+      summary: 'no provision command set (recover stops when no host fits, unless a profile names one)',
+    };
+  const program = argv[0]!;
+  const candidates = program.includes('/')
+    ? [resolve(input.cwd, program)]
+    : (input.env.PATH ?? '')
+        .split(':')
+        .filter(Boolean)
+        .map((dir) => join(dir, program));
+  for (const path of candidates) {
+    const st = await ports.stat(path);
+    if (st && !st.isDirectory && (st.mode & 0o111) !== 0)
+      return {
+        id: 'provision',
+        status: 'ok',
+        summary: `provision command ${path} (from ${describeSource(input.settings.provision.source)})`,
+        details: { program: path },
+      };
+  }
+  const where = program.includes('/') ? candidates[0]! : `${program} on PATH`;
+  return {
+    id: 'provision',
+    status: 'warn',
+    summary: `the provision command's program is not there or not executable: ${where} (from ${describeSource(input.settings.provision.source)})`,
+    fix: 'install it, or correct the provision setting (persona config shows where it comes from)',
+  };
+};

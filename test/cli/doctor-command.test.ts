@@ -55,7 +55,8 @@ describe('persona doctor', () => {
       'ok inventory',
       'ok state-dir',
       'ok known-hosts',
-      '9 ok,',
+      'ok provision',
+      '10 ok,',
     ]);
     for (const call of readFileSync(log, 'utf8').trim().split('\n')) expect(call).toMatch(/^-V$|(^| )-G /);
   });
@@ -70,7 +71,7 @@ describe('persona doctor', () => {
       status: 'warn',
       fix: `chmod 700 ${join(dir, 'state')}`,
     });
-    expect(data.summary).toEqual({ ok: 8, warn: 1, fail: 0, skip: 0 });
+    expect(data.summary).toEqual({ ok: 9, warn: 1, fail: 0, skip: 0 });
   });
 
   test('ssh -G refusing the config: FAIL line with the fix, exit 4', async () => {

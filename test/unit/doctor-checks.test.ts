@@ -8,7 +8,7 @@ import { checkInventory } from '../../src/doctor/inventory.js';
 import { localPorts } from '../../src/doctor/local-ports.js';
 import { checkStateDir } from '../../src/doctor/state-dir.js';
 import { checkLockTtl, checkStore, lockTtlVerdict, renewalShape } from '../../src/doctor/store.js';
-import { checkOpenSsh, checkRsync, checkSshConfig } from '../../src/doctor/tools.js';
+import { checkOpenSsh, checkProvision, checkRsync, checkSshConfig } from '../../src/doctor/tools.js';
 import { PersonaError } from '../../src/errors.js';
 import { loadInventory } from '../../src/hosts/inventory.js';
 import type { KvBackend } from '../../src/stores/kv.js';
@@ -249,5 +249,50 @@ describe('the report', () => {
     expect((await runDoctor(input(), ports(), [fixed('ok'), fixed('warn')])).ok).toBe(true);
     const failed = await runDoctor(input(), ports(), [fixed('ok'), fixed('fail'), fixed('warn')]);
     expect(failed).toMatchObject({ ok: false, summary: { ok: 1, warn: 1, fail: 1, skip: 0 } });
+  });
+});
+
+describe('the provision command', () => {
+  const file = (mode: number) => ({ mode, uid: 0, isDirectory: false });
+
+  test('none set: ok, saying what recover does without one', async () => {
+    expect(await run(checkProvision, input(), ports())).toMatchObject({
+      status: 'ok',
+      summary: expect.stringMatching(/^no provision command set/),
+    });
+  });
+
+  test('a bare name is looked for on PATH, in order; a relative path against the working directory', async () => {
+    const seen: string[] = [];
+    const stat = async (path: string) => {
+      seen.push(path);
+      return path === '/usr/local/bin/make-host' ? file(0o100755) : undefined;
+    };
+    const bare = input(
+      { provision: set(JSON.stringify(['make-host', '--pool', 'web'])) },
+      {
+        PATH: '/usr/bin:/usr/local/bin',
+      },
+    );
+    expect(await run(checkProvision, bare, ports({ stat }))).toMatchObject({
+      status: 'ok',
+      summary: 'provision command /usr/local/bin/make-host (from flag --x)',
+    });
+    expect(seen).toEqual(['/usr/bin/make-host', '/usr/local/bin/make-host']);
+    seen.length = 0;
+    const relative = input({ provision: set(JSON.stringify(['./bin/make-host'])) });
+    expect((await run(checkProvision, relative, ports({ stat }))).status).toBe('warn');
+    expect(seen).toEqual(['/work/bin/make-host']);
+  });
+
+  test('missing or not executable: a warning naming the program and where the setting comes from', async () => {
+    const notExecutable = input({ provision: set(JSON.stringify(['/opt/make-host'])) });
+    const r = await run(checkProvision, notExecutable, ports({ stat: async () => file(0o100644) }));
+    expect(r).toMatchObject({
+      status: 'warn',
+      summary:
+        "the provision command's program is not there or not executable: /opt/make-host (from flag --x)",
+    });
+    expect(r.fix).toMatch(/persona config/);
   });
 });
