@@ -106,11 +106,11 @@ export async function installPackages(
 ): Promise<Installed> {
   if (manager === 'dpkg') {
     const update = () => runPrivileged(ssh, host, ['apt-get', 'update', '-q'], signal);
-    const age = Number(
-      (
-        await runPrivileged(ssh, host, ['sh', '-c', LISTS_AGE, 'persona-apt-lists-age'], signal)
-      ).stdout.trim(),
-    );
+    const said = (
+      await runPrivileged(ssh, host, ['sh', '-c', LISTS_AGE, 'persona-apt-lists-age'], signal)
+    ).stdout.trim();
+    // Anything but a number of seconds (an odd shell, a clock before the lists' mtime) counts as unknown: update.
+    const age = /^\d+$/.test(said) ? Number(said) : Number.NaN;
     let lists: string;
     let r: ExecResult | undefined;
     if (Number.isFinite(age) && age >= 0 && age < APT_LISTS_VALID_S) {
@@ -121,7 +121,9 @@ export async function installPackages(
         r = undefined;
       }
     } else {
-      lists = `apt's lists are ${Number.isFinite(age) ? `${age} s` : 'of unknown age'} old (${APT_LISTS_VALID_S} s or more): updated first`;
+      lists = Number.isFinite(age)
+        ? `apt's lists are ${age} s old (${APT_LISTS_VALID_S} s or more): updated first`
+        : `the age of apt's lists is unknown (${said.slice(0, 40) || 'no answer'}): updated first`;
     }
     if (!r) {
       await update();
