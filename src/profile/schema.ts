@@ -392,6 +392,19 @@ const provision = z
       description:
         'How long the command and the wait until its host answers over SSH may take together; the command is stopped at the limit.',
     }),
+    env: z
+      .record(envName, secretRef)
+      .optional()
+      .refine((vars) => vars === undefined || Object.keys(vars).length <= 32, {
+        error: 'must have at most 32 variables',
+      })
+      .refine((vars) => Object.keys(vars ?? {}).every((name) => !name.startsWith('PERSONA_')), {
+        error: 'must not set PERSONA_ variables: persona sets those',
+      })
+      .meta({
+        description:
+          'Environment variables of the command, each from a secret reference (env:NAME, file:/path or store:key): a cloud API token. Secrets never go into the argument list, events or the journal.',
+      }),
   })
   .meta({
     description:

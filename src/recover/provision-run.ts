@@ -27,6 +27,8 @@ export interface ProvisionDeps {
   /** Throws when the run's lock can no longer be trusted. */
   assertHeld?: () => void;
   local?: LocalRunner;
+  /** The profile's `provision.env`, resolved from its secret references (registered with the redactor). */
+  secretEnv?: () => Promise<Record<string, string>>;
   now(): Date;
 }
 
@@ -66,8 +68,10 @@ export async function provisionHost(deps: ProvisionDeps, req: ProvisionRequest):
     env: req.vars,
     timeout_ms: timeoutMs,
   });
+  // The secrets go only into the command's environment: never into `req.vars`, which events report.
+  const secrets = (await deps.secretEnv?.()) ?? {};
   const result = await (deps.local ?? execaLocal)(argv, {
-    env: { ...localEnv(deps.env), ...req.vars },
+    env: { ...localEnv(deps.env), ...secrets, ...req.vars },
     timeoutMs,
     signal: deps.signal,
     group: true,

@@ -16,13 +16,13 @@ import type { Profile } from '../profile/schema.js';
 import { Engine } from '../runbook/engine.js';
 import { JournalStore, newRunId } from '../runbook/journal.js';
 import type { Provisioned } from '../runbook/journal-schema.js';
-import { registerSecrets } from '../runbook/secrets.js';
+import { registerSecrets, resolveSecret } from '../runbook/secrets.js';
 import { type RunPieces, stepContext } from '../runbook/step-context.js';
 import type { Journal } from '../runbook/types.js';
 import { runbook } from '../steps/index.js';
 import { askReach, rememberReach } from '../steps/reach.js';
 import { fencedBackend } from '../stores/fenced-backend.js';
-import type { LockHandle } from '../stores/kv.js';
+import type { KvBackend, LockHandle } from '../stores/kv.js';
 import type { ProfileStore } from '../stores/profile-store.js';
 import { confirmOrDecline } from '../ui/prompter.js';
 import { declareApps, selectApps, whereAppsRun } from './apps.js';
@@ -208,6 +208,7 @@ async function recoverApp(
       lock,
       runId,
       probed: [...probed, ...skipped],
+      backend: store.backend,
     });
     if ('dryRun' in found) return wouldProvision(runId, app, failed.name, stored.version);
     const { chosen, ranking, provisioned } = found;
@@ -264,6 +265,8 @@ interface TargetInput {
   lock: LockHandle | undefined;
   runId: string;
   probed: ProbeResult[];
+  /** The profile store's backend, for store: secret references. */
+  backend: KvBackend;
 }
 
 /**
@@ -308,6 +311,8 @@ async function targetFor(
       cwd: ctx.cwd,
       signal: lock ? AbortSignal.any([ctx.signal, lock.lost]) : ctx.signal,
       ...(lock ? { assertHeld: () => lock.assertHeld() } : {}),
+      // Only the profile's own command has secrets (`provision.env`); the setting's command gets none.
+      ...(t.profile.provision ? { secretEnv: () => provisionSecrets(ctx, t) } : {}),
       now: () => ctx.now(),
     },
     {
@@ -329,6 +334,21 @@ async function targetFor(
     by: 'provisioned for this run',
   });
   return { chosen, ranking: reranked, provisioned: made.record };
+}
+
+/** The profile's `provision.env`: each variable from its secret reference, without a final newline. */
+async function provisionSecrets(ctx: Context, t: TargetInput): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const [name, ref] of Object.entries(t.profile.provision?.env ?? {}))
+    env[name] = (
+      await resolveSecret(ref, `provision env ${name}`, {
+        env: ctx.env,
+        backend: t.backend,
+        redactor: ctx.redactor,
+        allowed: ctx.settings.values.allowed_sources.value.split(','),
+      })
+    ).replace(/\r?\n$/, '');
+  return env;
 }
 
 /** The target from the ranking: decided (by --target, or the top when nobody is asked), or the human's pick. */

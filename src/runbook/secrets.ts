@@ -83,6 +83,7 @@ export function secretUses(profile: Profile): SecretUse[] {
     ...Object.entries(profile.fencing?.power?.env ?? {}).map(([name, ref]) =>
       use(`fencing.power env ${name}`, ref),
     ),
+    ...Object.entries(profile.provision?.env ?? {}).map(([name, ref]) => use(`provision env ${name}`, ref)),
     ...(profile.traffic.method === 'dns'
       ? [use(`traffic.key ${profile.traffic.key.name}`, profile.traffic.key.secret)]
       : []),

@@ -7,10 +7,11 @@
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { validateProfileValue } from '../../src/profile/validate.js';
 import { JournalStore } from '../../src/runbook/journal.js';
 import type { Journal } from '../../src/runbook/types.js';
 import { type FakeCommand, type FakeHostSpec, FakeHosts } from '../fakes/fake-hosts.js';
-import { jsonLines, runInProcess, ScriptedPrompter } from '../helpers/cli.js';
+import { jsonLines, repoRoot, runInProcess, ScriptedPrompter } from '../helpers/cli.js';
 import { copyOfProfiles, tempDir } from '../helpers/tmp.js';
 
 const APP = 'web';
@@ -82,6 +83,8 @@ interface Setup {
   extra?: string;
   hosts?: Record<string, FakeHostSpec>;
   profile?: (p: Record<string, unknown>) => void;
+  /** More of persona's environment. */
+  env?: Record<string, string>;
 }
 
 function world(setup: Setup = {}) {
@@ -118,6 +121,7 @@ function world(setup: Setup = {}) {
     PERSONA_LOCK_TTL: '2',
     CI: 'true',
     CONSUL_HTTP_TOKEN: TOKEN,
+    ...setup.env,
   };
   return {
     fake,
@@ -205,6 +209,36 @@ describe('no inventory host can take the application: persona provisions one', (
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toMatch(
       /target h3 \(10\.0\.0\.3\) made for this run by the provision command `.*make-host --pool "web pool"` at \S+ \(\d+\.\d s\)/,
+    );
+  });
+
+  test('provision.env: a secret reference reaches the command in its environment only; nowhere else', async () => {
+    const SECRET = 'cloud-api-TOKEN-9f3e';
+    const w = world({
+      provision: (script) => ({ command: [script], env: { CLOUD_TOKEN: 'env:MAKE_HOST_TOKEN' } }),
+      env: { MAKE_HOST_TOKEN: SECRET },
+      extra: 'printf "using %s\\n" "$CLOUD_TOKEN" >&2',
+    });
+    const r = await w.recover('h1', '--yes', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(w.provisionEnv()).toContain(`CLOUD_TOKEN=${SECRET}\n`);
+    // Not the variable it came from, nor persona's own secrets.
+    expect(w.provisionEnv()).not.toContain('MAKE_HOST_TOKEN');
+    expect(w.provisionEnv()).not.toContain(TOKEN);
+    // The command printed it: redacted in the events; absent from the journal and the result.
+    const runId = (result(r.stdout).runs as Array<{ run_id: string }>)[0]!.run_id;
+    expect(events(r.stdout, 'provision').some((e) => e.line === 'using [redacted]')).toBe(true);
+    for (const text of [r.stdout, r.stderr, JSON.stringify(w.journal(runId))])
+      expect(text).not.toContain(SECRET);
+  });
+
+  test('provision.env may not set PERSONA_ variables (persona sets those)', () => {
+    const raw = {
+      ...JSON.parse(readFileSync(join(repoRoot, 'profiles/demo-web.json'), 'utf8')),
+      provision: { command: ['/bin/true'], env: { PERSONA_APP: 'env:X' } },
+    };
+    expect(() => validateProfileValue('demo-web.json', raw, 'demo-web')).toThrow(
+      /\/provision\/env: must not set PERSONA_ variables/,
     );
   });
 
