@@ -1050,3 +1050,50 @@ describe('engine: early work in phases', () => {
     expect(order.slice(-2)).toEqual(['configure', 'migrate']);
   });
 });
+
+describe('engine: early work yields to the step', () => {
+  test('a phase still running when the step is ready is stopped where it is; the step runs, the run succeeds', async () => {
+    const order: string[] = [];
+    const fence = step('fence', pushing(order, 'fence'), { dependsOn: [] });
+    const configure = step(
+      'configure',
+      async () => {
+        await new Promise((r) => setTimeout(r, 30));
+        order.push('configure');
+        return {};
+      },
+      { dependsOn: [] },
+    );
+    const long: Action = {
+      id: 'content',
+      title: 'a copy that would take hours',
+      touches: 'h2',
+      mutates: true,
+      observable: true,
+      apply: (ctx) =>
+        new Promise((_resolve, reject) => {
+          order.push('content:start');
+          // Only its stop ends it: without the engine's cancel the test would time out.
+          ctx.signal.addEventListener('abort', () => {
+            order.push('content:stopped');
+            reject(ctx.signal.reason);
+          });
+        }),
+    };
+    const migrate = step('migrate', pushing(order, 'migrate'), {
+      dependsOn: ['fence', 'configure'],
+      early: [{ what: 'contents', dependsOn: [], plan: async () => ({ actions: [long], notes: [] }) }],
+    });
+    const { engine, journal: j } = setup(['fence', 'configure', 'migrate'], [fence, configure, migrate]);
+    await engine.run();
+    expect(j.status).toBe('succeeded');
+    expect(order.slice(-3)).toEqual(['configure', 'content:stopped', 'migrate']);
+    expect(j.steps[2]!.log.join('\n')).toContain(
+      "its early work (contents) stopped where it was: the step's turn came",
+    );
+    expect(j.steps[2]!.actions?.map((a) => [a.id, a.status])).toEqual([
+      ['content', 'failed'],
+      ['do', 'done'],
+    ]);
+  });
+});
