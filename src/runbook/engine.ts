@@ -224,8 +224,6 @@ export class Engine {
   private async runGraph(): Promise<void> {
     const started = new Set<string>();
     const running = new Map<string, Promise<void>>();
-    /** Each running early phase's own stop: the step's turn came, and speculative work yields to it. */
-    const cancels = new Map<string, AbortController>();
     let failure: { error: unknown } | undefined;
     const fail = (error: unknown) => {
       failure ??= { error };
@@ -255,24 +253,15 @@ export class Engine {
         const busy = phases.some((_, i) => running.has(job(i)));
         const next = phases.findIndex((_, i) => !started.has(job(i)));
         const wantsEarly = !ready && !busy && next >= 0 && done(phases[next]!.dependsOn);
-        if (ready && busy) {
-          // Its turn came while a phase still runs (a long copy of a backup, when the failed host answered): the
-          // phase stops where it is, and the step plans from what is there.
-          for (const [i] of phases.entries()) cancels.get(job(i))?.abort();
-          continue;
-        }
-        if (!wantsEarly && !ready) continue;
+        if (!wantsEarly && (!ready || busy)) continue;
         try {
           await this.checkStop();
         } catch (error) {
           fail(error);
           break;
         }
-        if (wantsEarly) {
-          const cancel = new AbortController();
-          cancels.set(job(next), cancel);
-          start(job(next), () => this.runEarly(step, phases[next]!, cancel.signal));
-        } else start(step.kind, () => this.startStep(step));
+        if (wantsEarly) start(job(next), () => this.runEarly(step, phases[next]!));
+        else start(step.kind, () => this.startStep(step));
       }
       if (running.size === 0) break;
       await Promise.race(running.values());
@@ -291,12 +280,11 @@ export class Engine {
    * An interruption or a lost lock stops the run as it would in a step; any other failure is reported, and the
    * step, when its turn comes, plans from what is there.
    */
-  private async runEarly(step: Step, phase: EarlyPhase, cancel: AbortSignal): Promise<void> {
+  private async runEarly(step: Step, phase: EarlyPhase): Promise<void> {
     const record = this.record(step.kind);
     const signal = AbortSignal.any([
       this.options.signal,
       ...(this.options.lockLost ? [this.options.lockLost] : []),
-      cancel,
     ]);
     const ctx = this.deps.context(signal, record);
     try {
@@ -337,12 +325,6 @@ export class Engine {
           : undefined;
       if (lockReason) throw await this.stopWithoutLock('failed', lockReason as PersonaError);
       if (isPersonaError(error) && error.code === 'E_JOURNAL') throw error;
-      if (cancel.aborted) {
-        const line = `${step.kind}: its early work (${phase.what}) stopped where it was: the step's turn came, and it plans from what is there`;
-        ctx.log(line);
-        this.deps.reporter.info(line);
-        return;
-      }
       const line = `${step.kind}: its early work failed (${toError(error)!.message}); the step plans again from what is there when its turn comes`;
       ctx.log(line);
       this.deps.reporter.warn(line);

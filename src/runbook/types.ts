@@ -128,7 +128,7 @@ export interface Step {
    * and modes once configure made the users, while the fence still waits to hear from the failed host; when the
    * fence then finds the host answering, migrate copies only what differs from it. Phases run in order, each once
    * the steps in its `dependsOn` are done and the phase before it ended; the step itself starts when its own
-   * `dependsOn` are done (a phase not begun by then is left out, one still running is stopped where it is). The engine applies their
+   * `dependsOn` are done and no phase runs (a phase not begun by then is left out). The engine applies their
    * actions (journalled like the step's own, in its record) only when steps run overlapping (not with --serial or
    * --step); a failure of one is reported and left to the step, which plans from what is there. Never in a dry
    * run, which shows the phases' plans.

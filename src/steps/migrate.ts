@@ -369,6 +369,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
   return await planCopies(ctx, source, why, notes);
 }
 
+/** The copies from `source` that the target still needs (manifests of both ends), with the space they need. */
 /**
  * How a copy goes: `full` (the contents, then the source's owners by name and modes), or `content` (the early copy
  * before configure made the users: every entry root's, directories 0700 and files 0600, so that no other user of
@@ -379,7 +380,6 @@ type CopyMode = 'full' | 'content';
 /** rsync's arguments that make a `content` copy root-only. */
 const ROOT_ONLY = ['--chown=root:root', '--chmod=D0700,F0600'];
 
-/** The copies from `source` that the target still needs (manifests of both ends), with the space they need. */
 async function planCopies(
   ctx: StepContext,
   source: Source,
