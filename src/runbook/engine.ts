@@ -124,10 +124,7 @@ export function stepDependencies(steps: readonly Step[]): ReadonlyMap<StepKind, 
 function earlyWhen(step: Step, phase: EarlyPhase): string {
   const after = phase.dependsOn;
   const waits = (step.dependsOn ?? []).filter((d) => !after.includes(d));
-  const once =
-    after.length === 0
-      ? 'early'
-      : `early, once ${after.join(' and ')} ${after.length > 1 ? 'are' : 'is'} done`;
+  const once = after.length === 0 ? 'early' : `early, once ${after.join(' and ')} ${after.length > 1 ? 'are' : 'is'} done`;
   return `${once}${after.length === 0 ? ', ' : ' and '}while ${waits.join(' and ')} ${waits.length > 1 ? 'run' : 'runs'}`;
 }
 
