@@ -25,7 +25,6 @@ import type { JournalStore } from './journal.js';
 import type {
   Action,
   Applied,
-  EarlyPhase,
   Journal,
   Step,
   StepContext,
@@ -120,12 +119,11 @@ export function stepDependencies(steps: readonly Step[]): ReadonlyMap<StepKind, 
   return graph;
 }
 
-/** When an early phase runs, in words: "early, once configure is done and while fence runs". */
-function earlyWhen(step: Step, phase: EarlyPhase): string {
-  const after = phase.dependsOn;
+/** When a step's early work runs, in words: "early, once configure is done and while fence runs". */
+function earlyWhen(step: Step): string {
+  const after = step.early?.dependsOn ?? [];
   const waits = (step.dependsOn ?? []).filter((d) => !after.includes(d));
-  const once = after.length === 0 ? 'early' : `early, once ${after.join(' and ')} ${after.length > 1 ? 'are' : 'is'} done`;
-  return `${once}${after.length === 0 ? ', ' : ' and '}while ${waits.join(' and ')} ${waits.length > 1 ? 'run' : 'runs'}`;
+  return `early, once ${after.join(' and ') || 'the run starts'} ${after.length > 1 ? 'are' : 'is'} done and while ${waits.join(' and ')} ${waits.length > 1 ? 'run' : 'runs'}`;
 }
 
 const isDone = (r: StepRecord) => r.status === 'succeeded' || r.status === 'skipped';
@@ -242,22 +240,18 @@ export class Engine {
     for (;;) {
       for (const step of failure ? [] : this.steps) {
         if (started.has(step.kind) || isDone(this.record(step.kind))) continue;
-        const phases = step.early ?? [];
-        const job = (i: number) => `${step.kind}:early:${i}`;
+        const early = `${step.kind}:early`;
         const ready = done(this.graph.get(step.kind)!);
-        // Its early work first, phase after phase, while what it waits for still runs; the step itself once no
-        // phase runs.
-        const busy = phases.some((_, i) => running.has(job(i)));
-        const next = phases.findIndex((_, i) => !started.has(job(i)));
-        const wantsEarly = !ready && !busy && next >= 0 && done(phases[next]!.dependsOn);
-        if (!wantsEarly && (!ready || busy)) continue;
+        // Its early work first, while what it waits for still runs; the step itself after that work ended.
+        const wantsEarly = step.early && !ready && !started.has(early) && done(step.early.dependsOn);
+        if (!wantsEarly && (!ready || running.has(early))) continue;
         try {
           await this.checkStop();
         } catch (error) {
           fail(error);
           break;
         }
-        if (wantsEarly) start(job(next), () => this.runEarly(step, phases[next]!));
+        if (wantsEarly) start(early, () => this.runEarly(step));
         else start(step.kind, () => this.startStep(step));
       }
       if (running.size === 0) break;
@@ -277,7 +271,7 @@ export class Engine {
    * An interruption or a lost lock stops the run as it would in a step; any other failure is reported, and the
    * step, when its turn comes, plans from what is there.
    */
-  private async runEarly(step: Step, phase: EarlyPhase): Promise<void> {
+  private async runEarly(step: Step): Promise<void> {
     const record = this.record(step.kind);
     const signal = AbortSignal.any([
       this.options.signal,
@@ -285,7 +279,7 @@ export class Engine {
     ]);
     const ctx = this.deps.context(signal, record);
     try {
-      const plan = await phase.plan(ctx);
+      const plan = await step.early!.plan(ctx);
       // What it waits for may have ended while it planned: then the step plans with their findings instead.
       if (plan.actions.length === 0 || this.graph.get(step.kind)!.every((d) => isDone(this.record(d))))
         return;
@@ -301,7 +295,7 @@ export class Engine {
           mutates: a.mutates,
         })),
       });
-      const task = this.deps.reporter.task(`${step.title}: ${phase.what}, ${earlyWhen(step, phase)}`);
+      const task = this.deps.reporter.task(`${step.title}: ${earlyWhen(step)}`);
       try {
         for (const action of plan.actions) await this.apply(step, record, ctx, action);
         task.succeed();
@@ -381,12 +375,8 @@ export class Engine {
   /** A dry run's view of a step's early work (Step.early): what it would apply before its turn. */
   private async earlyLines(step: Step, ctx: StepContext): Promise<string[]> {
     if (!step.early || this.options.serial || this.options.stepByStep) return [];
-    const lines: string[] = [];
-    for (const phase of step.early) {
-      const plan = await phase.plan(ctx);
-      lines.push(...plan.actions.map((a) => `${earlyWhen(step, phase)}: would ${a.title} [${a.touches}]`));
-    }
-    return lines;
+    const plan = await step.early.plan(ctx);
+    return plan.actions.map((a) => `${earlyWhen(step)}: would ${a.title} [${a.touches}]`);
   }
 
   /** Between steps: an interruption or a lost lock stops the run through the same path as during a step. */

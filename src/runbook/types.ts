@@ -74,14 +74,6 @@ export interface Action {
   apply(ctx: StepContext): Promise<StepOutputs | undefined>;
 }
 
-/** One phase of a step's early work (Step.early). */
-export interface EarlyPhase {
-  /** A few words for the progress line: "content, root-only". */
-  what: string;
-  dependsOn: readonly StepKind[];
-  plan(ctx: StepContext): Promise<StepPlan>;
-}
-
 /** What a step found, and what needs doing. */
 export interface StepPlan {
   /** In order. Empty: the step's end state is there (after a crash, the step is done once its conclusion holds). */
@@ -124,16 +116,13 @@ export interface Step {
   dependsOn?: readonly StepKind[];
   /**
    * Work the step may do before its `dependsOn` are all done, because it is right whatever they find: migrate
-   * copies the backup's content onto the new host (root-only) as soon as the run starts, then gives it its owners
-   * and modes once configure made the users, while the fence still waits to hear from the failed host; when the
-   * fence then finds the host answering, migrate copies only what differs from it. Phases run in order, each once
-   * the steps in its `dependsOn` are done and the phase before it ended; the step itself starts when its own
-   * `dependsOn` are done and no phase runs (a phase not begun by then is left out). The engine applies their
-   * actions (journalled like the step's own, in its record) only when steps run overlapping (not with --serial or
-   * --step); a failure of one is reported and left to the step, which plans from what is there. Never in a dry
-   * run, which shows the phases' plans.
+   * restores the backup onto the new host (once configure made the data's owners) while the fence still waits to
+   * hear from the failed host; when the fence then finds the host answering, migrate copies only what differs
+   * from it. The engine applies these actions (journalled like the step's own, in its record) once the steps in
+   * `early.dependsOn` are done and only when steps run overlapping (not with --serial or --step); a failure of one
+   * is reported and left to the step, which plans from what is there. Never in a dry run, which shows the plan.
    */
-  early?: readonly EarlyPhase[];
+  early?: { dependsOn: readonly StepKind[]; plan(ctx: StepContext): Promise<StepPlan> };
   /** The engine runs this step only with fence evidence in the journal (or a recorded --force-no-fence). */
   needsFence?: boolean;
   /** How often the engine tries before asking the human (default 1). */

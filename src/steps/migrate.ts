@@ -235,14 +235,12 @@ async function copyOne(
   copy: Copy,
   index: number,
   needed: number,
-  /** More rsync arguments for the copy onto the target (the early content copy's root-only owner and modes). */
-  onTarget: readonly string[] = [],
 ): Promise<{ transferred: number }> {
   await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(copy.target)], ctx.signal);
   const to = await rshArgs(ctx, ctx.target);
   const host = sourceHost(source);
   if (!host) {
-    const pushed = await rsync(ctx, [...to.e, ...onTarget, `${copy.from}/`, to.spec(`${copy.target}/`)]);
+    const pushed = await rsync(ctx, [...to.e, `${copy.from}/`, to.spec(`${copy.target}/`)]);
     return { transferred: pushed.bytes };
   }
   // Host to host: staged on this machine, which holds the SSH trust to both; a resumed copy only moves the delta.
@@ -254,7 +252,7 @@ async function copyOne(
   const pulled = await rsync(ctx, [...from.e, from.spec(`${copy.from}/`), `${staging}/`]);
   ctx.log(`pulled ${copy.from} from ${host.name} (${pulled.bytes} bytes transferred)`);
   await ctx.checkpoint('after-pull');
-  const pushed = await rsync(ctx, [...to.e, ...onTarget, `${staging}/`, to.spec(`${copy.target}/`)]);
+  const pushed = await rsync(ctx, [...to.e, `${staging}/`, to.spec(`${copy.target}/`)]);
   return { transferred: pulled.bytes + pushed.bytes };
 }
 
@@ -370,23 +368,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
 }
 
 /** The copies from `source` that the target still needs (manifests of both ends), with the space they need. */
-/**
- * How a copy goes: `full` (the contents, then the source's owners by name and modes), or `content` (the early copy
- * before configure made the users: every entry root's, directories 0700 and files 0600, so that no other user of
- * the target reads the data meanwhile; a later `full` copy moves no content, only owners and modes).
- */
-type CopyMode = 'full' | 'content';
-
-/** rsync's arguments that make a `content` copy root-only. */
-const ROOT_ONLY = ['--chown=root:root', '--chmod=D0700,F0600'];
-
-async function planCopies(
-  ctx: StepContext,
-  source: Source,
-  why: string,
-  notes: string[],
-  mode: CopyMode = 'full',
-): Promise<StepPlan> {
+async function planCopies(ctx: StepContext, source: Source, why: string, notes: string[]): Promise<StepPlan> {
   const list = await copies(ctx, source, notes);
   const found: Array<{ copy: Copy; index: number; source: Manifest; target: Manifest | undefined }> = [];
   for (const [index, copy] of list.entries()) {
@@ -422,14 +404,9 @@ async function planCopies(
     ),
   );
 
-  // A content copy is needed only where the contents differ: owners and modes are the full copy's to set.
-  const wanted = mode === 'content' ? todo.filter((f) => f.target?.digest !== f.source.digest) : todo;
-  const actions: Action[] = wanted.map((f, i) => ({
-    id: `${mode === 'content' ? 'content' : 'copy'}:${f.copy.target}`,
-    title:
-      mode === 'content'
-        ? `copy the contents from ${describeSource(source)}: ${f.copy.target} (${MiB(f.source.bytes)}, ${f.source.files} files; ${f.why}), root-only until configure made its owners`
-        : `copy from ${describeSource(source)}: ${f.copy.target} (${MiB(f.source.bytes)}, ${f.source.files} files; ${f.why})`,
+  const actions: Action[] = todo.map((f, i) => ({
+    id: `copy:${f.copy.target}`,
+    title: `copy from ${describeSource(source)}: ${f.copy.target} (${MiB(f.source.bytes)}, ${f.source.files} files; ${f.why})`,
     touches: ctx.target.name,
     mutates: true,
     observable: true,
@@ -437,22 +414,14 @@ async function planCopies(
       const started = Date.now();
       let transferred: number;
       try {
-        ({ transferred } = await copyOne(
-          c,
-          source,
-          f.copy,
-          f.index,
-          f.source.bytes,
-          mode === 'content' ? ROOT_ONLY : [],
-        ));
-        if (mode === 'full') await applyOwners(c, sourceHost(source), f.copy.from, f.copy.target);
+        ({ transferred } = await copyOne(c, source, f.copy, f.index, f.source.bytes));
+        await applyOwners(c, sourceHost(source), f.copy.from, f.copy.target);
       } finally {
         // Staged data is a full copy of the application's data on this machine: never left behind. An
-        // interrupted run keeps it, so that its resume moves only the delta; the resumed run removes it. The
-        // content copy keeps it for the full copy that follows it.
-        if (!c.signal.aborted && mode === 'full') await rm(stagingDir(c), { recursive: true, force: true });
+        // interrupted run keeps it, so that its resume moves only the delta; the resumed run removes it.
+        if (!c.signal.aborted) await rm(stagingDir(c), { recursive: true, force: true });
       }
-      if (mode === 'full' && i === wanted.length - 1) await c.checkpoint('after-copy');
+      if (i === todo.length - 1) await c.checkpoint('after-copy');
       return {
         path: f.copy.target,
         from: f.copy.from,
@@ -484,45 +453,35 @@ async function planCopies(
 }
 
 /**
- * The early copy (Step.early), in two phases, while the fence still runs (typically waiting out the connect timeout
- * of a host that is gone): the backup's contents as soon as the run starts, root-only; then, once configure made
- * the users, the owners and modes (no contents move). It decides nothing: when the fence is done, migrate chooses
- * the source as always; a host found down leaves nothing more to copy, a host found answering has only the
- * difference copied from it (rsync --delete makes the target its exact copy). Only for rsync, only with a backup,
- * not with --data-from failed-host.
+ * The early copy (Step.early): the backup, restored onto the target once configure made the data's owners, while
+ * the fence still runs, typically waiting out the connect timeout of a host that is gone. It decides nothing: when
+ * the fence is done, migrate chooses the source as always; a host found down leaves nothing more to copy, a host
+ * found answering has only the difference copied from it (rsync --delete makes the target its exact copy). Only
+ * for rsync, only with a backup, not with --data-from failed-host.
  */
-function earlyPlan(mode: CopyMode): (ctx: StepContext) => Promise<StepPlan> {
-  return async (ctx) => {
-    const { data } = ctx.profile;
-    const none = (why: string): StepPlan => ({ actions: [], notes: [`no early copy: ${why}`] });
-    if (data.migration !== 'rsync' || data.paths.length === 0)
-      return none(`data.migration is ${data.migration}${data.paths.length === 0 ? ' with no paths' : ''}`);
-    if ((ctx.journal.options.data_from ?? 'auto') === 'failed-host') return none('--data-from failed-host');
-    const backup = await backupAsSource(
-      ctx,
-      'early, while the fence runs: the backup (once the fence is done, the source is chosen as always)',
-    );
-    if ('blocked' in backup) return none(backup.blocked.message);
-    const planned = await planCopies(
-      ctx,
-      backup.source,
-      backup.why,
-      [`data source, early: ${describeSource(backup.source)} — ${backup.why}`],
-      mode,
-    );
-    if (planned.blocked) return none(planned.blocked.message);
-    return { actions: planned.actions, notes: planned.notes };
-  };
+async function earlyPlan(ctx: StepContext): Promise<StepPlan> {
+  const { data } = ctx.profile;
+  const none = (why: string): StepPlan => ({ actions: [], notes: [`no early copy: ${why}`] });
+  if (data.migration !== 'rsync' || data.paths.length === 0)
+    return none(`data.migration is ${data.migration}${data.paths.length === 0 ? ' with no paths' : ''}`);
+  if ((ctx.journal.options.data_from ?? 'auto') === 'failed-host') return none('--data-from failed-host');
+  const backup = await backupAsSource(
+    ctx,
+    'early, while the fence runs: the backup (once the fence is done, the source is chosen as always)',
+  );
+  if ('blocked' in backup) return none(backup.blocked.message);
+  const planned = await planCopies(ctx, backup.source, backup.why, [
+    `data source, early: ${describeSource(backup.source)} — ${backup.why}`,
+  ]);
+  if (planned.blocked) return none(planned.blocked.message);
+  return { actions: planned.actions, notes: planned.notes };
 }
 
 export const migrateStep: Step = {
   kind: 'migrate',
   /** The fence: its finding decides the data source, and a failed host that answers must have stopped writing before its data is copied. Configure: the data's owners exist only after it. */
   dependsOn: ['fence', 'configure'],
-  early: [
-    { what: 'the contents, root-only', dependsOn: [], plan: earlyPlan('content') },
-    { what: 'owners and modes', dependsOn: ['configure'], plan: earlyPlan('full') },
-  ],
+  early: { dependsOn: ['configure'], plan: earlyPlan },
   title: 'migrate the data',
   mutates: true,
   timeoutMs: () => 6 * 60 * 60_000,
@@ -580,8 +539,8 @@ export const migrateStep: Step = {
       source: facts.source,
       method: facts.method,
       transfers: facts.paths.flatMap((p) => {
-        const done = [`content:${p.path}`, `copy:${p.path}`, `send:${p.path}`].map((id) => applied.get(id));
-        return done.filter((d): d is NonNullable<typeof d> => d !== undefined);
+        const done = applied.get(`copy:${p.path}`) ?? applied.get(`send:${p.path}`);
+        return done ? [done] : [];
       }),
       ...(facts.recovery_points ? { recovery_points: facts.recovery_points } : {}),
       verified: facts.paths.map((v) => ({

@@ -829,28 +829,25 @@ describe('engine: early work (Step.early)', () => {
       },
       {
         dependsOn: ['fence', 'configure'],
-        early: [
-          {
-            what: 'copy',
-            dependsOn: ['configure'],
-            plan: async () => ({
-              actions: [
-                {
-                  id: 'copy',
-                  title: 'copy early',
-                  touches: 'h2',
-                  mutates: true,
-                  observable: true,
-                  apply: async () => {
-                    order.push('migrate:early');
-                    return await earlyBehaviour();
-                  },
+        early: {
+          dependsOn: ['configure'],
+          plan: async () => ({
+            actions: [
+              {
+                id: 'copy',
+                title: 'copy early',
+                touches: 'h2',
+                mutates: true,
+                observable: true,
+                apply: async () => {
+                  order.push('migrate:early');
+                  return await earlyBehaviour();
                 },
-              ],
-              notes: [],
-            }),
-          },
-        ],
+              },
+            ],
+            notes: [],
+          }),
+        },
       },
     );
   }
@@ -950,103 +947,5 @@ describe('engine: early work (Step.early)', () => {
     expect(engine.simulation[0]!.lines[0]).toBe(
       'early, once configure is done and while fence runs: would copy early [h2]',
     );
-  });
-});
-
-describe('engine: early work in phases', () => {
-  const action = (id: string, order: string[], then?: () => void): Action => ({
-    id,
-    title: id,
-    touches: 'h2',
-    mutates: true,
-    observable: true,
-    apply: async () => {
-      order.push(id);
-      then?.();
-      return {};
-    },
-  });
-
-  test('phase 1 starts with the run, phase 2 once configure is done, the step once the fence is; in order', async () => {
-    const order: string[] = [];
-    let releaseFence!: () => void;
-    const fenceHeld = new Promise<void>((r) => {
-      releaseFence = r;
-    });
-    const fence = step(
-      'fence',
-      async () => {
-        await fenceHeld;
-        order.push('fence');
-        return {};
-      },
-      { dependsOn: [] },
-    );
-    const configure = step(
-      'configure',
-      async () => {
-        await new Promise((r) => setTimeout(r, 20));
-        order.push('configure');
-        return {};
-      },
-      { dependsOn: [] },
-    );
-    const migrate = step('migrate', pushing(order, 'migrate'), {
-      dependsOn: ['fence', 'configure'],
-      early: [
-        {
-          what: 'contents',
-          dependsOn: [],
-          plan: async () => ({ actions: [action('content', order)], notes: [] }),
-        },
-        {
-          what: 'owners',
-          dependsOn: ['configure'],
-          plan: async () => ({ actions: [action('owners', order, releaseFence)], notes: [] }),
-        },
-      ],
-    });
-    const { engine, journal: j } = setup(['fence', 'configure', 'migrate'], [fence, configure, migrate]);
-    await engine.run();
-    expect(order).toEqual(['content', 'configure', 'owners', 'fence', 'migrate']);
-    expect(j.steps[2]!.actions?.map((a) => [a.id, a.attempt])).toEqual([
-      ['content', 0],
-      ['owners', 0],
-      ['do', 1],
-    ]);
-  });
-
-  test('a phase not begun when the step is ready is left out', async () => {
-    const order: string[] = [];
-    const fence = step('fence', pushing(order, 'fence'), { dependsOn: [] });
-    const configure = step(
-      'configure',
-      async () => {
-        await new Promise((r) => setTimeout(r, 30));
-        order.push('configure');
-        return {};
-      },
-      { dependsOn: [] },
-    );
-    const migrate = step('migrate', pushing(order, 'migrate'), {
-      dependsOn: ['fence', 'configure'],
-      early: [
-        {
-          what: 'contents',
-          dependsOn: [],
-          plan: async () => ({ actions: [action('content', order)], notes: [] }),
-        },
-        {
-          what: 'owners',
-          dependsOn: ['configure'],
-          plan: async () => ({ actions: [action('owners', order)], notes: [] }),
-        },
-      ],
-    });
-    const { engine } = setup(['fence', 'configure', 'migrate'], [fence, configure, migrate]);
-    await engine.run();
-    // The fence ended at once; when configure ended, migrate was ready: the owners phase never began.
-    expect([...order].sort()).toEqual(['configure', 'content', 'fence', 'migrate']);
-    expect(order.slice(-2)).toEqual(['configure', 'migrate']);
   });
 });
