@@ -10,7 +10,7 @@ import type { DataFrom, StepRecord } from '../runbook/journal-schema.js';
 import type { Reach } from './reach.js';
 
 /** Failures that say the machine is gone, as opposed to "we could not get in" or "we could not find it". */
-const downKinds: ReadonlySet<SshFailureKind> = new Set(['refused', 'timeout', 'unreachable']);
+export const downKinds: ReadonlySet<SshFailureKind> = new Set(['refused', 'timeout', 'unreachable']);
 
 export interface SourceFacts {
   failedName: string;

@@ -24,7 +24,7 @@ import {
 } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { copyDiff } from './copy-diff.js';
-import { decideSource, fenceFacts } from './data-source.js';
+import { decideSource, downKinds, fenceFacts } from './data-source.js';
 import { applyOwners } from './owners.js';
 import { postgresqlChecks, postgresqlConclude, postgresqlDescribe, postgresqlPlan } from './postgresql.js';
 import { type Reach, reachable } from './reach.js';
@@ -457,14 +457,23 @@ async function planCopies(ctx: StepContext, source: Source, why: string, notes: 
  * the fence still runs, typically waiting out the connect timeout of a host that is gone. It decides nothing: when
  * the fence is done, migrate chooses the source as always; a host found down leaves nothing more to copy, a host
  * found answering has only the difference copied from it (rsync --delete makes the target its exact copy). Only
- * for rsync, only with a backup, not with --data-from failed-host.
+ * for rsync, only with a backup, only when the failed host was found down (or with --data-from backup).
  */
 async function earlyPlan(ctx: StepContext): Promise<StepPlan> {
   const { data } = ctx.profile;
   const none = (why: string): StepPlan => ({ actions: [], notes: [`no early copy: ${why}`] });
   if (data.migration !== 'rsync' || data.paths.length === 0)
     return none(`data.migration is ${data.migration}${data.paths.length === 0 ? ' with no paths' : ''}`);
-  if ((ctx.journal.options.data_from ?? 'auto') === 'failed-host') return none('--data-from failed-host');
+  const dataFrom = ctx.journal.options.data_from ?? 'auto';
+  if (dataFrom === 'failed-host') return none('--data-from failed-host');
+  if (dataFrom !== 'backup') {
+    // Only a backup that is what migrate will use is copied early: the failed host must be found down (the
+    // question recover asked at the start, shared with the fence). A host that refuses persona (authentication, a
+    // host key) may hold newer data: then nothing is copied before the decision, which may well refuse the backup.
+    const reach = await reachable(ctx, ctx.failed);
+    if (reach.ok || !downKinds.has(reach.kind))
+      return none(`${ctx.failed.name} is not found down (${reach.ok ? 'it answers' : reach.kind})`);
+  }
   const backup = await backupAsSource(
     ctx,
     'early, while the fence runs: the backup (once the fence is done, the source is chosen as always)',
