@@ -10,7 +10,7 @@
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ScriptError } from '../scripts/script-main.js';
+import { getText, lastLine, ScriptError } from '../scripts/script-main.js';
 import { startProber } from '../src/traffic/prober.js';
 import { run, settle } from './lab.js';
 import { loadAverage, machineInfo, median, updateResults } from './report.js';
@@ -53,19 +53,7 @@ const s = (ms?: number) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} 
 async function lab(repo: string, ...args: string[]): Promise<void> {
   const r = await run(join(repo, 'test/lab/lab'), args);
   if (r.code !== 0)
-    throw new ScriptError(
-      `\`lab ${args.join(' ')}\` failed (exit ${r.code}): ${r.stderr.trim().split('\n').at(-1)}`,
-      1,
-    );
-}
-
-async function get(url: string): Promise<string> {
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(3000) });
-    return `${r.status} ${(await r.text()).trim()}`;
-  } catch (error) {
-    return `no answer (${(error as Error).message})`;
-  }
+    throw new ScriptError(`\`lab ${args.join(' ')}\` failed (exit ${r.code}): ${lastLine(r.stderr)}`, 1);
 }
 
 /** One recovery on a fresh lab: down, up, lab-1 powered off, `persona recover lab-1 --yes` timed. */
@@ -110,8 +98,8 @@ async function recoverOnce(repo: string, order: Order): Promise<Recovery> {
     .filter((x) => x.started_at)
     .map((x) => ({ kind: x.kind, from_ms: Date.parse(x.started_at!) - t0, took_ms: x.duration_ms ?? 0 }));
   const sw = journal?.steps.find((x) => x.kind === 'switch')?.finished_at;
-  const served = await get(`${front}/whoami`);
-  const data = await get(`${front}/checksum`);
+  const served = await getText(`${front}/whoami`);
+  const data = await getText(`${front}/checksum`);
   const failure =
     r.code !== 0
       ? `persona exited ${r.code}: ${r.stderr.trim().split('\n').at(-1)}`

@@ -12,7 +12,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { runScript, ScriptError } from './script-main.js';
+import { getText, runScript, ScriptError } from './script-main.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const labScript = join(repo, 'test/lab/lab');
@@ -22,15 +22,6 @@ const demoDir = join(labDir, 'demo');
 const mode = process.argv.includes('--mode') ? process.argv[process.argv.indexOf('--mode') + 1] : 'poweroff';
 
 const say = (text: string) => process.stderr.write(`\n\x1b[1m▶ ${text}\x1b[0m\n`);
-
-async function get(url: string): Promise<string> {
-  try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(3000) });
-    return `${r.status} ${(await r.text()).trim()}`;
-  } catch (error) {
-    return `no answer (${(error as Error).message})`;
-  }
-}
 
 /** A lab command with its output shown; a failure is one line naming the command (the lab said why above). */
 async function lab(...args: string[]): Promise<void> {
@@ -57,7 +48,7 @@ async function main(): Promise<number> {
   const statePath = join(labDir, 'state.json');
   if (existsSync(statePath)) {
     const front = JSON.parse(readFileSync(statePath, 'utf8')).haproxy.frontend_url as string;
-    if ((await get(`${front}/whoami`)) !== '200 lab-1') {
+    if ((await getText(`${front}/whoami`)) !== '200 lab-1') {
       say('the lab is up but not as a fresh one (an earlier demo or test changed it): starting it again');
       await lab('down');
     }
@@ -79,7 +70,7 @@ async function main(): Promise<number> {
   };
 
   say(
-    `before: ${front}/whoami → ${await get(`${front}/whoami`)}; /checksum → ${await get(`${front}/checksum`)}`,
+    `before: ${front}/whoami → ${await getText(`${front}/whoami`)}; /checksum → ${await getText(`${front}/checksum`)}`,
   );
   say(
     mode === 'poweroff'
@@ -87,7 +78,7 @@ async function main(): Promise<number> {
       : 'demo-web dies on lab-1 (the host stays up)',
   );
   await lab('fail', 'lab-1', `--mode=${mode}`);
-  say(`now: ${front}/whoami → ${await get(`${front}/whoami`)}`);
+  say(`now: ${front}/whoami → ${await getText(`${front}/whoami`)}`);
 
   const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY && !process.env.CI);
   const args = ['recover', 'lab-1', ...(interactive ? [] : ['--yes'])];
@@ -100,8 +91,8 @@ async function main(): Promise<number> {
     return run.exitCode ?? 1;
   }
 
-  const whoami = await get(`${front}/whoami`);
-  const after = await get(`${front}/checksum`);
+  const whoami = await getText(`${front}/whoami`);
+  const after = await getText(`${front}/checksum`);
   say(`after: ${front}/whoami → ${whoami}; /checksum → ${after}`);
   const same = after === `200 ${checksum}`;
   process.stderr.write(

@@ -39,3 +39,13 @@ export function lastLine(text: string): string {
       .at(-1) ?? ''
   );
 }
+
+/** GET a URL of the lab (3 s at most): "STATUS BODY", or "no answer (why)"; never throws. */
+export async function getText(url: string): Promise<string> {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    return `${r.status} ${(await r.text()).trim()}`;
+  } catch (error) {
+    return `no answer (${(error as Error).message})`;
+  }
+}
