@@ -292,6 +292,62 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/recover.js'),
   },
   {
+    path: ['migrate'],
+    globals: ['store', 'hosts', 'confirm', 'state'],
+    summary: 'move an application to another host while both are healthy, with the least downtime',
+    description:
+      "A planned move (maintenance, a better fit): configures the target, copies the data while the application still serves (rsync passes until the delta is small), then stops it on the source and takes the source out of rotation (fence evidence as in a recovery), copies the final changes, starts it on the target, moves traffic and monitors. A prober through the balancer (the route's verify_url, 20 Hz) measures the downtime, shown at the end and kept in the journal. Journalled and resumable (persona runs resume RUN) like a recovery.",
+    args: [{ name: 'app', description: 'application id', required: true }],
+    options: [
+      {
+        flags: '--to <host>',
+        description: 'the target (still checked against the requirements); absent: the best host',
+      },
+      {
+        flags: '--from <host>',
+        description: "where it runs now; absent: the store's record, else the inventory",
+      },
+      {
+        flags: '--dry-run',
+        description: 'probe and plan for real, change nothing, say what each step would do',
+      },
+      { flags: '--step', description: 'confirm each step before it runs' },
+      { flags: '--serial', description: 'run the steps one at a time in order' },
+      {
+        flags: '--stop-copy-start',
+        description: 'no copy while it serves: stop, copy everything, start (to compare downtime)',
+      },
+      {
+        flags: '--verify <how>',
+        description:
+          "how the final copy is checked: metadata (sizes, mtimes, modes, owners, and rsync's checksum of each file it copies; default) or contents (sha256 of every file, inside the downtime)",
+        choices: ['metadata', 'contents'],
+        default: 'metadata',
+      },
+      { flags: '--exclude <host>', description: 'never use this host; repeatable', repeatable: true },
+      {
+        flags: '--strategy <name>',
+        description: 'host ranking: best-fit, spread, most-free',
+        choices: ['best-fit', 'spread', 'most-free'],
+        default: 'best-fit',
+      },
+    ],
+    examples: [
+      [
+        'persona migrate demo-web --to lab-2',
+        'interactive: shows the plan, asks, moves, reports the downtime',
+      ],
+      ['persona migrate demo-web --to lab-2 --dry-run', 'what would happen, without changing anything'],
+      ['persona migrate demo-web --to lab-2 --yes --json', 'for CI: NDJSON events, then a result line'],
+      [
+        'persona migrate demo-web --to lab-2 --stop-copy-start --yes',
+        'the naive way, to compare its downtime',
+      ],
+    ],
+    streams: true,
+    load: () => import('./commands/migrate.js'),
+  },
+  {
     path: ['config'],
     summary:
       'show every setting, its value and where it came from: flag, env, config file (./persona.yaml, else ~/.config/persona/config.yaml), default',

@@ -19,7 +19,7 @@ export function renderSummary(out: HumanOut, s: RunSummary): void {
   out.line();
   out.line(
     out.c.bold(
-      `${s.app}: ${s.failed_host} → ${s.target_host}, run ${s.run_id}: ${s.status === 'succeeded' ? out.c.green(s.status) : out.c.red(s.status)}`,
+      `${s.app}: ${s.failed_host} → ${s.target_host}${s.kind === 'migrate' ? ' (planned move)' : ''}, run ${s.run_id}: ${s.status === 'succeeded' ? out.c.green(s.status) : out.c.red(s.status)}`,
     ),
   );
   const total = s.total_ms ?? 0;
@@ -33,6 +33,10 @@ export function renderSummary(out: HumanOut, s: RunSummary): void {
       timelineBar(step, total),
     ]),
   );
+  if (s.downtime_ms !== undefined)
+    out.line(
+      `downtime ${(s.downtime_ms / 1000).toFixed(2)} s: the longest a client through the balancer went without a good answer (20 Hz)`,
+    );
   out.line(
     `total ${secs(total)} (wall time; steps may overlap)${s.journal ? out.c.dim(`; journal ${s.journal}`) : ''}`,
   );

@@ -150,6 +150,8 @@ export interface PlanInput {
   request: Pick<RecoverRequest, 'forceNoFence' | 'strategy' | 'dataFrom' | 'commandLine'>;
   driver: Driver;
   steps?: readonly Step[];
+  /** A planned move (persona migrate), with its options; absent: a recovery. */
+  planned?: { precopy: boolean; verify: 'metadata' | 'contents' };
   /**
    * The context a step describes itself with. `describe` reads the profile and the hosts only; the runner passes
    * the run's context, a test one whose transport and store refuse to be used.
@@ -175,13 +177,19 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
   const failed = findHost(inventory, input.failedHost);
   const target = findHost(inventory, input.targetHost);
   if (target.name === failed.name)
-    throw new PersonaError('E_USAGE', `cannot recover ${app} onto ${failed.name}: it is the failed host`);
+    throw new PersonaError(
+      'E_USAGE',
+      input.planned
+        ? `cannot move ${app} onto ${failed.name}: it runs there`
+        : `cannot recover ${app} onto ${failed.name}: it is the failed host`,
+    );
   const at = driver.at.toISOString();
   const journal: Journal = {
     format: 'persona-run',
     version: 1,
     run_id: runId,
     app,
+    ...(input.planned ? { kind: 'migrate' as const } : {}),
     status: 'planned',
     created_at: at,
     updated_at: at,
@@ -197,6 +205,7 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
       force_no_fence: req.forceNoFence,
       strategy: req.strategy,
       ...(req.dataFrom !== 'auto' ? { data_from: req.dataFrom } : {}),
+      ...(input.planned ? { precopy: input.planned.precopy, verify: input.planned.verify } : {}),
     },
     ...journalRanking(input.ranking, target.name),
     ...(input.provisioned ? { provisioned: input.provisioned } : {}),
@@ -219,7 +228,9 @@ export function planRecovery(input: PlanInput): RecoveryPlan {
   return {
     journal,
     plan,
-    confirm: `Recover ${app} from ${failed.name} onto ${target.name}: run these ${plan.steps.length} steps?`,
+    confirm: input.planned
+      ? `Move ${app} from ${failed.name} onto ${target.name} (${failed.name} will be stopped): run these ${plan.steps.length} steps?`
+      : `Recover ${app} from ${failed.name} onto ${target.name}: run these ${plan.steps.length} steps?`,
     failed,
     target,
   };
@@ -288,7 +299,7 @@ export function planResume(
     ...(dataFromChanged ? { dataFromChanged } : {}),
     ...(profileChanged ? { profileChanged } : {}),
     confirmForceNoFence: req.forceNoFence && !journal.options.force_no_fence,
-    confirm: `Resume run ${runId}: recover ${journal.app} from ${failed.name} onto ${target.name}, running ${pending.join(', ')}?`,
+    confirm: `Resume run ${runId}: ${journal.kind === 'migrate' ? 'move' : 'recover'} ${journal.app} from ${failed.name} onto ${target.name}, running ${pending.join(', ')}?`,
     describe: `resuming run ${runId} (${journal.app}: ${failed.name} → ${target.name}), last driven by pid ${previous.pid} on ${previous.host}; to do: ${pending.join(', ')}`,
   };
 }

@@ -19,7 +19,7 @@ import type { Provisioned } from '../runbook/journal-schema.js';
 import { registerSecrets, resolveSecret } from '../runbook/secrets.js';
 import { type RunPieces, stepContext } from '../runbook/step-context.js';
 import type { Journal } from '../runbook/types.js';
-import { runbook } from '../steps/index.js';
+import { runbookOf } from '../steps/index.js';
 import { askReach, rememberReach } from '../steps/reach.js';
 import { fencedBackend } from '../stores/fenced-backend.js';
 import type { KvBackend, LockHandle } from '../stores/kv.js';
@@ -56,7 +56,7 @@ function resumeCommand(ctx: Context, runId: string): string {
   return ['persona recover --resume', runId, ...flags].join(' ');
 }
 
-const driver = (ctx: Context): Driver => ({
+export const driver = (ctx: Context): Driver => ({
   who: ctx.author,
   pid: process.pid,
   host: hostname(),
@@ -64,7 +64,7 @@ const driver = (ctx: Context): Driver => ({
 });
 
 /** The run's journals; with the run's lock, their mirror writes carry its fence. */
-async function journals(ctx: Context, lock?: LockHandle): Promise<JournalStore> {
+export async function journals(ctx: Context, lock?: LockHandle): Promise<JournalStore> {
   const store = await ctx.store();
   const held = lock ? () => lock.assertHeld() : undefined;
   const mirror = !store.backend.shared
@@ -75,7 +75,7 @@ async function journals(ctx: Context, lock?: LockHandle): Promise<JournalStore> 
   return new JournalStore(ctx.stateDir, mirror, ctx.redactor, held);
 }
 
-interface World {
+export interface World {
   profile: Profile;
   inventory: Inventory;
   failed: InventoryHost;
@@ -85,7 +85,7 @@ interface World {
   lock: LockHandle | undefined;
 }
 
-function pieces(ctx: Context, journal: Journal, w: World): RunPieces {
+export function pieces(ctx: Context, journal: Journal, w: World): RunPieces {
   return {
     journal,
     profile: w.profile,
@@ -104,7 +104,7 @@ function pieces(ctx: Context, journal: Journal, w: World): RunPieces {
   };
 }
 
-interface EngineRun {
+export interface EngineRun {
   dryRun?: boolean;
   stepByStep?: boolean;
   serial?: boolean;
@@ -113,7 +113,7 @@ interface EngineRun {
 }
 
 /** Runs (or, in a dry run, simulates) a run's steps through the engine, which alone decides what may change. */
-async function runEngine(
+export async function runEngine(
   ctx: Context,
   run: RunPieces,
   lock: LockHandle | undefined,
@@ -122,7 +122,7 @@ async function runEngine(
 ): Promise<RunSummary> {
   const engine = new Engine(
     run.journal,
-    runbook,
+    runbookOf(run.journal),
     {
       journals: js,
       reporter: ctx.reporter,
@@ -352,11 +352,12 @@ async function provisionSecrets(ctx: Context, t: TargetInput): Promise<Record<st
 }
 
 /** The target from the ranking: decided (by --target, or the top when nobody is asked), or the human's pick. */
-async function pickTarget(
+export async function pickTarget(
   ctx: Context,
   ranking: readonly RankedHost[],
-  req: RecoverRequest,
+  req: Pick<RecoverRequest, 'target'>,
   app: string,
+  verb = 'Recover',
 ): Promise<string> {
   const choice = chooseTarget(ranking, req, app, ctx.mode.interactive && !ctx.mode.yes);
   if ('decided' in choice) {
@@ -369,7 +370,7 @@ async function pickTarget(
     return choice.decided.host;
   }
   const picked = await ctx.prompter.select(
-    `Recover ${app} onto which host?`,
+    `${verb} ${app} onto which host?`,
     choice.ask.map((r) => ({
       name: r.verdict === 'eligible' ? `${r.rank}. ${r.host}  score ${r.score!.total}` : `   ${r.host}`,
       value: r,

@@ -5,6 +5,8 @@ import type { Journal } from '../runbook/types.js';
 export interface RunSummary {
   run_id: string;
   app: string;
+  /** A recovery, or a planned move (persona migrate). */
+  kind?: 'recover' | 'migrate';
   status: Journal['status'] | 'dry-run';
   failed_host: string;
   target_host: string;
@@ -13,6 +15,8 @@ export interface RunSummary {
   steps: Array<{ kind: string; status: string; start_ms?: number; duration_ms?: number; lines?: string[] }>;
   /** Wall time from the first step's start to the last one's end (steps may overlap: not their sum). */
   total_ms?: number;
+  /** A planned move: the longest gap between good answers a client saw through the balancer (monitor's prober). */
+  downtime_ms?: number;
   journal?: string;
 }
 
@@ -24,9 +28,14 @@ export function summarize(journal: Journal, journalPath?: string): RunSummary {
     .map((s) => (s.started_at && s.duration_ms !== undefined ? t(s.started_at)! + s.duration_ms : undefined))
     .filter((x): x is number => x !== undefined);
   const total = t0 !== undefined && ends.length > 0 ? Math.max(...ends) - t0 : 0;
+  const monitor = journal.steps.find((s) => s.kind === 'monitor')?.outputs as
+    | { downtime?: { longest_ms?: number } }
+    | undefined;
+  const downtime = monitor?.downtime?.longest_ms;
   return {
     run_id: journal.run_id,
     app: journal.app,
+    ...(journal.kind ? { kind: journal.kind } : {}),
     status: journal.status,
     failed_host: journal.failed_host.name,
     target_host: journal.target_host.name,
@@ -38,6 +47,7 @@ export function summarize(journal: Journal, journalPath?: string): RunSummary {
       ...(s.duration_ms !== undefined ? { duration_ms: s.duration_ms } : {}),
     })),
     total_ms: total,
+    ...(downtime !== undefined ? { downtime_ms: downtime } : {}),
     ...(journalPath ? { journal: journalPath } : {}),
   };
 }
@@ -47,6 +57,7 @@ export function dryRunSummary(journal: Journal, steps: readonly SimulatedStep[])
   return {
     run_id: journal.run_id,
     app: journal.app,
+    ...(journal.kind ? { kind: journal.kind } : {}),
     status: 'dry-run',
     failed_host: journal.failed_host.name,
     target_host: journal.target_host.name,

@@ -18,7 +18,13 @@ export const stepKinds = [
   'switch',
   'monitor',
   'record',
+  /** A planned move's copy while the application still serves (persona migrate); recoveries have none. */
+  'precopy',
 ] as const;
+
+/** A recovery (the source failed) or a planned move (`persona migrate`: both hosts healthy). */
+export const runKinds = ['recover', 'migrate'] as const;
+export type RunKind = (typeof runKinds)[number];
 
 const stepStatus = z.enum(['pending', 'running', 'succeeded', 'failed', 'skipped', 'interrupted']);
 export const runStatus = z.enum(['planned', 'running', 'succeeded', 'failed', 'interrupted', 'aborted']);
@@ -70,6 +76,8 @@ export const journalSchema = z.object({
   version: z.literal(JOURNAL_VERSION),
   run_id: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/),
   app: z.string(),
+  /** Absent in journals written before planned moves: a recovery. */
+  kind: z.enum(runKinds).optional(),
   status: runStatus,
   created_at: z.string(),
   updated_at: z.string(),
@@ -86,6 +94,10 @@ export const journalSchema = z.object({
     strategy: z.string(),
     /** Where migrate takes the data from (absent in journals written before the option: auto). */
     data_from: z.enum(dataFromChoices).optional(),
+    /** A planned move: copy while the application serves first (absent: yes); false is stop-copy-start. */
+    precopy: z.boolean().optional(),
+    /** A planned move's check of the final copy: metadata (sizes, mtimes, modes, owners; default) or contents. */
+    verify: z.enum(['metadata', 'contents']).optional(),
   }),
   /** The top candidates and the chosen target (see journal-ranking.ts); every host in older journals. */
   ranking: z.array(

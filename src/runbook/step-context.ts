@@ -16,7 +16,7 @@ import type { Redactor } from '../ui/redact.js';
 import type { Reporter } from '../ui/reporter.js';
 import { execaLocal, type LocalRunner } from '../util/local-process.js';
 import { stripTerminalControls } from '../util/sanitize.js';
-import type { Journal, StepContext, StepRecord } from './types.js';
+import type { ClientView, Journal, StepContext, StepRecord } from './types.js';
 
 export interface RunPieces {
   journal: Journal;
@@ -37,6 +37,8 @@ export interface RunPieces {
   assertHeld?: () => void;
   /** Commands on this machine (default: execa); tests pass their own. */
   local?: LocalRunner;
+  /** A planned move's prober through the balancer (StepContext.clientView). */
+  clientView?: ClientView;
 }
 
 /** The methods of the transport that reach a host: each checks the lock first. */
@@ -82,6 +84,7 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
     now: pieces.now,
     assertHeld: () => pieces.assertHeld?.(),
     local: pieces.local ?? execaLocal,
+    ...(pieces.clientView ? { clientView: pieces.clientView } : {}),
     findHost: (name) => findHost(pieces.inventory, name),
     previous: (kind) => journal.steps.find((s) => s.kind === kind),
     log(line) {

@@ -49,6 +49,15 @@ export interface StepContext {
    */
   assertHeld(): void;
   now(): Date;
+  /**
+   * A planned move's client view: a prober GETting the route's verify_url through the balancer since the run's
+   * steps began; monitor stops it and records the downtime. Absent in recoveries and resumed runs.
+   */
+  readonly clientView?: ClientView;
+}
+
+export interface ClientView {
+  stop(): Promise<import('../traffic/prober.js').ProberReport>;
 }
 
 /**

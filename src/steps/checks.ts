@@ -125,13 +125,14 @@ export async function runHealthChecks(ctx: StepContext): Promise<CheckResult[]> 
 export async function waitHealthy(
   ctx: StepContext,
   deadlineMs: number,
+  intervalMs = 500,
 ): Promise<{ ok: boolean; results: CheckResult[]; waitedMs: number }> {
   const started = Date.now();
   for (;;) {
     const results = await runHealthChecks(ctx);
     const ok = results.every((r) => r.ok);
     if (ok || Date.now() - started > deadlineMs) return { ok, results, waitedMs: Date.now() - started };
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 

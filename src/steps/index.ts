@@ -1,13 +1,14 @@
-import type { Step } from '../runbook/types.js';
+import type { Journal, Step } from '../runbook/types.js';
 import { configureStep } from './configure.js';
 import { fenceStep } from './fence.js';
 import { migrateStep } from './migrate.js';
 import { monitorStep } from './monitor.js';
+import { finalCopyStep, plannedFenceStep, plannedValidateStep, precopyStep } from './planned.js';
 import { recordStep } from './record.js';
 import { switchStep } from './switch.js';
 import { validateStep } from './validate.js';
 
-/** The runbook, in order. */
+/** The runbook of a recovery, in order. */
 export const runbook: readonly Step[] = [
   fenceStep,
   configureStep,
@@ -17,3 +18,22 @@ export const runbook: readonly Step[] = [
   monitorStep,
   recordStep,
 ];
+
+/**
+ * The runbook of a planned move (persona migrate), in order: configure, copy while it serves, stop the source and
+ * take it out of rotation, copy the final changes, start, switch, monitor, record (planned.ts).
+ */
+export const plannedRunbook: readonly Step[] = [
+  configureStep,
+  precopyStep,
+  plannedFenceStep,
+  finalCopyStep,
+  plannedValidateStep,
+  switchStep,
+  monitorStep,
+  recordStep,
+];
+
+/** The runbook a run's journal was made with. */
+export const runbookOf = (journal: Pick<Journal, 'kind'>): readonly Step[] =>
+  journal.kind === 'migrate' ? plannedRunbook : runbook;

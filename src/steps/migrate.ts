@@ -175,7 +175,10 @@ function sourceHost(source: Source): InventoryHost | undefined {
   return source.kind === 'backup-local' ? undefined : source.host;
 }
 
-async function targetFreeBytes(ctx: StepContext, path: string): Promise<{ free: number; mount: string }> {
+export async function targetFreeBytes(
+  ctx: StepContext,
+  path: string,
+): Promise<{ free: number; mount: string }> {
   const script =
     'p=$1; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done; df -Pk "$p" | tail -n 1';
   const r = await ctx.ssh.run(ctx.target, ['sh', '-c', script, 'persona-df', path], { signal: ctx.signal });
@@ -193,10 +196,13 @@ async function manifestOf(ctx: StepContext, source: Source, from: string): Promi
  * Either way applyOwners sets the source's owners by name afterwards, which also repairs a copy staged here by a
  * non-root persona.
  */
-const ownerFlags = (ctx: StepContext) =>
+export const ownerFlags = (ctx: StepContext) =>
   ctx.profile.security_profile.users.length > 0 ? [] : ['--numeric-ids'];
 
-async function rsync(ctx: StepContext, args: string[]): Promise<{ bytes: number }> {
+export async function rsync(
+  ctx: StepContext,
+  args: string[],
+): Promise<{ bytes: number; files: number; stdout: string }> {
   const { execa } = await import('execa');
   const r = await execa('rsync', ['-a', '--delete', ...ownerFlags(ctx), '--stats', ...args], {
     reject: false,
@@ -216,10 +222,15 @@ async function rsync(ctx: StepContext, args: string[]): Promise<{ bytes: number 
     );
   }
   const sent = /Total transferred file size: ([\d,]+)/.exec(String(r.stdout));
-  return { bytes: sent ? Number(sent[1]!.replaceAll(',', '')) : 0 };
+  const files = /Number of regular files transferred: ([\d,]+)/.exec(String(r.stdout));
+  return {
+    bytes: sent ? Number(sent[1]!.replaceAll(',', '')) : 0,
+    files: files ? Number(files[1]!.replaceAll(',', '')) : 0,
+    stdout: String(r.stdout),
+  };
 }
 
-async function rshArgs(
+export async function rshArgs(
   ctx: StepContext,
   host: InventoryHost,
 ): Promise<{ e: string[]; spec: (path: string) => string }> {
@@ -256,10 +267,10 @@ async function copyOne(
   return { transferred: pulled.bytes + pushed.bytes };
 }
 
-const stagingDir = (ctx: StepContext) => join(ctx.stateDir, 'staging', ctx.journal.run_id);
+export const stagingDir = (ctx: StepContext) => join(ctx.stateDir, 'staging', ctx.journal.run_id);
 
 /** The staging area must hold the copy (what is already staged from an earlier attempt counts as room). */
-async function checkStagingSpace(ctx: StepContext, staging: string, needed: number): Promise<void> {
+export async function checkStagingSpace(ctx: StepContext, staging: string, needed: number): Promise<void> {
   const fs = await statfs(staging);
   const { execa } = await import('execa');
   const du = await execa('du', ['-sb', '--', staging], { cancelSignal: ctx.signal });

@@ -3,9 +3,35 @@
  * what was seen for the record (and for ranking hosts next time).
  */
 import { PersonaError } from '../errors.js';
-import type { Step } from '../runbook/types.js';
+import type { Step, StepContext, StepOutputs } from '../runbook/types.js';
 import { sleep } from '../util/sleep.js';
 import { missedTargets, runHealthChecks, sample } from './checks.js';
+
+/**
+ * A planned move's downtime as a client saw it: the longest gap between good answers through the balancer, from
+ * the prober the run started before its steps (undefined in a recovery; noted when a resume could not measure it).
+ */
+async function clientDowntime(ctx: StepContext): Promise<StepOutputs | undefined> {
+  if (ctx.journal.kind !== 'migrate') return undefined;
+  if (!ctx.clientView) {
+    ctx.log('downtime not measured: no prober ran through this part of the run (a resume, or no verify_url)');
+    return undefined;
+  }
+  const r = await ctx.clientView.stop();
+  const longest = r.longest?.ms ?? 0;
+  ctx.log(
+    `downtime seen by a client through the balancer: ${(longest / 1000).toFixed(2)} s (${r.url} at ${r.hz} Hz: ${r.requests} requests, ${r.bad} bad, ${r.gaps.length} gap(s))`,
+  );
+  return {
+    longest_ms: Math.round(longest),
+    gaps: r.gaps.length,
+    requests: r.requests,
+    bad: r.bad,
+    hz: r.hz,
+    url: r.url,
+    mean_interval_ms: Math.round(r.mean_interval_ms * 10) / 10,
+  };
+}
 
 export const monitorStep: Step = {
   kind: 'monitor',
@@ -52,7 +78,9 @@ export const monitorStep: Step = {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const s = await sampling;
     const missed = missedTargets(ctx.profile.performance_metrics, s);
+    const downtime = await clientDowntime(ctx);
     const outputs = {
+      ...(downtime ? { downtime } : {}),
       seconds: (Date.now() - started) / 1000,
       rounds,
       health_failures: failures,

@@ -4,7 +4,7 @@
  */
 import { PersonaError } from '../errors.js';
 import { privileged, runPrivileged } from '../runbook/remote.js';
-import type { Action, Step, StepPlan } from '../runbook/types.js';
+import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { missedTargets, sample, waitHealthy } from './checks.js';
 
 const WRITE_TEST_MB = 16;
@@ -63,38 +63,49 @@ export const validateStep: Step = {
       ],
     };
   },
-  async conclude(ctx) {
-    const health = await waitHealthy(ctx, 60_000);
-    for (const r of health.results) ctx.log(`health ${r.name}: ${r.ok ? 'ok' : 'FAILED'} (${r.detail})`);
-    if (!health.ok) {
-      const failing = health.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
-      throw new PersonaError(
-        'E_STEP_FAILED',
-        `${ctx.profile.id} on ${ctx.target.name} is not healthy after ${(health.waitedMs / 1000).toFixed(0)} s: ${failing.join('; ')}`,
-      );
-    }
-    const metrics = ctx.profile.performance_metrics;
-    const wantsWrite = metrics.disk_io?.min_write_mbps !== undefined;
-    const s = await sample(ctx, metrics.window_seconds, wantsWrite ? WRITE_TEST_MB : 0);
-    ctx.log(
-      `sampled ${s.window_s} s: CPU ${s.cpu_pct}%, memory ${s.memory_pct}%${s.disk_write_mbps !== undefined ? `, disk writes ${s.disk_write_mbps} MB/s` : ''}${s.disk_util_pct !== undefined ? `, disk busy ${s.disk_util_pct}%` : ''}`,
-    );
-    const missed = missedTargets(metrics, s);
-    if (missed.length > 0) {
-      throw new PersonaError(
-        'E_STEP_FAILED',
-        `${ctx.target.name} misses ${ctx.profile.id}'s performance targets: ${missed.join('; ')}`,
-        {
-          hint: 'Choose another host, or adjust performance_metrics if the targets are wrong.',
-        },
-      );
-    }
-    return {
-      started: true,
-      health: health.results,
-      health_wait_ms: health.waitedMs,
-      metrics: s,
-      targets: metrics,
-    };
-  },
+  conclude: (ctx) => concludeValidate(ctx, { sample: true }),
 };
+
+/**
+ * Healthy within 60 s, then (with `sample`) the performance targets over the profile's window. A planned move
+ * samples nothing here: the window would be downtime; its monitor holds the targets after the switch.
+ */
+export async function concludeValidate(ctx: StepContext, how: { sample: boolean }): Promise<StepOutputs> {
+  // A planned move is down until the application answers here: ask often.
+  const health = await waitHealthy(ctx, 60_000, how.sample ? 500 : 50);
+  for (const r of health.results) ctx.log(`health ${r.name}: ${r.ok ? 'ok' : 'FAILED'} (${r.detail})`);
+  if (!health.ok) {
+    const failing = health.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
+    throw new PersonaError(
+      'E_STEP_FAILED',
+      `${ctx.profile.id} on ${ctx.target.name} is not healthy after ${(health.waitedMs / 1000).toFixed(0)} s: ${failing.join('; ')}`,
+    );
+  }
+  if (!how.sample) {
+    ctx.log('no performance sample before the switch (a planned move): monitor holds the targets after it');
+    return { started: true, health: health.results, health_wait_ms: health.waitedMs };
+  }
+  const metrics = ctx.profile.performance_metrics;
+  const wantsWrite = metrics.disk_io?.min_write_mbps !== undefined;
+  const s = await sample(ctx, metrics.window_seconds, wantsWrite ? WRITE_TEST_MB : 0);
+  ctx.log(
+    `sampled ${s.window_s} s: CPU ${s.cpu_pct}%, memory ${s.memory_pct}%${s.disk_write_mbps !== undefined ? `, disk writes ${s.disk_write_mbps} MB/s` : ''}${s.disk_util_pct !== undefined ? `, disk busy ${s.disk_util_pct}%` : ''}`,
+  );
+  const missed = missedTargets(metrics, s);
+  if (missed.length > 0) {
+    throw new PersonaError(
+      'E_STEP_FAILED',
+      `${ctx.target.name} misses ${ctx.profile.id}'s performance targets: ${missed.join('; ')}`,
+      {
+        hint: 'Choose another host, or adjust performance_metrics if the targets are wrong.',
+      },
+    );
+  }
+  return {
+    started: true,
+    health: health.results,
+    health_wait_ms: health.waitedMs,
+    metrics: s,
+    targets: metrics,
+  };
+}
