@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { runScript } from '../scripts/script-main.js';
 import { type InventoryHost, loadInventory } from '../src/hosts/inventory.js';
 import { BENCH_LAB_DIR, benchLabDown, benchLabUp, machineBusyShare, settle } from './lab.js';
+import { migrateBench } from './migrate.js';
 import { recoverBench } from './recover.js';
 import {
   loadAverage,
@@ -28,6 +29,7 @@ import { type Sample, timeAnsible, timePersona, timePlainSsh, writeAnsibleInvent
 
 const USAGE = `usage: npm run bench [-- OPTIONS]   (as root: it drives the bench lab)
        npm run bench -- recover [--runs R] [--quick] [--json] [--down]   (recoveries: see bench/recover.ts)
+       npm run bench -- migrate [--runs R] [--size-mib N] [--quick] [--json] [--down]   (planned moves: bench/migrate.ts)
   --runs R          repetitions per tool and N (default 3); the median is reported
   --sizes A,B,...   numbers of endpoints, the first N of the bench inventory (default 10,50,200; at most 208)
   --forks F         Ansible forks (default min(N, 50))
@@ -141,12 +143,15 @@ function print(rows: Summary[], info: RunInfo, json: boolean): void {
 }
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'recover') {
+  if (argv[0] === 'recover' || argv[0] === 'migrate') {
     if (process.getuid?.() !== 0) {
       console.error('bench: must run as root (it drives the lab)');
       return 2;
     }
-    return await recoverBench(resolve(dirname(fileURLToPath(import.meta.url)), '../..'), argv.slice(1));
+    const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+    return argv[0] === 'recover'
+      ? await recoverBench(repo, argv.slice(1))
+      : await migrateBench(repo, argv.slice(1));
   }
   const options = parseOptions(argv);
   if (options === USAGE) console.log(USAGE);

@@ -21,10 +21,9 @@ import {
   manifestIfPresent,
   parseManifest,
   privileged,
-  remoteManifest,
   runPrivileged,
 } from '../runbook/remote.js';
-import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
+import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { fenceStep } from './fence.js';
 import { checkStagingSpace, rshArgs, rsync, stagingDir, targetFreeBytes } from './migrate.js';
 import { applyOwners } from './owners.js';
@@ -76,7 +75,10 @@ export function precopyVerdict(passes: readonly Pass[], totalBytes: number): { a
 /** Where each data path is staged on this machine, for the whole run. */
 const stageOf = (ctx: StepContext, index: number) => join(stagingDir(ctx), String(index));
 
-/** One pass for one path: source → staging → target, each rsync moving only what differs. */
+/**
+ * One pass for one path: source → staging → target, each rsync moving only what differs. `needed`: the source's
+ * bytes, which the staging area must hold (0: not checked, as in the final copy, which follows the passes).
+ */
 async function syncPath(
   ctx: StepContext,
   path: string,
@@ -85,7 +87,7 @@ async function syncPath(
 ): Promise<{ pulled: number; files: number; pushed: number }> {
   const staging = stageOf(ctx, index);
   await mkdir(staging, { recursive: true, mode: 0o700 });
-  await checkStagingSpace(ctx, staging, needed);
+  if (needed > 0) await checkStagingSpace(ctx, staging, needed);
   await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(path)], ctx.signal);
   const from = await rshArgs(ctx, ctx.failed);
   const to = await rshArgs(ctx, ctx.target);
@@ -94,9 +96,10 @@ async function syncPath(
   return { pulled: pulled.bytes, files: pulled.files, pushed: pushed.bytes };
 }
 
-/** The bytes of the data on the source (du), for the thresholds and the space checks. */
-async function sourceBytes(ctx: StepContext, path: string): Promise<number> {
-  const r = await runPrivileged(ctx.ssh, ctx.failed, ['du', '-sb', '--', path], ctx.signal);
+/** The bytes of a data path on a host (du; 0 when it is absent), for the thresholds and the space checks. */
+async function bytesOn(ctx: StepContext, host: InventoryHost, path: string): Promise<number> {
+  const script = 'if [ -d "$1" ]; then du -sb -- "$1"; else echo 0; fi';
+  const r = await runPrivileged(ctx.ssh, host, ['sh', '-c', script, 'persona-du', path], ctx.signal);
   return Number(r.stdout.trim().split(/\s+/)[0]) || 0;
 }
 
@@ -129,20 +132,24 @@ export const precopyStep: Step = {
         notes: [],
         blocked: { message: `${ctx.failed.name} does not run commands (\`true\` exits ${reach.exitCode})` },
       };
-    const sizes = await Promise.all(data.paths.map((p) => sourceBytes(ctx, p)));
+    const sizes = await Promise.all(data.paths.map((p) => bytesOn(ctx, ctx.failed, p)));
     const total = sizes.reduce((a, b) => a + b, 0);
     const notes = [`${data.paths.length} path(s), ${mib(total)} on ${ctx.failed.name}`];
+    // What the target holds of a path already (an earlier pass, a resume) needs no room again.
+    const there = await Promise.all(data.paths.map((p) => bytesOn(ctx, ctx.target, p)));
     const free = await Promise.all(data.paths.map((p) => targetFreeBytes(ctx, p)));
-    for (const [i, f] of free.entries())
-      if (f.free < sizes[i]!)
+    for (const [i, f] of free.entries()) {
+      const needed = Math.max(0, sizes[i]! - there[i]!);
+      if (f.free < needed)
         return {
           actions: [],
           notes,
           blocked: {
-            message: `${ctx.target.name}:${f.mount} has ${mib(f.free)} free; ${data.paths[i]} needs ${mib(sizes[i]!)}`,
+            message: `${ctx.target.name}:${f.mount} has ${mib(f.free)} free; ${data.paths[i]} needs ${mib(needed)} more`,
             hint: 'Free space on the target, or choose another target.',
           },
         };
+    }
     const action: Action = {
       id: 'precopy',
       title: `copy ${data.paths.join(', ')} (${mib(total)}) from ${ctx.failed.name} while it serves, until the delta is small`,
@@ -232,70 +239,52 @@ async function metaManifest(
   return r.stdout.trim() === 'absent' ? undefined : parseManifest(r.stdout);
 }
 
-interface FinalFacts {
-  verify: 'metadata' | 'contents';
-  paths: Array<{ path: string; source: Manifest; target: Manifest | null }>;
-}
+const manifestOf = (ctx: StepContext, verify: Verify, host: InventoryHost, path: string) =>
+  verify === 'contents' ? manifestIfPresent(ctx.ssh, host, path, ctx.signal) : metaManifest(ctx, host, path);
 
+type Verify = 'metadata' | 'contents';
+
+/**
+ * The final copy needs no look first (whatever changed since the last pass, rsync finds), so its plan sends
+ * nothing: the clients are waiting. It runs once per run (a resume after a crash in it runs it again: rsync moves
+ * only what still differs); the conclusion compares both ends.
+ */
 async function finalPlan(ctx: StepContext): Promise<StepPlan> {
   const { data } = ctx.profile;
   if (data.migration !== 'rsync' || data.paths.length === 0)
-    return {
-      actions: [],
-      notes: [`no data to copy: data.migration is ${data.migration}`],
-      facts: { skipped: 'no rsync data paths' },
-    };
-  const verify = ctx.journal.options.verify ?? 'metadata';
-  const reach = await ctx.ssh
-    .exec(ctx.failed, ['true'], { signal: ctx.signal, timeoutMs: 30_000 })
-    .catch((error: Error) => ({ exitCode: -1, stderr: error.message }));
-  if (reach.exitCode !== 0)
-    return {
-      actions: [],
-      notes: [],
-      blocked: {
-        message: `${ctx.failed.name} does not answer (${reach.stderr.trim().split('\n').at(-1)}): the final copy cannot be made; ${ctx.target.name} holds the data as the last pass left it`,
-        hint: `If ${ctx.failed.name} is gone, this is a recovery: persona recover ${ctx.failed.name}. Else bring it back and resume.`,
-      },
-    };
-  const manifest = async (host: InventoryHost, path: string) =>
-    verify === 'contents'
-      ? host === ctx.failed
-        ? await remoteManifest(ctx.ssh, host, path, ctx.signal)
-        : await manifestIfPresent(ctx.ssh, host, path, ctx.signal)
-      : await metaManifest(ctx, host, path);
-  const paths = await Promise.all(
-    data.paths.map(async (path) => {
-      const [source, target] = await Promise.all([manifest(ctx.failed, path), manifest(ctx.target, path)]);
-      if (!source)
-        throw new PersonaError('E_STEP_FAILED', `${path} is not on ${ctx.failed.name}: nothing to move`);
-      return { path, source, target: target ?? null };
-    }),
-  );
-  const same = (p: (typeof paths)[number]) =>
-    p.target !== null && p.source.digest === p.target.digest && p.source.meta === p.target.meta;
-  const notes = paths.map(
-    (p) =>
-      `${p.path}: ${p.source.files} files, ${mib(p.source.bytes)} on ${ctx.failed.name}; ${same(p) ? `the same on ${ctx.target.name}` : `${ctx.target.name} differs`} (${verify} manifests)`,
-  );
-  const todo = paths.flatMap((p, i) => (same(p) ? [] : [{ ...p, index: i }]));
-  const actions: Action[] = todo.map((p) => ({
-    id: `final:${p.path}`,
-    title: `copy what changed in ${p.path} since the last pass, from ${ctx.failed.name} (stopped)`,
+    return { actions: [], notes: [`no data to copy: data.migration is ${data.migration}`] };
+  const actions: Action[] = data.paths.map((path, index) => ({
+    id: `final:${path}`,
+    title: `copy what changed in ${path} since the last pass, from ${ctx.failed.name} (stopped)`,
     touches: ctx.target.name,
     mutates: true,
-    observable: true,
+    observable: false,
     async apply(c) {
       const started = Date.now();
-      const r = await syncPath(c, p.path, p.index, p.source.bytes);
-      await applyOwners(c, c.failed, p.path, p.path);
-      c.log(`final copy of ${p.path}: ${r.files} files, ${mib(r.pulled)} in ${Date.now() - started} ms`);
+      let r: Awaited<ReturnType<typeof syncPath>>;
+      try {
+        r = await syncPath(c, path, index, 0);
+      } catch (error) {
+        const answers = await c.ssh
+          .exec(c.failed, ['true'], { signal: c.signal, timeoutMs: 30_000 })
+          .then((x) => x.exitCode === 0)
+          .catch(() => false);
+        if (answers || c.signal.aborted) throw error;
+        throw new PersonaError(
+          'E_STEP_FAILED',
+          `${c.failed.name} does not answer: the final copy of ${path} cannot be made; ${c.target.name} holds it as the last pass left it`,
+          {
+            hint: `If ${c.failed.name} is gone, this is a recovery: persona recover ${c.failed.name}. Else bring it back and resume.`,
+          },
+        );
+      }
+      await applyOwners(c, c.failed, path, path);
+      c.log(`final copy of ${path}: ${r.files} files, ${mib(r.pulled)} in ${Date.now() - started} ms`);
       await c.checkpoint('after-final-copy');
-      return { path: p.path, files: r.files, transferred_bytes: r.pulled, duration_ms: Date.now() - started };
+      return { path, files: r.files, transferred_bytes: r.pulled, duration_ms: Date.now() - started };
     },
   }));
-  const facts: FinalFacts = { verify, paths };
-  return { actions, notes, facts: facts as unknown as StepOutputs };
+  return { actions, notes: [] };
 }
 
 /** migrate of a planned move: the final delta from the stopped source, then both ends compared. */
@@ -318,37 +307,50 @@ export const finalCopyStep: Step = {
     `${ctx.profile.data.paths.join(', ')}: the same ${ctx.journal.options.verify === 'contents' ? 'contents' : 'metadata'} on both hosts`,
   ],
   plan: finalPlan,
-  async conclude(ctx, { plan: final, applied }) {
-    const facts = final.facts as unknown as FinalFacts | { skipped: string } | undefined;
-    if (!facts) throw new PersonaError('E_STEP_FAILED', 'the final copy found no facts about the data');
-    if ('skipped' in facts) return { skipped: facts.skipped };
-    for (const p of facts.paths) {
-      if (!p.target || p.target.digest !== p.source.digest || p.target.meta !== p.source.meta)
-        throw new PersonaError(
-          'E_STEP_FAILED',
-          `${p.path} on ${ctx.target.name} differs from ${ctx.failed.name}'s after the final copy (${facts.verify} manifests)`,
+  async conclude(ctx, { applied }) {
+    const { data } = ctx.profile;
+    if (data.migration !== 'rsync' || data.paths.length === 0) return { skipped: 'no rsync data paths' };
+    const verify: Verify = ctx.journal.options.verify ?? 'metadata';
+    const verified = await Promise.all(
+      data.paths.map(async (path) => {
+        const [source, target] = await Promise.all([
+          manifestOf(ctx, verify, ctx.failed, path),
+          manifestOf(ctx, verify, ctx.target, path),
+        ]);
+        if (!source)
+          throw new PersonaError(
+            'E_STEP_FAILED',
+            `${path} is not on ${ctx.failed.name}: nothing to compare with`,
+          );
+        if (!target || target.digest !== source.digest || target.meta !== source.meta)
+          throw new PersonaError(
+            'E_STEP_FAILED',
+            `${path} on ${ctx.target.name} differs from ${ctx.failed.name}'s after the final copy (${verify} manifests: ${target ? `${target.files} files, ${target.bytes} bytes` : 'absent'} vs ${source.files} files, ${source.bytes} bytes)`,
+            { hint: `Resume: the final copy runs again and moves only what differs.` },
+          );
+        ctx.log(
+          `${path}: ${target.files} files, ${target.bytes} bytes; ${verify} manifest ${target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name}`,
         );
-      ctx.log(
-        `${p.path}: ${p.target.files} files, ${p.target.bytes} bytes; ${facts.verify} manifest ${p.target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name}`,
-      );
-    }
+        return {
+          path,
+          files: target.files,
+          bytes: target.bytes,
+          [verify === 'contents' ? 'digest' : 'meta_digest']: target.digest,
+          meta: target.meta,
+        };
+      }),
+    );
     // The staged copy is the application's data on this machine: removed once the target holds it.
     if (!ctx.signal.aborted) await rm(stagingDir(ctx), { recursive: true, force: true });
     return {
       source: { kind: 'failed-host', host: ctx.failed.name, why: 'a planned move: the stopped source' },
       method: 'rsync',
-      verify: facts.verify,
-      transfers: facts.paths.flatMap((p) => {
-        const done = applied.get(`final:${p.path}`);
+      verify,
+      transfers: data.paths.flatMap((p) => {
+        const done = applied.get(`final:${p}`);
         return done ? [done] : [];
       }),
-      verified: facts.paths.map((p) => ({
-        path: p.path,
-        files: p.target!.files,
-        bytes: p.target!.bytes,
-        [facts.verify === 'contents' ? 'digest' : 'meta_digest']: p.target!.digest,
-        meta: p.target!.meta,
-      })),
+      verified,
     };
   },
 };
