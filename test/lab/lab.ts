@@ -11,6 +11,8 @@ import type { PowerFence } from '../../src/profile/schema.js';
 
 export const LAB_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lab');
 export const DEFAULT_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'default.json');
+/** The default lab with a btrfs /srv on lab-1 and lab-2 (demo-web's data path a subvolume); lab-3/4 ext4. */
+export const BTRFS_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'btrfs.json');
 /** A host spec for `lab add-host`: 2 CPUs, 6 GiB, a 2 GiB /srv. */
 export const PROVISIONED_SPEC = path.join(path.dirname(LAB_SCRIPT), 'spec', 'provisioned.json');
 
@@ -46,6 +48,8 @@ export interface LabHost {
   cgroups: Record<string, string>;
   overlay: { lower: string; upper: string; work: string; merged: string };
   srv_image: string;
+  /** The filesystem of its /srv image (spec field srv_fs); absent in labs brought up before it existed: ext4. */
+  srv_fs?: 'ext4' | 'btrfs';
   labels: Record<string, string>;
   apps: string[];
   expected: { cpus: number; cpu_list: string; memory_bytes: number; srv_bytes: number; packages: string[] };

@@ -12,17 +12,18 @@ cmd_add_host() {  # cmd_add_host --spec FILE|JSON
       *) die 2 "unknown argument $1; usage: lab add-host --spec FILE|JSON" ;;
     esac
   done
-  [[ -n $spec ]] || die 2 "usage: lab add-host --spec FILE|JSON (cpus, memory, srv_size, packages, labels)"
+  [[ -n $spec ]] || die 2 "usage: lab add-host --spec FILE|JSON (cpus, memory, srv_size, srv_fs, packages, labels)"
   [[ -z $(bastion_get) ]] || die 1 "a bastion is on ($(bastion_get)): turn it off first (lab bastion off)"
   h=$(data add-host "$LAB_DIR" "$spec") || die 2 "fix the host spec and try again"
   spec_load_running
+  host_srv_tools "$h"
   lab_add_host "$h" >&2
   data host-entry "$LAB_DIR" "$h"
 }
 
 lab_add_host() {  # lab_add_host HOST: HOST is in the running lab's spec already (so `down` removes it whatever happens)
   local h=$1
-  say "adding $h (${H_ADDRS[$h]}, cpus ${H_CPUS[$h]}, memory ${H_MEM_BYTES[$h]} bytes, /srv ${H_SRV_BYTES[$h]} bytes); lab down removes it"
+  say "adding $h (${H_ADDRS[$h]}, cpus ${H_CPUS[$h]}, memory ${H_MEM_BYTES[$h]} bytes, /srv ${H_SRV_BYTES[$h]} bytes $(host_srv_fs "$h")); lab down removes it"
   host_net_up "$h"
   cg_host_up "$h"
   host_prepare "$h"

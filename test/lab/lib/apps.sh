@@ -74,6 +74,28 @@ app_configure() {  # app_configure HOST APP: its files, users and secrets, as th
   done < <(data app-setup "$LAB_DIR" "$id")
 }
 
+# $1 the data path. On btrfs it becomes a subvolume, as data.migration snapshot needs (the path's own filesystem:
+# a subvolume is created in its parent). Prints what it made.
+DATA_DIR_SCRIPT='set -e
+p=$1 parent=$(dirname -- "$1")
+mkdir -p -- "$parent"
+[ ! -e "$p" ] || { echo "$p exists already" >&2; exit 1; }
+fs=$(stat -f -c %T -- "$parent")
+if [ "$fs" = btrfs ]; then
+  command -v btrfs >/dev/null || { echo "$parent is on btrfs but the btrfs command is not installed (add btrfs-progs to its packages in the lab spec)" >&2; exit 1; }
+  btrfs subvolume create -- "$p" >/dev/null
+  echo "a btrfs subvolume"
+else
+  mkdir -- "$p"
+  echo "a directory on $fs"
+fi'
+
+app_data_dir() {  # app_data_dir HOST PATH: the app's data path inside HOST, a btrfs subvolume on a btrfs /srv
+  local what
+  what=$(host_exec "$1" sh -c "$DATA_DIR_SCRIPT" _ "$2") || { echo "$1: cannot create $2" >&2; return 1; }
+  step "$1" "$2: $what"
+}
+
 app_deploy() {  # app_deploy APP: on each of its hosts: packages, files, data, start; record the checksum
   local id=$1 h sum backup=${A_BACKUP[$1]} data=${A_DATA[$1]}
   step "$id: seeding data into the backup copy $backup"
@@ -82,8 +104,8 @@ app_deploy() {  # app_deploy APP: on each of its hosts: packages, files, data, s
   for h in ${A_HOSTS[$id]}; do
     host_apt_install "$h" ${A_PACKAGES[$id]}
     app_configure "$h" "$id"
+    app_data_dir "$h" "$data"
     step "$h" "copying $id's data to $data"
-    host_exec "$h" mkdir -p "$data"
     tar -C "$backup" --numeric-owner -cf - . | host_exec "$h" tar -C "$data" -xf -
     [[ $(host_exec "$h" bash -c "$DATA_CHECKSUM" _ "$data") == "$sum" ]] ||
       { echo "$id's data on $h does not match the backup's checksum" >&2; return 1; }

@@ -2,15 +2,17 @@
 # Boots one lab host. Runs as PID 1 of the host's fresh mount/PID/UTS/IPC/cgroup namespaces (inside its
 # network namespace and cgroups), builds its filesystem and hands over to persona-lab-init.
 # Every mount below lives in this private mount namespace: it vanishes when the host's last process exits.
-#   host-boot.sh BASE_DIR HOST_DIR HOSTNAME CGROUP_MODE(v1|v2)
+#   host-boot.sh BASE_DIR HOST_DIR HOSTNAME CGROUP_MODE(v1|v2) SRV_FS(ext4|btrfs)
 set -euo pipefail
-base=$1 dir=$2 name=$3 cgroup_mode=$4
+base=$1 dir=$2 name=$3 cgroup_mode=$4 srv_fs=${5:-ext4}
 root=$dir/merged
 
 mount_root() {
   mount -t overlay overlay -o "lowerdir=$base,upperdir=$dir/upper,workdir=$dir/work" "$root"
-  # noinit_itable: no background zeroing of a sparse image's inode tables
-  mount -o loop,nosuid,nodev,noinit_itable "$dir/srv.img" "$root/srv"
+  # ext4's noinit_itable: no background zeroing of a sparse image's inode tables
+  local opts=loop,nosuid,nodev
+  [[ $srv_fs != ext4 ]] || opts+=,noinit_itable
+  mount -t "$srv_fs" -o "$opts" "$dir/srv.img" "$root/srv"
   mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
   mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys"
   mount -t tmpfs -o mode=0755,size=64m,nosuid,nodev tmpfs "$root/run"

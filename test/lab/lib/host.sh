@@ -25,9 +25,26 @@ host_prepare() {  # host_prepare HOST: the host's own files (upper layer) and it
   install -m 0600 "$LAB_DIR/ssh/id_ed25519.pub" "$up/root/.ssh/authorized_keys"
   step "$h" "generating its ssh host key"
   ssh-keygen -q -t ed25519 -N '' -C "root@$h" -f "$up/etc/ssh/ssh_host_ed25519_key"
-  step "$h" "creating its ${H_SRV_BYTES[$h]}-byte ext4 /srv image"
-  truncate -s "${H_SRV_BYTES[$h]}" "$dir/srv.img"
-  mkfs.ext4 -q -F -m 0 -L srv -E lazy_itable_init=1,lazy_journal_init=1 "$dir/srv.img"
+  host_srv_image "$h" "$dir/srv.img"
+}
+
+host_srv_fs() { printf '%s\n' "${H_SRV_FS[$1]:-ext4}"; }  # ext4 in labs recorded before srv_fs
+
+host_srv_tools() {  # host_srv_tools HOST...: the mkfs their /srv needs is here (before anything is made)
+  local h
+  for h in "$@"; do [[ $(host_srv_fs "$h") != btrfs ]] || require_commands mkfs.btrfs; done
+}
+
+host_srv_image() {  # host_srv_image HOST FILE: a sparse image of the host's /srv size and filesystem (srv_fs)
+  local h=$1 img=$2 fs
+  fs=$(host_srv_fs "$h")
+  step "$h" "creating its ${H_SRV_BYTES[$h]}-byte $fs /srv image"
+  truncate -s "${H_SRV_BYTES[$h]}" "$img"
+  case $fs in
+    ext4) mkfs.ext4 -q -F -m 0 -L srv -E lazy_itable_init=1,lazy_journal_init=1 "$img" ;;
+    btrfs) mkfs.btrfs -q -f -L srv "$img" >/dev/null ;;
+    *) echo "$h: unknown /srv filesystem $fs" >&2; return 1 ;;
+  esac
 }
 
 host_etc_hosts() {
@@ -56,7 +73,7 @@ host_launch() {  # host_launch HOST: boot the host (fresh up, heal after powerof
     "$run/launcher.pid" "$(cg_procs_files "$h")" \
     nsenter --net="/run/netns/${H_NETNS[$h]}" \
     unshare --mount --propagation private --pid --fork --kill-child --uts --ipc --cgroup \
-    /bin/bash "$LAB_LIB/host-boot.sh" "$(base_dir)" "$dir" "$h" "$CG_MODE" \
+    /bin/bash "$LAB_LIB/host-boot.sh" "$(base_dir)" "$dir" "$h" "$CG_MODE" "$(host_srv_fs "$h")" \
     </dev/null >>"$dir/console.log" 2>&1 9>&- &
   wait_until 5 "$h's launcher" test -s "$run/launcher.pid"
   launcher=$(cat "$run/launcher.pid")

@@ -55,6 +55,7 @@ preflight() {  # refuse before touching anything, naming what is in the way
 lab_fresh_up() {
   local t0=$SECONDS h with_packages=()
   preflight
+  host_srv_tools "${LAB_HOSTS[@]}"
   step "creating $LAB_DIR"
   mkdir -p "$LAB_DIR/logs" "$LAB_DIR/run" "$LAB_DIR/ssh"
   chmod 0700 "$LAB_DIR/ssh"

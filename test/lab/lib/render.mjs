@@ -46,6 +46,7 @@ export function shellDecls(s) {
     assoc('H_CPU_COUNT', s.hosts, (h) => h.cpu_count),
     assoc('H_MEM_BYTES', s.hosts, (h) => h.memory_bytes),
     assoc('H_SRV_BYTES', s.hosts, (h) => h.srv_bytes),
+    assoc('H_SRV_FS', s.hosts, (h) => h.srv_fs ?? 'ext4'),
     assoc('H_PACKAGES', s.hosts, (h) => h.packages.join(' ')),
     assoc('H_APPS', s.hosts, (h) => h.apps.join(' ')),
     assoc('H_NETNS', s.hosts, (h) => h.netns),
@@ -220,6 +221,7 @@ function hostState(s, h, mode) {
       merged: `${dir}/merged`,
     },
     srv_image: `${dir}/srv.img`,
+    srv_fs: h.srv_fs ?? 'ext4',
     labels: h.labels,
     apps: h.apps,
     expected: {

@@ -29,6 +29,7 @@ const HOST_KEYS = [
   'cpus',
   'memory',
   'srv_size',
+  'srv_fs',
   'packages',
   'labels',
   'apps',
@@ -36,6 +37,10 @@ const HOST_KEYS = [
 ];
 const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
 const PACKAGE_RE = /^[a-z0-9][a-z0-9.+-]*(=[A-Za-z0-9.+~:-]+)?$/;
+/** The filesystems a host's /srv image can have; ext4 unless the spec says otherwise. */
+const SRV_FILESYSTEMS = ['ext4', 'btrfs'];
+/** mkfs.btrfs refuses a smaller device (btrfs-progs 6.2: "minimum size for each btrfs device is 114294784"). */
+const BTRFS_MIN_BYTES = 114294784;
 
 export async function loadSpecFile(file) {
   const text = readFileSync(file, 'utf8');
@@ -179,6 +184,15 @@ export function resolveHost(raw, index, ctx) {
     errors.push(
       `${where}.srv_size: expected a size of at least 16M like "1G", got ${JSON.stringify(raw.srv_size)}`,
     );
+  const srvFs = raw.srv_fs ?? 'ext4';
+  if (!SRV_FILESYSTEMS.includes(srvFs))
+    errors.push(
+      `${where}.srv_fs: expected one of ${SRV_FILESYSTEMS.join(', ')}, got ${JSON.stringify(raw.srv_fs)}`,
+    );
+  else if (srvFs === 'btrfs' && srvBytes && srvBytes < BTRFS_MIN_BYTES)
+    errors.push(
+      `${where}.srv_size: btrfs needs at least 109M (mkfs.btrfs refuses less), got ${raw.srv_size}`,
+    );
   const labels = raw.labels ?? {};
   if (
     !checkKeys(labels, Object.keys(labels), `${where}.labels`, errors) ||
@@ -197,6 +211,7 @@ export function resolveHost(raw, index, ctx) {
     memory_bytes: memoryBytes,
     srv_size: String(raw.srv_size ?? '256M'),
     srv_bytes: srvBytes,
+    srv_fs: srvFs,
     packages: stringList(raw.packages, `${where}.packages`, PACKAGE_RE, errors),
     labels,
     apps: stringList(raw.apps, `${where}.apps`, NAME_RE, errors),
@@ -214,6 +229,21 @@ function checkUnique(hosts, errors) {
         seen.set(key, h.name);
       }
     }
+  }
+}
+
+/**
+ * An application's data path on a btrfs /srv is made a subvolume inside the host (btrfs subvolume create), so the
+ * host needs btrfs-progs before its apps are deployed: in its packages or in the app's software_stack.
+ */
+function checkBtrfsTools(hosts, apps, errors) {
+  const named = (list) => list.some((p) => p.split('=')[0] === 'btrfs-progs');
+  for (const h of hosts) {
+    if (h.srv_fs !== 'btrfs' || h.apps.length === 0 || named(h.packages)) continue;
+    if (h.apps.every((id) => named(apps[id]?.packages ?? []))) continue;
+    errors.push(
+      `hosts[${h.index - 1}].packages: ${h.name} has srv_fs btrfs and runs ${h.apps.join(', ')}, whose data path becomes a btrfs subvolume: add btrfs-progs`,
+    );
   }
 }
 
@@ -254,6 +284,7 @@ export async function resolveSpec(specFile, { labDir, cacheDir, repoDir }) {
       ? path.join(repoDir, 'profiles')
       : path.resolve(path.dirname(specFile), spec.profiles_dir);
   const apps = resolveApps(hosts, profilesDir, labDir, errors);
+  checkBtrfsTools(hosts, apps, errors);
   // One HAProxy frontend (ports.haproxy_frontend) serves one application.
   if (Object.keys(apps).length > 1)
     errors.push(
@@ -305,10 +336,10 @@ export async function resolveSpec(specFile, { labDir, cacheDir, repoDir }) {
   return resolved;
 }
 
-const ADD_KEYS = ['cpus', 'memory', 'srv_size', 'packages', 'labels'];
+const ADD_KEYS = ['cpus', 'memory', 'srv_size', 'srv_fs', 'packages', 'labels'];
 
 /**
- * One more host for a running lab (lab add-host), from a host spec (cpus, memory, srv_size, packages, labels):
+ * One more host for a running lab (lab add-host), from a host spec (cpus, memory, srv_size, srv_fs, packages, labels):
  * the next name (lab-5 after lab-4), the next free address and veth, checked as a spec's hosts are.
  */
 export function addHost(s, raw, source) {

@@ -1,0 +1,189 @@
+/**
+ * `data.migration: snapshot` end to end in the lab: the built CLI moves demo-web's data from lab-1 to lab-2
+ * through btrfs snapshots (a read-only snapshot on lab-1, `btrfs send | btrfs receive` through this machine, a
+ * writable snapshot as the data path on lab-2), against the lab of spec/btrfs.json, where lab-1 and lab-2 keep /srv
+ * on btrfs with the data path a subvolume, and lab-3 and lab-4 keep ext4. Data identity and traffic are checked as
+ * in lab-recover.test.ts: /checksum through the real HAProxy equals lab-1's original data, and HAProxy serves lab-2.
+ * A target whose /srv is ext4 is refused by name before migrate changes anything.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ExitCode } from '../../src/errors.js';
+import { requireBinaries } from '../helpers/binaries.js';
+import { jsonLines } from '../helpers/cli.js';
+import { BTRFS_SPEC, fail, type LabState, labDown, labUp, releaseLab, sshExec } from '../lab/lab.js';
+import {
+  expectEveryStepSucceeded,
+  expectRecoveredOnto,
+  journal,
+  persona,
+  runIdIn,
+  type Workspace,
+  workspace,
+} from './lab-helpers.js';
+
+const spec = { spec: BTRFS_SPEC };
+const DATA = '/srv/demo-web/data';
+const SNAPSHOTS = '/srv/demo-web/.persona-snapshots';
+
+interface MigrateOutputs {
+  source: { kind: string; host?: string };
+  method: string;
+  transfers: Array<{ path: string; snapshot: string; transferred_bytes: number; parent?: string }>;
+  recovery_points: Array<{ path: string; snapshot: string; taken_at: string }>;
+  verified: Array<{ path: string; files: number; bytes: number; digest: string }>;
+}
+interface StepRecord {
+  kind: string;
+  status: string;
+  error?: { code: string; message: string; hint?: string };
+  outputs?: MigrateOutputs;
+  actions?: Array<{ id: string; status: string }>;
+}
+
+beforeAll(() => {
+  // The lab makes the btrfs images on this machine; the hosts get btrfs-progs through their packages.
+  requireBinaries('mkfs.btrfs', 'btrfs');
+});
+
+afterAll(async () => {
+  // The next test file's labUp() brings up the default lab: it must find none up.
+  await labDown(spec);
+  releaseLab();
+});
+
+/** Every test starts from the btrfs lab as `up` leaves it: demo-web on lab-1, its data path a subvolume. */
+async function freshBtrfsLab(): Promise<LabState> {
+  await labDown();
+  return await labUp(spec);
+}
+
+/** demo-web with data.migration snapshot, and btrfs-progs in its software_stack (configure installs it). */
+function snapshotWorkspace(lab: LabState): Workspace {
+  const ws = workspace(lab);
+  const file = join(ws.store, 'demo-web.json');
+  const profile = JSON.parse(readFileSync(file, 'utf8'));
+  profile.data.migration = 'snapshot';
+  profile.software_stack = [...profile.software_stack, 'btrfs-progs'];
+  writeFileSync(file, JSON.stringify(profile, null, 2));
+  return ws;
+}
+
+const sh = (host: string, script: string) => sshExec(host, ['sh', '-c', script]);
+
+describe('data.migration snapshot (built CLI, btrfs lab)', () => {
+  test('lab-1 → lab-2: snapshot, send and receive through this machine; the same data served through HAProxy from lab-2', async () => {
+    const lab = await freshBtrfsLab();
+    expect(lab.hosts['lab-1']!.srv_fs).toBe('btrfs');
+    expect(lab.hosts['lab-2']!.srv_fs).toBe('btrfs');
+    // The lab made the data path a subvolume on lab-1.
+    expect((await sshExec('lab-1', ['btrfs', 'subvolume', 'show', DATA])).exitCode).toBe(0);
+    const ws = snapshotWorkspace(lab);
+    await fail('lab-1', 'app');
+    const started = Date.now();
+    const r = await persona(['recover', 'lab-1', '--target', 'lab-2', '--yes', '--json'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    const events = jsonLines(r.stdout);
+    expect(events.at(-1)).toMatchObject({
+      type: 'result',
+      ok: true,
+      exit_code: 0,
+      runs: [{ app: 'demo-web', status: 'succeeded', target_host: 'lab-2' }],
+    });
+    expectEveryStepSucceeded(events);
+    // Traffic and data identity: HAProxy serves lab-2, /checksum equals lab-1's original data, lab-1 is out.
+    await expectRecoveredOnto(lab, ws, 'lab-2');
+
+    const runId = runIdIn(r.stdout);
+    const steps = (journal(ws, runId) as unknown as { steps: StepRecord[] }).steps;
+    const migrate = steps.find((s) => s.kind === 'migrate')!;
+    const snapshot = `${SNAPSHOTS}/data@${runId}`;
+    expect(migrate.outputs).toMatchObject({
+      source: { kind: 'failed-host', host: 'lab-1' },
+      method: 'snapshot',
+      transfers: [{ path: DATA, snapshot }],
+      recovery_points: [{ path: DATA, snapshot }],
+      verified: [{ path: DATA, files: 5 }],
+    });
+    const out = migrate.outputs!;
+    // A full send: at least the ~18 MB of seeded data went through the stream.
+    expect(out.transfers[0]!.parent).toBeUndefined();
+    expect(out.transfers[0]!.transferred_bytes).toBeGreaterThan(18 * 10 ** 6);
+    // The recovery point is the snapshot's time, taken during this run (btrfs prints local time to the second).
+    const takenAt = Date.parse(out.recovery_points[0]!.taken_at);
+    expect(takenAt).toBeGreaterThanOrEqual(Math.floor(started / 1000) * 1000 - 1000);
+    expect(takenAt).toBeLessThanOrEqual(Date.now());
+    expect(migrate.actions!.map((a) => [a.id, a.status])).toEqual([
+      [`snapshot:${DATA}`, 'done'],
+      [`send:${DATA}`, 'done'],
+      [`install:${DATA}`, 'done'],
+      [`cleanup:${DATA}`, 'done'],
+    ]);
+
+    // On lab-2 the data path is a writable btrfs subvolume, a snapshot of what was received.
+    const show = await sshExec('lab-2', ['btrfs', 'subvolume', 'show', DATA]);
+    expect(show.exitCode, show.stderr).toBe(0);
+    expect(show.stdout).toMatch(/^\s*Parent UUID:\s+[0-9a-f-]{36}$/m);
+    expect((await sshExec('lab-2', ['btrfs', 'property', 'get', '-ts', DATA, 'ro'])).stdout.trim()).toBe(
+      'ro=false',
+    );
+    // Owners travelled by name (the profile creates its user demo on lab-2 with its own ids).
+    const owners = async (host: string) =>
+      (await sh(host, `cd ${DATA} && find . -printf '%m %u:%g %p\\n' | LC_ALL=C sort`)).stdout;
+    expect(await owners('lab-2')).toBe(await owners('lab-1'));
+    // persona's snapshots are gone from both hosts; lab-1's data is as it was.
+    for (const host of ['lab-1', 'lab-2'])
+      expect((await sshExec(host, ['test', '-e', SNAPSHOTS])).exitCode, host).not.toBe(0);
+    const onLab1 = await sh(
+      'lab-1',
+      `cd ${DATA} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum | sha256sum | cut -d" " -f1`,
+    );
+    expect(onLab1.stdout.trim()).toBe(lab.apps['demo-web']!.data_checksum);
+  });
+
+  test('a target whose /srv is ext4 (lab-3) is refused, naming the host, the path and the filesystem; its data path is untouched (exit 5)', async () => {
+    const lab = await freshBtrfsLab();
+    expect(lab.hosts['lab-3']!.srv_fs).toBe('ext4');
+    const ws = snapshotWorkspace(lab);
+    const before = (await sshExec('lab-3', ['ls', '-la', '/srv'])).stdout;
+    expect((await sshExec('lab-3', ['test', '-e', DATA])).exitCode).not.toBe(0);
+    await fail('lab-1', 'app');
+    const r = await persona(['recover', 'lab-1', '--target', 'lab-3', '--yes', '--json'], ws);
+    // README's exit codes: 5, a runbook step failed; resumable.
+    expect(r.code, r.stderr).toBe(ExitCode.stepFailed);
+    const refusal =
+      /not migrating \/srv\/demo-web\/data: lab-3:\/srv\/demo-web\/data is on ext2\/ext3 \(its parent \/srv(\/demo-web)? is\), not btrfs/;
+    expect(r.stdout).toMatch(refusal);
+    const events = jsonLines(r.stdout);
+    expect(events.at(-1)).toMatchObject({
+      type: 'result',
+      ok: false,
+      exit_code: 5,
+      error: {
+        code: 'E_STEP_FAILED',
+        message: expect.stringMatching(refusal),
+        details: { step: 'migrate' },
+      },
+    });
+    const runId = (events.at(-1) as { error: { details: { run_id: string } } }).error.details.run_id;
+    const run = journal(ws, runId) as unknown as {
+      status: string;
+      target_host: { name: string };
+      steps: StepRecord[];
+    };
+    expect(run).toMatchObject({ status: 'failed', target_host: { name: 'lab-3' } });
+    const { steps } = run;
+    const migrate = steps.find((s) => s.kind === 'migrate')!;
+    expect(migrate.status).toBe('failed');
+    expect(migrate.error).toMatchObject({ code: 'E_STEP_FAILED', message: expect.stringMatching(refusal) });
+    expect(migrate.actions ?? []).toEqual([]);
+    expect(steps.find((s) => s.kind === 'switch')!.status).toBe('pending');
+    // Configure ran (btrfs-progs is there, so the refusal is the filesystem's), migrate changed nothing on lab-3,
+    // and took no snapshot on lab-1.
+    expect((await sshExec('lab-3', ['btrfs', '--version'])).exitCode).toBe(0);
+    expect((await sshExec('lab-3', ['test', '-e', DATA])).exitCode).not.toBe(0);
+    expect((await sshExec('lab-3', ['ls', '-la', '/srv'])).stdout).toBe(before);
+    expect((await sshExec('lab-1', ['test', '-e', SNAPSHOTS])).exitCode).not.toBe(0);
+  });
+});
