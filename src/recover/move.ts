@@ -5,6 +5,7 @@
  * the route's verify_url through the balancer at 20 Hz from the start of the steps to the end of monitor, and the
  * longest gap between good answers is the move's downtime, in the journal and the summary.
  */
+import { rm } from 'node:fs/promises';
 import { rankHosts, requirementsOf, type Strategy } from '../broker/broker.js';
 import type { Context } from '../context.js';
 import { PersonaError } from '../errors.js';
@@ -15,6 +16,7 @@ import { registerSecrets } from '../runbook/secrets.js';
 import { stepContext } from '../runbook/step-context.js';
 import type { ClientView } from '../runbook/types.js';
 import { plannedRunbook } from '../steps/index.js';
+import { finishedStaging } from '../steps/planned.js';
 import { type ProberReport, startProber } from '../traffic/prober.js';
 import { whereAppsRun } from './apps.js';
 import { takeLock } from './lock.js';
@@ -165,5 +167,6 @@ export async function moveApp(ctx: Context, req: MoveRequest): Promise<RunSummar
     throw error;
   } finally {
     await view?.stopped();
+    await rm(finishedStaging(ctx.stateDir, runId), { recursive: true, force: true });
   }
 }

@@ -17,6 +17,15 @@ export async function applyOwners(
   from: string,
   target: string,
 ): Promise<void> {
+  await chownAsListed(ctx, target, await listOwners(ctx, source, from));
+}
+
+/** Every entry's owner:group by name under `from` (on `source`, or on this machine when it is undefined). */
+export async function listOwners(
+  ctx: StepContext,
+  source: InventoryHost | undefined,
+  from: string,
+): Promise<string> {
   let listing: string;
   if (source) {
     listing = (
@@ -28,6 +37,11 @@ export async function applyOwners(
       (await execa('sh', ['-c', OWNERS_SCRIPT, 'persona-owners', from], { cancelSignal: ctx.signal })).stdout,
     );
   }
+  return listing;
+}
+
+/** Gives the entries under `target` on the target host the owners `listing` (listOwners) names. */
+export async function chownAsListed(ctx: StepContext, target: string, listing: string): Promise<void> {
   for (const [owner, paths] of parseOwners(listing)) {
     const r = await ctx.ssh.exec(
       ctx.target,

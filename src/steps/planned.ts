@@ -11,7 +11,8 @@
  * size and mtime to the nanosecond) plus rsync's own whole-file checksum of every file it copied; with
  * `--verify contents`, by sha256 manifests of every file as a recovery does (slower, and inside the downtime).
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
@@ -26,7 +27,7 @@ import {
 import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { fenceStep } from './fence.js';
 import { checkStagingSpace, rshArgs, rsync, stagingDir, targetFreeBytes } from './migrate.js';
-import { applyOwners } from './owners.js';
+import { chownAsListed, listOwners } from './owners.js';
 import { concludeValidate, validateStep } from './validate.js';
 
 const MiB = 1024 ** 2;
@@ -72,6 +73,10 @@ export function precopyVerdict(passes: readonly Pass[], totalBytes: number): { a
   return { again: true, why: `pass ${last.n} moved ${mib(last.bytes)} in ${last.ms} ms` };
 }
 
+/** Where a planned move's staging area goes once the target holds the data, until the runner removes it. */
+export const finishedStaging = (stateDir: string, runId: string) =>
+  join(stateDir, 'staging', `${runId}.done`);
+
 /** Where each data path is staged on this machine, for the whole run. */
 const stageOf = (ctx: StepContext, index: number) => join(stagingDir(ctx), String(index));
 
@@ -84,16 +89,47 @@ async function syncPath(
   path: string,
   index: number,
   needed: number,
-): Promise<{ pulled: number; files: number; pushed: number }> {
+  parentThere = false,
+): Promise<{ pulled: number; files: number; pushed: number; pull_ms: number; push_ms: number }> {
   const staging = stageOf(ctx, index);
   await mkdir(staging, { recursive: true, mode: 0o700 });
   if (needed > 0) await checkStagingSpace(ctx, staging, needed);
-  await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(path)], ctx.signal);
+  if (!parentThere)
+    await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(path)], ctx.signal);
   const from = await rshArgs(ctx, ctx.failed);
   const to = await rshArgs(ctx, ctx.target);
+  const t0 = Date.now();
   const pulled = await rsync(ctx, [...from.e, from.spec(`${path}/`), `${staging}/`]);
+  const t1 = Date.now();
   const pushed = await rsync(ctx, [...to.e, `${staging}/`, to.spec(`${path}/`)]);
-  return { pulled: pulled.bytes, files: pulled.files, pushed: pushed.bytes };
+  return {
+    pulled: pulled.bytes,
+    files: pulled.files,
+    pushed: pushed.bytes,
+    pull_ms: t1 - t0,
+    push_ms: Date.now() - t1,
+  };
+}
+
+/** Whether the staging area on this machine lacks room for `needed` bytes (what it holds already counts). */
+async function stagingShortfall(
+  ctx: StepContext,
+  needed: number,
+): Promise<NonNullable<StepPlan['blocked']> | undefined> {
+  const dir = stagingDir(ctx);
+  const fs = await statfs(existsSync(dir) ? dir : ctx.stateDir).catch(() => undefined);
+  if (!fs) return undefined;
+  const { execa } = await import('execa');
+  const du = existsSync(dir)
+    ? await execa('du', ['-sb', '--', dir], { cancelSignal: ctx.signal })
+    : undefined;
+  const staged = Number(String(du?.stdout ?? '0').split(/\s/)[0]) || 0;
+  const free = fs.bavail * fs.bsize;
+  if (needed <= free + staged) return undefined;
+  return {
+    message: `the staging area ${dir} on this machine has ${mib(free)} free; the move needs ${mib(needed - staged)} more`,
+    hint: 'Free space there, or point PERSONA_STATE_DIR at a larger filesystem, then resume.',
+  };
 }
 
 /** The bytes of a data path on a host (du; 0 when it is absent), for the thresholds and the space checks. */
@@ -121,8 +157,6 @@ export const precopyStep: Step = {
   checks: () => ['each pass copied without error; the final copy after the stop is checked'],
   async plan(ctx): Promise<StepPlan> {
     const { data } = ctx.profile;
-    if (ctx.journal.options.precopy === false)
-      return { actions: [], notes: ['stop-copy-start: nothing is copied while the application serves'] };
     if (data.migration !== 'rsync' || data.paths.length === 0)
       return { actions: [], notes: [`no copy while it serves: data.migration is ${data.migration}`] };
     const reach = await ctx.ssh.exec(ctx.failed, ['true'], { signal: ctx.signal, timeoutMs: 30_000 });
@@ -150,6 +184,14 @@ export const precopyStep: Step = {
           },
         };
     }
+    // Every byte goes through the staging area on this machine: checked here, before the source stops.
+    const staged = await stagingShortfall(ctx, total);
+    if (staged) return { actions: [], notes, blocked: staged };
+    if (ctx.journal.options.precopy === false)
+      return {
+        actions: [],
+        notes: [...notes, 'stop-copy-start: nothing is copied while the application serves'],
+      };
     const action: Action = {
       id: 'precopy',
       title: `copy ${data.paths.join(', ')} (${mib(total)}) from ${ctx.failed.name} while it serves, until the delta is small`,
@@ -262,8 +304,14 @@ async function finalPlan(ctx: StepContext): Promise<StepPlan> {
     async apply(c) {
       const started = Date.now();
       let r: Awaited<ReturnType<typeof syncPath>>;
+      let listing: string;
       try {
-        r = await syncPath(c, path, index, 0);
+        // The source is stopped: its owners are listed while its data is pulled. After passes, the path's
+        // parent is on the target already.
+        [r, listing] = await Promise.all([
+          syncPath(c, path, index, 0, c.journal.options.precopy !== false),
+          listOwners(c, c.failed, path),
+        ]);
       } catch (error) {
         const answers = await c.ssh
           .exec(c.failed, ['true'], { signal: c.signal, timeoutMs: 30_000 })
@@ -278,8 +326,11 @@ async function finalPlan(ctx: StepContext): Promise<StepPlan> {
           },
         );
       }
-      await applyOwners(c, c.failed, path, path);
-      c.log(`final copy of ${path}: ${r.files} files, ${mib(r.pulled)} in ${Date.now() - started} ms`);
+      const owners = Date.now();
+      await chownAsListed(c, path, listing);
+      c.log(
+        `final copy of ${path}: ${r.files} files, ${mib(r.pulled)} in ${Date.now() - started} ms (pull ${r.pull_ms} ms, push ${r.push_ms} ms, owners ${Date.now() - owners} ms)`,
+      );
       await c.checkpoint('after-final-copy');
       return { path, files: r.files, transferred_bytes: r.pulled, duration_ms: Date.now() - started };
     },
@@ -311,6 +362,7 @@ export const finalCopyStep: Step = {
     const { data } = ctx.profile;
     if (data.migration !== 'rsync' || data.paths.length === 0) return { skipped: 'no rsync data paths' };
     const verify: Verify = ctx.journal.options.verify ?? 'metadata';
+    const comparing = Date.now();
     const verified = await Promise.all(
       data.paths.map(async (path) => {
         const [source, target] = await Promise.all([
@@ -329,7 +381,7 @@ export const finalCopyStep: Step = {
             { hint: `Resume: the final copy runs again and moves only what differs.` },
           );
         ctx.log(
-          `${path}: ${target.files} files, ${target.bytes} bytes; ${verify} manifest ${target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name}`,
+          `${path}: ${target.files} files, ${target.bytes} bytes; ${verify} manifest ${target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name} (compared in ${Date.now() - comparing} ms)`,
         );
         return {
           path,
@@ -340,8 +392,10 @@ export const finalCopyStep: Step = {
         };
       }),
     );
-    // The staged copy is the application's data on this machine: removed once the target holds it.
-    if (!ctx.signal.aborted) await rm(stagingDir(ctx), { recursive: true, force: true });
+    // The staged copy is the application's data on this machine: set aside now (a rename), removed by the
+    // runner once the run ends (removing a GiB here would be time the clients wait for).
+    if (!ctx.signal.aborted && existsSync(stagingDir(ctx)))
+      await rename(stagingDir(ctx), finishedStaging(ctx.stateDir, ctx.journal.run_id));
     return {
       source: { kind: 'failed-host', host: ctx.failed.name, why: 'a planned move: the stopped source' },
       method: 'rsync',

@@ -5,6 +5,8 @@
  * and switches; the data on lab-2 equals lab-1's after the stop (every write kept), HAProxy serves lab-2, the store
  * records lab-2, and the downtime a client saw through HAProxy is in the summary and the journal.
  */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { jsonLines } from '../helpers/cli.js';
 import { httpGet, releaseLab, sshExec } from '../lab/lab.js';
@@ -83,6 +85,10 @@ describe('migrate (built CLI, lab)', () => {
     const states = await haproxyAdminStates(lab);
     expect(states['lab-1']! & 0x01).toBe(1);
     expect(states['lab-2']! & 0x23).toBe(0);
+
+    // The staged copy on this machine (the application's data) is gone.
+    const staging = join(ws.state, 'staging');
+    expect(existsSync(staging) ? readdirSync(staging) : []).toEqual([]);
 
     // The record moved: a second move finds demo-web on lab-2 by itself.
     const again = await persona(['migrate', 'demo-web', '--to', 'lab-3', '--dry-run', '--json'], ws);
