@@ -6,11 +6,15 @@ import { describe, expect, test } from 'vitest';
 import { renderSummary } from '../../src/cli/run-summary.js';
 import { summarize } from '../../src/recover/summary.js';
 import { stepDependencies } from '../../src/runbook/engine.js';
+import { JournalStore } from '../../src/runbook/journal.js';
 import type { Journal } from '../../src/runbook/types.js';
 import { plannedRunbook, runbook, runbookOf } from '../../src/steps/index.js';
 import { type Pass, precopyVerdict, SMALL_DELTA_BYTES } from '../../src/steps/planned.js';
 import { humanOut } from '../../src/ui/output.js';
 import { Redactor } from '../../src/ui/redact.js';
+import { runInProcess } from '../helpers/cli.js';
+import { testJournal } from '../helpers/journal.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
@@ -151,4 +155,30 @@ describe('the summary of a planned move', () => {
     expect(s.kind).toBeUndefined();
     expect(s.downtime_ms).toBeUndefined();
   });
+});
+
+test('runs show names a planned move and its downtime', async () => {
+  const state = tempDir('persona-state-');
+  const j = testJournal({
+    kind: 'migrate',
+    status: 'succeeded',
+    steps: [
+      {
+        kind: 'monitor',
+        title: 'monitor after the switch',
+        mutates: false,
+        status: 'succeeded',
+        attempts: 1,
+        log: [],
+        outputs: { downtime: { longest_ms: 1234, hz: 20 } },
+      },
+    ],
+  });
+  await new JournalStore(state).save(j);
+  const r = await runInProcess(['runs', 'show', j.run_id], {
+    env: { PERSONA_STATE_DIR: state, PERSONA_STORE: `file:${tempDir('persona-store-')}` },
+  });
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toContain('h1 → h2 (planned move), succeeded');
+  expect(r.stdout).toContain('downtime 1.23 s');
 });

@@ -13,9 +13,16 @@ export const run: CommandRun = async (ctx, { args }) => {
     human: (out) => {
       out.line(
         out.c.bold(
-          `run ${journal.run_id}: ${journal.app} ${journal.failed_host.name} → ${journal.target_host.name}, ${journal.status}`,
+          `run ${journal.run_id}: ${journal.app} ${journal.failed_host.name} → ${journal.target_host.name}${journal.kind === 'migrate' ? ' (planned move)' : ''}, ${journal.status}`,
         ),
       );
+      const downtime = (
+        journal.steps.find((s) => s.kind === 'monitor')?.outputs as
+          | { downtime?: { longest_ms?: number } }
+          | undefined
+      )?.downtime?.longest_ms;
+      if (downtime !== undefined)
+        out.line(`downtime ${(downtime / 1000).toFixed(2)} s, as a client through the balancer saw it`);
       out.line(
         `started ${journal.created_at} by ${journal.who}; profile version ${journal.profile.version}; store ${journal.store}`,
       );
