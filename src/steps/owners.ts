@@ -42,20 +42,23 @@ export async function listOwners(
 
 /** Gives the entries under `target` on the target host the owners `listing` (listOwners) names. */
 export async function chownAsListed(ctx: StepContext, target: string, listing: string): Promise<void> {
-  for (const [owner, paths] of parseOwners(listing)) {
-    const r = await ctx.ssh.exec(
-      ctx.target,
-      privileged(ctx.target, ['sh', '-c', CHOWN_SCRIPT, 'persona-chown', target, owner]),
-      { signal: ctx.signal, input: `${paths.join('\0')}\0` },
+  // Each owner's entries are disjoint from the others': one command per owner, all at once.
+  await Promise.all([...parseOwners(listing)].map(([owner, paths]) => chownOne(ctx, target, owner, paths)));
+}
+
+async function chownOne(ctx: StepContext, target: string, owner: string, paths: string[]): Promise<void> {
+  const r = await ctx.ssh.exec(
+    ctx.target,
+    privileged(ctx.target, ['sh', '-c', CHOWN_SCRIPT, 'persona-chown', target, owner]),
+    { signal: ctx.signal, input: `${paths.join('\0')}\0` },
+  );
+  if (r.exitCode !== 0) {
+    throw new PersonaError(
+      'E_STEP_FAILED',
+      `cannot give ${paths.length} entries of ${target} on ${ctx.target.name} their owner ${owner}: ${r.stderr.trim().split('\n').slice(-1)[0]}`,
+      {
+        hint: `Add the user and group to the profile's security_profile (users, groups) so configure creates them on ${ctx.target.name}, then resume.`,
+      },
     );
-    if (r.exitCode !== 0) {
-      throw new PersonaError(
-        'E_STEP_FAILED',
-        `cannot give ${paths.length} entries of ${target} on ${ctx.target.name} their owner ${owner}: ${r.stderr.trim().split('\n').slice(-1)[0]}`,
-        {
-          hint: `Add the user and group to the profile's security_profile (users, groups) so configure creates them on ${ctx.target.name}, then resume.`,
-        },
-      );
-    }
   }
 }

@@ -245,15 +245,21 @@ export const plannedFenceStep: Step = {
   conclude: (ctx, done) => fenceStep.conclude(noPower(ctx), done),
 };
 
-/** Metadata of every entry (files: size and mtime to the nanosecond too): equal after a faithful rsync. */
+/**
+ * Metadata of every entry (files: size and mtime to the nanosecond too), in one walk of the tree: equal on both
+ * ends after a faithful rsync. `digest` covers the files, `meta` the other entries (directories, links).
+ */
 export const META_MANIFEST_SCRIPT = [
   'set -e',
   'cd -- "$1"',
   'LC_ALL=C; export LC_ALL',
-  'files=$(find . -type f | wc -l)',
-  'bytes=$(find . -type f -printf "%s\\n" | awk "{s+=\\$1} END {print s+0}")',
-  'digest=$(find . -type f -printf "%s %T@ %p\\0" | sort -z | sha256sum | cut -d" " -f1)',
-  'meta=$(find . -printf "%y %m %u:%g %p\\0" | sort -z | sha256sum | cut -d" " -f1)',
+  'list=$(mktemp)',
+  "trap 'rm -f \"$list\"' EXIT",
+  'find . \\( -type f -printf "f %m %u:%g %s %T@ %p\\0" \\) -o \\( ! -type f -printf "%y %m %u:%g %p\\0" \\) | sort -z > "$list"',
+  'files=$(grep -zc "^f " "$list" || true)',
+  'bytes=$(grep -z "^f " "$list" | tr "\\0\\n" "\\n " | awk "{s+=\\$4} END {print s+0}")',
+  'digest=$(grep -z "^f " "$list" | sha256sum | cut -d" " -f1)',
+  'meta=$(grep -zv "^f " "$list" | sha256sum | cut -d" " -f1)',
   'echo "$files $bytes $digest $meta"',
 ].join('\n');
 

@@ -2,14 +2,23 @@
  * The planned move's logic without hosts: when the copy while serving stops, the runbook's graph, the fence that
  * never powers the source off, and the downtime in the summary.
  */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { renderSummary } from '../../src/cli/run-summary.js';
 import { summarize } from '../../src/recover/summary.js';
 import { stepDependencies } from '../../src/runbook/engine.js';
 import { JournalStore } from '../../src/runbook/journal.js';
+import { parseManifest } from '../../src/runbook/remote.js';
 import type { Journal } from '../../src/runbook/types.js';
 import { plannedRunbook, runbook, runbookOf } from '../../src/steps/index.js';
-import { type Pass, precopyVerdict, SMALL_DELTA_BYTES } from '../../src/steps/planned.js';
+import {
+  META_MANIFEST_SCRIPT,
+  type Pass,
+  precopyVerdict,
+  SMALL_DELTA_BYTES,
+} from '../../src/steps/planned.js';
 import { humanOut } from '../../src/ui/output.js';
 import { Redactor } from '../../src/ui/redact.js';
 import { runInProcess } from '../helpers/cli.js';
@@ -181,4 +190,34 @@ test('runs show names a planned move and its downtime', async () => {
   expect(r.code, r.stderr).toBe(0);
   expect(r.stdout).toContain('h1 → h2 (planned move), succeeded');
   expect(r.stdout).toContain('downtime 1.23 s');
+});
+
+describe('the metadata manifest of the final copy (a real shell, real files)', () => {
+  const manifest = (dir: string) =>
+    parseManifest(execFileSync('sh', ['-c', META_MANIFEST_SCRIPT, 'persona-meta', dir]).toString());
+
+  test('equal for an rsync -a copy; a changed size, mtime, mode or a new entry shows', () => {
+    const a = tempDir('persona-meta-a-');
+    fs.mkdirSync(join(a, 'sub dir'));
+    fs.writeFileSync(join(a, 'sub dir', 'x y.bin'), 'hello');
+    fs.writeFileSync(join(a, 'big'), Buffer.alloc(70_000, 1));
+    fs.symlinkSync('big', join(a, 'link'));
+    const b = tempDir('persona-meta-b-');
+    execFileSync('rsync', ['-a', '--delete', `${a}/`, `${b}/`]);
+    const base = manifest(a);
+    expect(base).toMatchObject({ files: 2, bytes: 70_005 });
+    expect(manifest(b)).toEqual(base);
+    fs.writeFileSync(join(b, 'sub dir', 'x y.bin'), 'hello!');
+    expect(manifest(b).digest).not.toBe(base.digest);
+    execFileSync('rsync', ['-a', '--delete', `${a}/`, `${b}/`]);
+    expect(manifest(b)).toEqual(base);
+    fs.utimesSync(join(b, 'big'), new Date(), new Date());
+    expect(manifest(b).digest).not.toBe(base.digest);
+    execFileSync('rsync', ['-a', '--delete', `${a}/`, `${b}/`]);
+    fs.chmodSync(join(b, 'sub dir'), 0o700);
+    expect(manifest(b).meta).not.toBe(base.meta);
+    execFileSync('rsync', ['-a', '--delete', `${a}/`, `${b}/`]);
+    fs.mkdirSync(join(b, 'extra'));
+    expect(manifest(b).meta).not.toBe(base.meta);
+  });
 });
