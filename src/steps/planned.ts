@@ -254,7 +254,7 @@ export const META_MANIFEST_SCRIPT = [
   'cd -- "$1"',
   'LC_ALL=C; export LC_ALL',
   'list=$(mktemp)',
-  "trap 'rm -f \"$list\"' EXIT",
+  'trap \'rm -f "$list"\' EXIT',
   'find . \\( -type f -printf "f %m %u:%g %s %T@ %p\\0" \\) -o \\( ! -type f -printf "%y %m %u:%g %p\\0" \\) | sort -z > "$list"',
   'files=$(grep -zc "^f " "$list" || true)',
   'bytes=$(grep -z "^f " "$list" | tr "\\0\\n" "\\n " | awk "{s+=\\$4} END {print s+0}")',
