@@ -230,8 +230,11 @@ async function rsync(ctx: StepContext, args: string[]): Promise<{ bytes: number 
 async function rshArgs(
   ctx: StepContext,
   host: InventoryHost,
+  ownConnection = false,
 ): Promise<{ e: string[]; spec: (path: string) => string }> {
-  const { rsh, host: name } = await ctx.ssh.rsyncShell(host);
+  const shell = await ctx.ssh.rsyncShell(host);
+  const { host: name } = shell;
+  const rsh = ownConnection ? withoutMultiplexing(shell.rsh) : shell.rsh;
   const sudo = runsAsRoot(host) ? [] : ['--rsync-path', 'sudo -n rsync'];
   return { e: ['-e', rsh, ...sudo], spec: (path) => `${name}:${path}` };
 }
@@ -243,11 +246,15 @@ async function copyOne(
   copy: Copy,
   index: number,
   needed: number,
-  /** More rsync arguments for the copy onto the target (the early copy's ROOT_ONLY). */
-  onTarget: readonly string[] = [],
+  /**
+   * The early copy into staging: root-only (ROOT_ONLY), and over an SSH connection of its own, so that its bulk
+   * does not queue configure's commands behind it on the shared (multiplexed) one.
+   */
+  stage = false,
 ): Promise<{ transferred: number }> {
   await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(copy.target)], ctx.signal);
-  const to = await rshArgs(ctx, ctx.target);
+  const to = await rshArgs(ctx, ctx.target, stage);
+  const onTarget = stage ? ROOT_ONLY : [];
   const host = sourceHost(source);
   if (!host) {
     const pushed = await rsync(ctx, [...to.e, ...onTarget, `${copy.from}/`, to.spec(`${copy.target}/`)]);
@@ -264,6 +271,15 @@ async function copyOne(
   await ctx.checkpoint('after-pull');
   const pushed = await rsync(ctx, [...to.e, ...onTarget, `${staging}/`, to.spec(`${copy.target}/`)]);
   return { transferred: pulled.bytes + pushed.bytes };
+}
+
+/**
+ * An rsync remote shell (`ssh …`, or `env SHELL=/bin/sh ssh …` with jump hosts) made to open a connection of its
+ * own instead of the shared master connection: ssh takes the first value given for an option, so these come first.
+ * Any other shell (a local host's) is left as it is.
+ */
+export function withoutMultiplexing(rsh: string): string {
+  return rsh.replace(/^((?:env SHELL=\/bin\/sh )?ssh) /, '$1 -o ControlMaster=no -o ControlPath=none ');
 }
 
 const stagingDir = (ctx: StepContext) => join(ctx.stateDir, 'staging', ctx.journal.run_id);
@@ -579,7 +595,7 @@ async function earlyPlan(ctx: StepContext): Promise<StepPlan> {
       await prepareStaging(c, t.f.staging);
       try {
         const copy = { target: t.f.staging, from: t.copy.from };
-        ({ transferred } = await copyOne(c, source, copy, t.index, t.source.bytes, ROOT_ONLY));
+        ({ transferred } = await copyOne(c, source, copy, t.index, t.source.bytes, true));
       } finally {
         if (!c.signal.aborted) await rm(stagingDir(c), { recursive: true, force: true });
       }

@@ -22,7 +22,7 @@ import { SshError, type SshFailureKind, type SshTarget, type Transport } from '.
 import { validateProfileValue } from '../../src/profile/validate.js';
 import { localManifest } from '../../src/runbook/remote.js';
 import type { StepContext, StepPlan, StepRecord } from '../../src/runbook/types.js';
-import { migrateStep } from '../../src/steps/migrate.js';
+import { migrateStep, withoutMultiplexing } from '../../src/steps/migrate.js';
 import { stagingPath } from '../../src/steps/migrate-staging.js';
 import { rememberReach } from '../../src/steps/reach.js';
 import { repoRoot } from '../helpers/cli.js';
@@ -259,5 +259,26 @@ describe('when there is no early copy at all', () => {
       'no early copy: h1 answers: migrate copies from it if it has the data',
     ]);
     expect(w.calls).toEqual([]);
+  });
+});
+
+describe('the early copy has an SSH connection of its own', () => {
+  test.each([
+    [
+      'ssh -F /x/config -o ControlMaster=auto -o ControlPath=/tmp/c/%C -p 22',
+      'ssh -o ControlMaster=no -o ControlPath=none -F /x/config -o ControlMaster=auto -o ControlPath=/tmp/c/%C -p 22',
+    ],
+    [
+      "env SHELL=/bin/sh ssh -o 'ProxyCommand=ssh -W %h:%p jump' -o ControlPath=/tmp/c/%C",
+      "env SHELL=/bin/sh ssh -o ControlMaster=no -o ControlPath=none -o 'ProxyCommand=ssh -W %h:%p jump' -o ControlPath=/tmp/c/%C",
+    ],
+    // A local host's shell has no ssh to change.
+    [
+      'env -i PATH=/bin sh -c \'shift; exec sh -c "$*"\' local',
+      'env -i PATH=/bin sh -c \'shift; exec sh -c "$*"\' local',
+    ],
+  ])('%s', (rsh, own) => {
+    // ssh takes the first value given for an option: these come before the shared connection's.
+    expect(withoutMultiplexing(rsh)).toBe(own);
   });
 });
