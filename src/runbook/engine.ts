@@ -119,11 +119,16 @@ export function stepDependencies(steps: readonly Step[]): ReadonlyMap<StepKind, 
   return graph;
 }
 
-/** When a step's early work runs, in words: "early, once configure is done and while fence runs". */
+/**
+ * When a step's early work runs, in words: "early, once configure is done and while fence runs", or with nothing to
+ * wait for, "early, while fence and configure run".
+ */
 function earlyWhen(step: Step): string {
   const after = step.early?.dependsOn ?? [];
   const waits = (step.dependsOn ?? []).filter((d) => !after.includes(d));
-  return `early, once ${after.join(' and ') || 'the run starts'} ${after.length > 1 ? 'are' : 'is'} done and while ${waits.join(' and ')} ${waits.length > 1 ? 'run' : 'runs'}`;
+  const once =
+    after.length > 0 ? ` once ${after.join(' and ')} ${after.length > 1 ? 'are' : 'is'} done and` : '';
+  return `early,${once} while ${waits.join(' and ')} ${waits.length > 1 ? 'run' : 'runs'}`;
 }
 
 const isDone = (r: StepRecord) => r.status === 'succeeded' || r.status === 'skipped';
@@ -281,9 +286,10 @@ export class Engine {
     try {
       const plan = await step.early!.plan(ctx);
       // What it waits for may have ended while it planned: then the step plans with their findings instead.
-      if (plan.actions.length === 0 || this.graph.get(step.kind)!.every((d) => isDone(this.record(d))))
-        return;
+      if (this.graph.get(step.kind)!.every((d) => isDone(this.record(d)))) return;
+      // Also when there is nothing to do early: the notes say why (no room for it, say).
       for (const note of plan.notes) ctx.log(note);
+      if (plan.actions.length === 0) return;
       this.deps.reporter.event('step-plan', {
         run_id: this.journal.run_id,
         step: step.kind,

@@ -125,9 +125,9 @@ export interface Step {
   dependsOn?: readonly StepKind[];
   /**
    * Work the step may do before its `dependsOn` are all done, because it is right whatever they find: migrate
-   * restores the backup onto the new host (once configure made the data's owners) while the fence still waits to
-   * hear from the failed host; when the fence then finds the host answering, migrate copies only what differs
-   * from it. The engine applies these actions (journalled like the step's own, in its record) once the steps in
+   * copies the backup into a root-only staging directory on the new host while the fence still waits to hear from
+   * the failed host; only once migrate chose the backup is it moved into place (else it is removed). The engine
+   * applies these actions (journalled like the step's own, in its record) once the steps in
    * `early.dependsOn` are done and only when steps run overlapping (not with --serial or --step); a failure of one
    * is reported and left to the step, which plans from what is there. Never in a dry run, which shows the plan.
    */

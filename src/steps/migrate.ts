@@ -24,10 +24,18 @@ import {
 } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { copyDiff } from './copy-diff.js';
-import { decideSource, downKinds, fenceFacts } from './data-source.js';
+import { decideSource, fenceFacts } from './data-source.js';
+import {
+  prepareStaging,
+  ROOT_ONLY,
+  type StagingFacts,
+  stagingFacts,
+  unstageAction,
+  useStaged,
+} from './migrate-staging.js';
 import { applyOwners } from './owners.js';
 import { postgresqlChecks, postgresqlConclude, postgresqlDescribe, postgresqlPlan } from './postgresql.js';
-import { type Reach, reachable } from './reach.js';
+import { lastAnswer, type Reach, reachable } from './reach.js';
 import { snapshotPlan } from './snapshot.js';
 
 export { copyDiff } from './copy-diff.js';
@@ -233,8 +241,11 @@ export async function rsync(
 export async function rshArgs(
   ctx: StepContext,
   host: InventoryHost,
+  ownConnection = false,
 ): Promise<{ e: string[]; spec: (path: string) => string }> {
-  const { rsh, host: name } = await ctx.ssh.rsyncShell(host);
+  const shell = await ctx.ssh.rsyncShell(host);
+  const { host: name } = shell;
+  const rsh = ownConnection ? withoutMultiplexing(shell.rsh) : shell.rsh;
   const sudo = runsAsRoot(host) ? [] : ['--rsync-path', 'sudo -n rsync'];
   return { e: ['-e', rsh, ...sudo], spec: (path) => `${name}:${path}` };
 }
@@ -246,12 +257,18 @@ async function copyOne(
   copy: Copy,
   index: number,
   needed: number,
+  /**
+   * The early copy into staging: root-only (ROOT_ONLY), and over an SSH connection of its own, so that its bulk
+   * does not queue configure's commands behind it on the shared (multiplexed) one.
+   */
+  stage = false,
 ): Promise<{ transferred: number }> {
   await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(copy.target)], ctx.signal);
-  const to = await rshArgs(ctx, ctx.target);
+  const to = await rshArgs(ctx, ctx.target, stage);
+  const onTarget = stage ? ROOT_ONLY : [];
   const host = sourceHost(source);
   if (!host) {
-    const pushed = await rsync(ctx, [...to.e, `${copy.from}/`, to.spec(`${copy.target}/`)]);
+    const pushed = await rsync(ctx, [...to.e, ...onTarget, `${copy.from}/`, to.spec(`${copy.target}/`)]);
     return { transferred: pushed.bytes };
   }
   // Host to host: staged on this machine, which holds the SSH trust to both; a resumed copy only moves the delta.
@@ -263,8 +280,17 @@ async function copyOne(
   const pulled = await rsync(ctx, [...from.e, from.spec(`${copy.from}/`), `${staging}/`]);
   ctx.log(`pulled ${copy.from} from ${host.name} (${pulled.bytes} bytes transferred)`);
   await ctx.checkpoint('after-pull');
-  const pushed = await rsync(ctx, [...to.e, `${staging}/`, to.spec(`${copy.target}/`)]);
+  const pushed = await rsync(ctx, [...to.e, ...onTarget, `${staging}/`, to.spec(`${copy.target}/`)]);
   return { transferred: pulled.bytes + pushed.bytes };
+}
+
+/**
+ * An rsync remote shell (`ssh …`, or `env SHELL=/bin/sh ssh …` with jump hosts) made to open a connection of its
+ * own instead of the shared master connection: ssh takes the first value given for an option, so these come first.
+ * Any other shell (a local host's) is left as it is.
+ */
+export function withoutMultiplexing(rsh: string): string {
+  return rsh.replace(/^((?:env SHELL=\/bin\/sh )?ssh) /, '$1 -o ControlMaster=no -o ControlPath=none ');
 }
 
 export const stagingDir = (ctx: StepContext) => join(ctx.stateDir, 'staging', ctx.journal.run_id);
@@ -365,21 +391,50 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       notes: ['no data to migrate (data.migration is none or no paths)'],
       facts: { skipped: 'no data to migrate' },
     };
-  const chosen = await chooseSource(ctx);
-  if ('blocked' in chosen) return { actions: [], notes: [], blocked: chosen.blocked };
+  const [chosen, staged] = await Promise.all([chooseSource(ctx), stagedCopies(ctx)]);
+  if ('blocked' in chosen)
+    return {
+      actions: [],
+      notes: staged.map(
+        (f) =>
+          `the early copy of the backup stays in ${f.staging} on ${ctx.target.name} (root-only, not at ${f.path}) until migrate decides: resumed, it is moved into place if the backup is chosen, else removed`,
+      ),
+      blocked: chosen.blocked,
+    };
   const { source, why } = chosen;
   const notes = [`data source: ${describeSource(source)} — ${why}`];
   if (data.migration === 'snapshot') {
-    if (source.kind === 'failed-host') return await viaSnapshots(ctx, source.host, why, notes);
+    if (source.kind === 'failed-host') {
+      const planned = await viaSnapshots(ctx, source.host, why, notes);
+      const unstage = staged.map((f) => unstageAction(ctx, f, `migrate copies from ${source.host.name}`));
+      return { ...planned, actions: [...unstage, ...planned.actions] };
+    }
     notes.push(
       'data.migration snapshot: the backup is a directory of files, so it is restored with rsync; snapshots need the failed host to answer',
     );
   }
-  return await planCopies(ctx, source, why, notes);
+  return await planCopies(ctx, source, why, notes, staged);
 }
 
-/** The copies from `source` that the target still needs (manifests of both ends), with the space they need. */
-async function planCopies(ctx: StepContext, source: Source, why: string, notes: string[]): Promise<StepPlan> {
+/** The early copies this run left in staging directories on the target (migrate-staging.ts). */
+async function stagedCopies(ctx: StepContext): Promise<StagingFacts[]> {
+  const { data } = ctx.profile;
+  if (data.migration !== 'rsync' && data.migration !== 'snapshot') return [];
+  return (await stagingFacts(ctx, data.paths)).filter((f) => f.staged !== undefined);
+}
+
+/**
+ * The copies from `source` that the target still needs (manifests of both ends), with the space they need. An
+ * early copy in `staged` is moved into place first when `source` is the backup and its path needs a copy (then
+ * only what differs is copied); else it is removed first.
+ */
+async function planCopies(
+  ctx: StepContext,
+  source: Source,
+  why: string,
+  notes: string[],
+  staged: readonly StagingFacts[] = [],
+): Promise<StepPlan> {
   const list = await copies(ctx, source, notes);
   const found: Array<{ copy: Copy; index: number; source: Manifest; target: Manifest | undefined }> = [];
   for (const [index, copy] of list.entries()) {
@@ -400,31 +455,48 @@ async function planCopies(ctx: StepContext, source: Source, why: string, notes: 
     return [{ ...f, why }];
   });
 
+  const fromBackup = source.kind !== 'failed-host';
+  const stagedFor = (path: string) => staged.find((s) => s.path === path);
   const short = spaceShortfall(
     ctx.target.name,
     await Promise.all(
       todo.map(async (f) => {
         const { free, mount } = await targetFreeBytes(ctx, f.copy.target);
+        // An early copy is moved into place (what it holds is not needed again), or removed first (room freed).
+        const early = stagedFor(f.copy.target)?.staged ?? 0;
         return {
           path: f.copy.target,
           mount,
-          free,
-          needed: Math.max(0, f.source.bytes - (f.target?.bytes ?? 0)),
+          free: free + (fromBackup ? 0 : early),
+          needed: Math.max(0, f.source.bytes - (f.target?.bytes ?? 0) - (fromBackup ? early : 0)),
         };
       }),
     ),
   );
 
-  const actions: Action[] = todo.map((f, i) => ({
+  const moves = fromBackup ? todo.flatMap((f) => stagedFor(f.copy.target) ?? []) : [];
+  const unstage = staged
+    .filter((f) => !moves.includes(f))
+    .map((f) =>
+      unstageAction(
+        ctx,
+        f,
+        fromBackup ? `${f.path} already holds the backup` : `migrate copies from ${ctx.failed.name}`,
+      ),
+    );
+  const copyActions: Action[] = todo.map((f, i) => ({
     id: `copy:${f.copy.target}`,
-    title: `copy from ${describeSource(source)}: ${f.copy.target} (${MiB(f.source.bytes)}, ${f.source.files} files; ${f.why})`,
+    title: `copy from ${describeSource(source)}: ${f.copy.target} (${MiB(f.source.bytes)}, ${f.source.files} files; ${f.why})${fromBackup && stagedFor(f.copy.target) ? `, the early copy moved into place first (${stagedFor(f.copy.target)!.staging}): only what differs is copied` : ''}`,
     touches: ctx.target.name,
     mutates: true,
     observable: true,
     apply: async (c) => {
       const started = Date.now();
       let transferred: number;
+      const early = fromBackup ? stagedFor(f.copy.target) : undefined;
+      let moved: string | undefined;
       try {
+        if (early) moved = await useStaged(c, early);
         ({ transferred } = await copyOne(c, source, f.copy, f.index, f.source.bytes));
         await applyOwners(c, sourceHost(source), f.copy.from, f.copy.target);
       } finally {
@@ -438,9 +510,11 @@ async function planCopies(ctx: StepContext, source: Source, why: string, notes: 
         from: f.copy.from,
         transferred_bytes: transferred,
         duration_ms: Date.now() - started,
+        ...(early ? { early_copy: `${early.staging}: ${moved}` } : {}),
       };
     },
   }));
+  const actions = [...unstage, ...copyActions];
 
   const host = sourceHost(source);
   const facts: MigrateFacts = {
@@ -464,44 +538,96 @@ async function planCopies(ctx: StepContext, source: Source, why: string, notes: 
 }
 
 /**
- * The early copy (Step.early): the backup, restored onto the target once configure made the data's owners, while
- * the fence still runs, typically waiting out the connect timeout of a host that is gone. It decides nothing: when
- * the fence is done, migrate chooses the source as always; a host found down leaves nothing more to copy, a host
- * found answering has only the difference copied from it (rsync --delete makes the target its exact copy). Only
- * for rsync, only with a backup, only when the failed host was found down (or with --data-from backup).
+ * The early copy (Step.early): the backup, copied onto the target as soon as the run starts, while the fence still
+ * runs (typically waiting out the connect timeout of a host that is gone) and configure too; into a staging
+ * directory beside each data path, root-only, never at the path (migrate-staging.ts). It decides nothing: when the
+ * fence is done, migrate chooses the source as always, and only then is the staged copy moved into place (the
+ * backup chosen: rsync copies only what differs) or removed (the failed host chosen). Only for rsync, only with a
+ * backup; not when the failed host already answered (its data is what migrate will copy), nor when the target
+ * lacks room for a second copy, nor before rsync is on it.
  */
 async function earlyPlan(ctx: StepContext): Promise<StepPlan> {
   const { data } = ctx.profile;
-  const none = (why: string): StepPlan => ({ actions: [], notes: [`no early copy: ${why}`] });
+  const none = (why: string, notes: string[] = []): StepPlan => ({
+    actions: [],
+    notes: [...notes, `no early copy: ${why}`],
+  });
   if (data.migration !== 'rsync' || data.paths.length === 0)
     return none(`data.migration is ${data.migration}${data.paths.length === 0 ? ' with no paths' : ''}`);
   const dataFrom = ctx.journal.options.data_from ?? 'auto';
   if (dataFrom === 'failed-host') return none('--data-from failed-host');
-  if (dataFrom !== 'backup') {
-    // Only a backup that is what migrate will use is copied early: the failed host must be found down (the
-    // question recover asked at the start, shared with the fence). A host that refuses persona (authentication, a
-    // host key) may hold newer data: then nothing is copied before the decision, which may well refuse the backup.
-    const reach = await reachable(ctx, ctx.failed);
-    if (reach.ok || !downKinds.has(reach.kind))
-      return none(`${ctx.failed.name} is not found down (${reach.ok ? 'it answers' : reach.kind})`);
-  }
+  // Never waited for: only an answer already heard in this run (recover asks while it probes).
+  if (dataFrom === 'auto' && lastAnswer(ctx.journal, ctx.failed)?.ok)
+    return none(`${ctx.failed.name} answers: migrate copies from it if it has the data`);
   const backup = await backupAsSource(
     ctx,
-    'early, while the fence runs: the backup (once the fence is done, the source is chosen as always)',
+    'early, into a staging directory, root-only: moved into place only if migrate chooses the backup',
   );
   if ('blocked' in backup) return none(backup.blocked.message);
-  const planned = await planCopies(ctx, backup.source, backup.why, [
-    `data source, early: ${describeSource(backup.source)} — ${backup.why}`,
+  const { source } = backup;
+  const notes = [`early copy: ${describeSource(source)} — ${backup.why}`];
+  const list = await copies(ctx, source, notes);
+  const [facts, manifests, room] = await Promise.all([
+    stagingFacts(
+      ctx,
+      list.map((c) => c.target),
+    ),
+    Promise.all(list.map((c) => manifestOf(ctx, source, c.from))),
+    Promise.all(list.map((c) => targetFreeBytes(ctx, c.target))),
   ]);
-  if (planned.blocked) return none(planned.blocked.message);
-  return { actions: planned.actions, notes: planned.notes };
+  if (facts.some((f) => !f.rsync)) return none(`rsync is not on ${ctx.target.name} yet`, notes);
+  const todo = facts.flatMap((f, index) => {
+    if (f.data !== 'present') return [{ f, index, copy: list[index]!, source: manifests[index]! }];
+    notes.push(
+      `${f.path} is on ${ctx.target.name} already: migrate copies only what differs once it decided`,
+    );
+    return [];
+  });
+  // Room for the staged copy beside the one migrate may make from the failed host (it removes this one first).
+  const short = spaceShortfall(
+    ctx.target.name,
+    todo.map((t) => ({
+      path: t.f.staging,
+      mount: room[t.index]!.mount,
+      free: room[t.index]!.free,
+      needed: Math.max(0, 2 * t.source.bytes - (t.f.staged ?? 0)),
+    })),
+  );
+  if (short) return none(`no room for a second copy of the data: ${short}`, notes);
+  const actions: Action[] = todo.map((t) => ({
+    id: `stage:${t.f.path}`,
+    title: `copy from ${describeSource(source)} into ${t.f.staging} (${MiB(t.source.bytes)}, ${t.source.files} files; root-only, beside ${t.f.path}: moved there only if migrate chooses the backup)`,
+    touches: ctx.target.name,
+    mutates: true,
+    observable: true,
+    apply: async (c) => {
+      const started = Date.now();
+      let transferred: number;
+      await prepareStaging(c, t.f.staging);
+      try {
+        const copy = { target: t.f.staging, from: t.copy.from };
+        ({ transferred } = await copyOne(c, source, copy, t.index, t.source.bytes, true));
+      } finally {
+        if (!c.signal.aborted) await rm(stagingDir(c), { recursive: true, force: true });
+      }
+      return {
+        path: t.f.path,
+        staging: t.f.staging,
+        from: t.copy.from,
+        transferred_bytes: transferred,
+        duration_ms: Date.now() - started,
+      };
+    },
+  }));
+  return { actions, notes };
 }
 
 export const migrateStep: Step = {
   kind: 'migrate',
   /** The fence: its finding decides the data source, and a failed host that answers must have stopped writing before its data is copied. Configure: the data's owners exist only after it. */
   dependsOn: ['fence', 'configure'],
-  early: { dependsOn: ['configure'], plan: earlyPlan },
+  /** The early copy needs nothing of the fence or configure: it goes to a root-only staging directory. */
+  early: { dependsOn: [], plan: earlyPlan },
   title: 'migrate the data',
   mutates: true,
   timeoutMs: () => 6 * 60 * 60_000,

@@ -21,6 +21,23 @@ interface Seen {
 }
 
 const memory = new WeakMap<Readonly<Journal>, Map<string, Seen>>();
+/** The latest answer each host gave in a run, whatever it was (lastAnswer). */
+const answers = new WeakMap<Readonly<Journal>, Map<string, Reach>>();
+
+function heard(journal: Readonly<Journal>, host: InventoryHost, reach: Reach): void {
+  const known = answers.get(journal) ?? new Map<string, Reach>();
+  answers.set(journal, known);
+  known.set(host.name, reach);
+}
+
+/**
+ * The latest answer the host gave in this run, without asking or waiting: undefined while no question about it
+ * has ended. For work that only saves time (migrate's early copy skips a backup a host that answers makes
+ * unneeded); never for a decision, which asks (reachable).
+ */
+export function lastAnswer(journal: Readonly<Journal>, host: InventoryHost): Reach | undefined {
+  return answers.get(journal)?.get(host.name);
+}
 
 function seenFor(journal: Readonly<Journal>): Map<string, Seen> {
   const seen = memory.get(journal) ?? new Map<string, Seen>();
@@ -55,6 +72,7 @@ export function rememberReach(
   seenFor(journal).set(host.name, entry);
   question.then(
     (reach) => {
+      heard(journal, host, reach);
       entry.reach = reach;
       delete entry.pending;
     },
@@ -87,6 +105,7 @@ export async function reachable(ctx: StepContext, host: InventoryHost): Promise<
   seen.set(host.name, entry);
   try {
     const reach = await question;
+    heard(ctx.journal, host, reach);
     // Only a timeout is remembered (see TIMEOUT_MEMORY_MS).
     if (!reach.ok && reach.kind === 'timeout') {
       entry.reach = reach;

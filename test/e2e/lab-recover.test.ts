@@ -95,9 +95,11 @@ describe('recover (built CLI, lab)', () => {
     const end = (kind: string) => Date.parse(step(kind).started_at!) + step(kind).duration_ms!;
     expect(Date.parse(step('configure').started_at!)).toBeLessThan(end('fence'));
     expect(Date.parse(step('migrate').started_at!)).toBeGreaterThanOrEqual(end('fence'));
+    // The early copy was moved into place: nothing is left in staging.
+    expect((await sshExec('lab-2', ['test', '-e', '/srv/demo-web/.persona-staging'])).exitCode).not.toBe(0);
   });
 
-  test('a fence slower than configure: migrate restores the backup early, while the fence runs; after it, nothing is left to copy', async () => {
+  test('a fence slower than configure: migrate copies the backup early into staging, while the fence runs; after it, the copy is moved into place and nothing is left to copy', async () => {
     const lab = await freshLab();
     const ws = workspace(lab);
     // A pre_fence hook on this machine holds the fence for 8 s: configure (about 3 s) ends well before it.
@@ -112,17 +114,24 @@ describe('recover (built CLI, lab)', () => {
     const j = journal(ws, readdirSync(join(ws.state, 'runs'))[0]!.replace(/\.json$/, ''));
     const step = (kind: string) => j.steps.find((x) => x.kind === kind)!;
     const end = (kind: string) => Date.parse(step(kind).started_at!) + step(kind).duration_ms!;
-    // The copy is migrate's early work (attempt 0: before the step's own first attempt), applied before the fence
-    // ended; the step itself started after the fence, chose the backup as always, and found nothing to copy.
-    const copy = step('migrate').actions!.find((a) => a.id === 'copy:/srv/demo-web/data')!;
-    expect(copy).toMatchObject({ status: 'done', attempt: 0 });
-    expect(Date.parse(copy.at)).toBeLessThan(end('fence'));
+    // The copy into staging is migrate's early work (attempt 0: before the step's own first attempt), applied
+    // before the fence ended; the step itself started after the fence, chose the backup as always, moved the staged
+    // copy into place and copied nothing more (only owners and modes changed).
+    const staged = step('migrate').actions!.find((a) => a.id === 'stage:/srv/demo-web/data')!;
+    expect(staged).toMatchObject({ status: 'done', attempt: 0 });
+    expect(Date.parse(staged.at)).toBeLessThan(end('fence'));
     expect(Date.parse(step('migrate').started_at!)).toBeGreaterThanOrEqual(end('fence'));
-    expect(step('migrate').actions!.filter((a) => a.attempt > 0)).toEqual([]);
+    const copy = step('migrate').actions!.find((a) => a.id === 'copy:/srv/demo-web/data')!;
+    expect(copy).toMatchObject({
+      status: 'done',
+      attempt: 1,
+      outputs: { transferred_bytes: 0, early_copy: `/srv/demo-web/.persona-staging/data@${j.run_id}: moved` },
+    });
     const log = step('migrate').log.join('\n');
-    expect(log).toMatch(/data source, early: .*backups\/demo-web/);
+    expect(log).toMatch(/early copy: .*backups\/demo-web/);
     expect(log).toMatch(/data source: .*backups\/demo-web .*the fence found it down too/);
-    expect(log).toMatch(/the same contents, owners and modes as the source/);
+    expect(log).toMatch(/the early copy moved into place/);
+    expect((await sshExec('lab-2', ['test', '-e', '/srv/demo-web/.persona-staging'])).exitCode).not.toBe(0);
   });
 
   test('lab-1 refuses persona (authentication): migrate does not restore the backup by itself; resuming with --data-from backup does', async () => {
@@ -141,13 +150,19 @@ describe('recover (built CLI, lab)', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/not migrating demo-web's data: lab-1 does not let persona in \(auth/);
     expect(r.stderr).toContain('--data-from backup');
-    expect((await sshExec('lab-2', ['test', '-e', '/srv/demo-web/data/index.txt'])).exitCode).not.toBe(0);
+    // Nothing at the data path: the backup was copied early, but only into staging, root-only, kept for a resume.
+    expect((await sshExec('lab-2', ['test', '-e', '/srv/demo-web/data'])).exitCode).not.toBe(0);
     const runId = runIdIn(r.stderr);
+    const staging = `/srv/demo-web/.persona-staging/data@${runId}`;
+    const modes = await sshExec('lab-2', ['stat', '-c', '%a %U', '/srv/demo-web/.persona-staging', staging]);
+    expect(modes.stdout.trim().split('\n')).toEqual(['700 root', '700 root']);
     const resumed = await persona(['runs', 'resume', runId, '--yes', '--data-from', 'backup'], ws, ssh);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/data source: .*\/var\/lib\/persona-lab\/backups\/demo-web/);
     expect(journal(ws, runId)).toMatchObject({ options: { data_from: 'backup' } });
+    expect(resumed.stderr).toMatch(/the early copy moved into place/);
     await expectRecoveredOnto(lab, ws, 'lab-2');
+    expect((await sshExec('lab-2', ['test', '-e', '/srv/demo-web/.persona-staging'])).exitCode).not.toBe(0);
   });
 
   test('non-interactive without --yes refuses before changing anything (exit 3)', async () => {

@@ -369,6 +369,9 @@ export class FakeHosts implements Transport {
     switch (name) {
       case 'persona-state':
         return h(false, () => ok(this.state(host, args)));
+      case 'persona-staging':
+        // migrate's data paths and its staging directories are not modelled: nothing at either.
+        return h(false, () => ok('absent - rsync\n'));
       case 'persona-apt-lists-age':
         return h(false, () => ok(`${host.aptListsAge}\n`));
       case 'persona-packages':

@@ -820,6 +820,8 @@ describe('engine: early work (Step.early)', () => {
   function withEarly(
     order: string[],
     earlyBehaviour: () => Promise<Record<string, unknown>> = async () => ({}),
+    earlyDependsOn: readonly StepKind[] = ['configure'],
+    notes: string[] = [],
   ) {
     return step(
       'migrate',
@@ -830,7 +832,7 @@ describe('engine: early work (Step.early)', () => {
       {
         dependsOn: ['fence', 'configure'],
         early: {
-          dependsOn: ['configure'],
+          dependsOn: earlyDependsOn,
           plan: async () => ({
             actions: [
               {
@@ -845,12 +847,70 @@ describe('engine: early work (Step.early)', () => {
                 },
               },
             ],
-            notes: [],
+            notes,
           }),
         },
       },
     );
   }
+
+  test('early work that waits for nothing starts with the run, beside the steps it does not wait for', async () => {
+    const order: string[] = [];
+    const copied = latch();
+    const configure = step(
+      'configure',
+      async () => {
+        await copied.wait();
+        order.push('configure');
+        return {};
+      },
+      { dependsOn: [] },
+    );
+    const fence = step('fence', pushing(order, 'fence'), { dependsOn: [] });
+    const migrate = withEarly(
+      order,
+      async () => {
+        copied.open();
+        return {};
+      },
+      [],
+      ['early copy: from the backup, into staging'],
+    );
+    const { engine, journal: j } = setup(['fence', 'configure', 'migrate'], [fence, configure, migrate]);
+    await engine.run();
+    // configure could only end once the early copy ran: it ran while configure did.
+    expect(order.indexOf('migrate:early')).toBeLessThan(order.indexOf('configure'));
+    expect(order.at(-1)).toBe('migrate');
+    expect(j.steps[2]!.log).toContain('early copy: from the backup, into staging');
+  });
+
+  test('early work with nothing to do still logs why (no room for it, say)', async () => {
+    const order: string[] = [];
+    const gate = latch();
+    const fence = step(
+      'fence',
+      async () => {
+        await gate.wait();
+        return {};
+      },
+      { dependsOn: [] },
+    );
+    const configure = step('configure', async () => ({}), { dependsOn: [] });
+    const migrate = step('migrate', pushing(order, 'migrate'), {
+      dependsOn: ['fence', 'configure'],
+      early: {
+        dependsOn: [],
+        plan: async () => {
+          setTimeout(() => gate.open(), 10);
+          return { actions: [], notes: ['no early copy: no room for a second copy of the data'] };
+        },
+      },
+    });
+    const { engine, journal: j } = setup(['fence', 'configure', 'migrate'], [fence, configure, migrate]);
+    await engine.run();
+    expect(order).toEqual(['migrate']);
+    expect(j.steps[2]!.log[0]).toBe('no early copy: no room for a second copy of the data');
+  });
 
   test('runs while the fence still runs, in the step record; the step itself waits for the fence', async () => {
     const early = latch();
@@ -946,6 +1006,15 @@ describe('engine: early work (Step.early)', () => {
     expect(order).toEqual([]);
     expect(engine.simulation[0]!.lines[0]).toBe(
       'early, once configure is done and while fence runs: would copy early [h2]',
+    );
+  });
+
+  test('a dry run of early work that waits for nothing says it runs while the others do', async () => {
+    const migrate = withEarly([], undefined, []);
+    const { engine } = setup(['migrate'], [migrate], { engineOptions: { dryRun: true } });
+    await engine.run();
+    expect(engine.simulation[0]!.lines[0]).toBe(
+      'early, while fence and configure run: would copy early [h2]',
     );
   });
 });
