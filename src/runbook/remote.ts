@@ -27,10 +27,14 @@ export async function runPrivileged(
   });
 }
 
+/**
+ * The temp file is private until its mode is set (umask 077); directories it needs are made 0755, as `install -D`
+ * does, so that the file's owner can reach it (a key for postgres in a new /var/lib/postgresql/.ssh).
+ */
 const WRITE_FILE = [
   'set -e',
+  '(umask 022 && mkdir -p -- "$(dirname -- "$1")")',
   'umask 077',
-  'mkdir -p -- "$(dirname -- "$1")"',
   'tmp=$(mktemp -- "$1.persona.XXXXXX")',
   'trap \'rm -f -- "$tmp"\' EXIT',
   'cat > "$tmp"',

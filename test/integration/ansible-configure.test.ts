@@ -179,8 +179,8 @@ describe('configure.driver ansible against a real sshd', () => {
     expect(readFileSync(join(dir, 'etc', 'motd'), 'utf8')).toBe("it's $(id) `id`\n");
     expect(readFileSync(join(dir, 'keys', 'session.key'), 'utf8')).toBe(SECRET);
     expect(mode(join(dir, 'keys', 'session.key'))).toBe('600');
-    // Directories made as the native driver makes them (umask 077).
-    expect(mode(join(dir, 'keys'))).toBe('700');
+    // Directories made as the native driver makes them (0755, as install -D does).
+    expect(mode(join(dir, 'keys'))).toBe('755');
     expect(readFileSync(join(dir, 'install.log'), 'utf8')).toBe('ran\n');
     const actions = record.actions!.map((a) => [a.id, a.status]);
     expect(actions).toEqual([

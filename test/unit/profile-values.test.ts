@@ -2,7 +2,7 @@
  * Issue 11, "Profile values": what real profiles need is accepted and works in the steps that use it; what is
  * dangerous is refused, naming the JSON path and what to do.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -367,6 +367,26 @@ describe('paths with spaces, a 2755 mode, a group on deploy files', () => {
       expect(fileDiff({ sha256, mode: '2755', owner: 'root', group: 'root' }, have)).toBe(
         'group daemon not root',
       );
+    },
+  );
+
+  test.runIf(process.getuid?.() === 0)(
+    'directories it makes are 0755, so the owner of a 0600 file reaches it (a key in a new ~/.ssh)',
+    async () => {
+      const root = tempDir('persona-write-');
+      chmodSync(root, 0o755);
+      const path = join(root, 'home', '.ssh', 'id_ed25519');
+      await writeRemoteFile(localSsh as never, inv('here'), {
+        path,
+        content: 'key\n',
+        mode: '0600',
+        owner: 'nobody',
+      });
+      for (const dir of [join(root, 'home'), join(root, 'home', '.ssh')])
+        expect(statSync(dir).mode & 0o777).toBe(0o755);
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      const r = await execa('runuser', ['-u', 'nobody', '--', 'cat', path], { reject: false });
+      expect(r.stdout).toBe('key');
     },
   );
 });

@@ -17,8 +17,11 @@ import { jinja, type YamlValue } from './yaml.js';
 /** Where a key's secret lies for the copy task: relative to the private directory, never its value. */
 export const secretFile = (index: number) => `secrets/key-${index}`;
 
-/** Creates a directory the way the native driver's writes do (umask 077, mkdir -p); `creates` makes it observable. */
-const MKDIR = 'umask 077 && mkdir -p -- "$1"';
+/**
+ * Creates a directory the way the native driver's writes do (mkdir -p, 0755 as `install -D` makes them, so the
+ * owner of a file in it reaches the file); `creates` makes it observable.
+ */
+const MKDIR = 'umask 022 && mkdir -p -- "$1"';
 
 /** "same" when the live table's listing is the one persona recorded when it loaded it, else "differs". */
 export const NFT_STATE = [
