@@ -163,7 +163,7 @@ describe('migrate in-process against fake hosts', () => {
     });
     const r = await snap.migrate('--to', 'h2', '--yes');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/moves rsync data only; web's data.migration is snapshot/);
+    expect(r.stderr).toMatch(/moves rsync and postgresql data only; web's data.migration is snapshot/);
     expect(snap.fake.calls).toEqual([]);
   });
 });
