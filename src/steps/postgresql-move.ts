@@ -96,11 +96,12 @@ const onSource = (s: MoveSettings) => ({ ...s, port: s.sourcePort });
 /** The source's WAL position and the replica as it streams (pg_stat_replication, found by application_name). */
 const LAG_SQL = `SELECT pg_current_wal_lsn(), r.replay_lsn, extract(epoch FROM r.replay_lag) FROM (SELECT 1) AS one LEFT JOIN pg_stat_replication AS r ON r.application_name = '${REPLICA_NAME}' ORDER BY r.replay_lsn DESC NULLS LAST LIMIT 1;\n`;
 
+/** The replica's replay position first, then the source's: the bytes between them are an upper bound. */
 async function measureLag(ctx: StepContext, s: MoveSettings): Promise<ReplicaLag> {
-  const line = await psql(ctx.ssh, ctx.failed, onSource(s), 'postgres', LAG_SQL, ctx.signal);
   const own = await psql(ctx.ssh, ctx.target, s, 'postgres', 'SELECT pg_last_wal_replay_lsn();\n', ctx.signal)
     .then((x) => x.trim())
     .catch(() => undefined);
+  const line = await psql(ctx.ssh, ctx.failed, onSource(s), 'postgres', LAG_SQL, ctx.signal);
   const lag = parseReplicaLag(line, own || undefined);
   if (!lag)
     throw new PersonaError(
@@ -193,7 +194,7 @@ function buildAction(ctx: StepContext, s: MoveSettings, build: boolean): Action 
   };
 }
 
-/** The passfile, written anew on every start: a resume may come after the promotion of another run deleted it. */
+/** The passfile, written before every start: the replica reads it each time it connects to the source. */
 const writePassfile = async (c: StepContext, s: MoveSettings) =>
   writeRemoteFile(
     c.ssh,
