@@ -18,6 +18,7 @@ import { resolveSecret } from '../runbook/secrets.js';
 import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
 import { parseFailedFacts } from './postgresql-facts.js';
 import {
+  type ControlData,
   lsnDistance,
   type PromotedMarker,
   parseControlData,
@@ -366,31 +367,55 @@ async function promotePlan(ctx: StepContext): Promise<StepPlan> {
   const notes = [
     `${ctx.failed.name}:${s.dataDir}: ${control.state ?? 'state unknown'}, latest checkpoint ${control.checkpoint ?? 'unknown'} on timeline ${control.timeline ?? '?'}`,
   ];
-  if (control.state !== 'shut down' || !control.checkpoint)
-    return blockedPlan(
-      notes,
-      `${ctx.failed.name}'s cluster is not cleanly stopped (${control.state ?? 'unknown state'}): its final checkpoint is not known, so the replica cannot be shown to hold every commit`,
-      `Stop it cleanly (pg_ctl stop -m fast, which deploy.stop should do), then resume.`,
-    );
+  // Before the fence and precopy ran (a dry run, the plan shown for confirmation), the source still serves and
+  // the replica may not be there yet: the plan says what will be read then.
+  const done = (kind: 'fence' | 'precopy') => ctx.previous(kind)?.status === 'succeeded';
+  if (!done('fence') || !done('precopy'))
+    return {
+      actions: [promoteAction(ctx, s)],
+      notes: [...notes, 'precopy builds the replica and the fence stops the source first'],
+    };
+  const stopped = cleanStop(ctx, control);
+  if (!stopped.ok) return blockedPlan(notes, stopped.message, stopped.hint);
   if (!target.cluster || target.systemId !== control.systemId || !target.standby || !target.running)
     return blockedPlan(
       notes,
       `${ctx.target.name}:${s.dataDir} is not a running replica of ${ctx.failed.name}'s cluster (system ${target.systemId ?? 'none'}, the source's ${control.systemId ?? 'unknown'}; ${target.running ? 'running' : 'not running'}${target.standby ? ', standby' : ''})`,
       `Start ${ctx.failed.name}'s PostgreSQL again and resume from precopy, or recover instead.`,
     );
-  return { actions: [promoteAction(ctx, s, control.checkpoint, control.timeline)], notes };
+  return { actions: [promoteAction(ctx, s, control.checkpoint)], notes };
+}
+
+/** The source must be cleanly stopped: only then is its final checkpoint after its last commit. */
+function cleanStop(
+  ctx: StepContext,
+  control: ControlData,
+): { ok: true; checkpoint: string } | { ok: false; message: string; hint: string } {
+  if (control.state === 'shut down' && control.checkpoint)
+    return { ok: true, checkpoint: control.checkpoint };
+  return {
+    ok: false,
+    message: `${ctx.failed.name}'s cluster is not cleanly stopped (${control.state ?? 'unknown state'}): its final checkpoint is not known, so the replica cannot be shown to hold every commit`,
+    hint: 'Stop it cleanly (pg_ctl stop -m fast, which deploy.stop should do), then resume.',
+  };
 }
 
 const walTimeline = (walfile: string) => Number.parseInt(walfile.slice(0, 8), 16);
 
-function promoteAction(ctx: StepContext, s: MoveSettings, checkpoint: string, timeline?: number): Action {
+/** `checkpoint`: what the plan read, for its title; the action reads the stopped source's again before it waits. */
+function promoteAction(ctx: StepContext, s: MoveSettings, planned?: string): Action {
   return {
     id: 'pg:promote',
-    title: `wait until the replica on ${ctx.target.name} has replayed ${ctx.failed.name}'s final checkpoint ${checkpoint}, then promote it (pg_promote)`,
+    title: `wait until the replica on ${ctx.target.name} has replayed ${ctx.failed.name}'s final checkpoint ${planned ?? '(read with pg_controldata once it is stopped)'}, then promote it (pg_promote)`,
     touches: ctx.target.name,
     mutates: true,
     observable: true,
     apply: async (c) => {
+      const control = await sourceControl(c, s);
+      const stopped = cleanStop(c, control);
+      if (!stopped.ok) throw new PersonaError('E_STEP_FAILED', stopped.message, { hint: stopped.hint });
+      const { checkpoint } = stopped;
+      const timeline = control.timeline;
       const started = Date.now();
       const deadline = started + s.rep.catch_up_seconds * 1000;
       let replayed = '';

@@ -261,21 +261,48 @@ function context(replication: Record<string, unknown> = {}, maxLag = 30): Partia
   };
 }
 
-const journal = (): Journal =>
+/** A planned move's journal; `after`: the fence and precopy succeeded, as when migrate's turn comes. */
+const journal = (after = false): Journal =>
   testJournal({
     run_id: RUN,
     app: 'shop-db',
     kind: 'migrate',
     steps: [
-      { kind: 'precopy', title: 'precopy', mutates: true, status: 'pending', attempts: 0, log: [] },
+      {
+        kind: 'precopy',
+        title: 'precopy',
+        mutates: true,
+        status: after ? 'succeeded' : 'pending',
+        attempts: after ? 1 : 0,
+        log: [],
+      },
+      ...(after
+        ? [
+            {
+              kind: 'fence' as const,
+              title: 'fence',
+              mutates: true,
+              status: 'succeeded' as const,
+              attempts: 1,
+              log: [],
+            },
+          ]
+        : []),
       { kind: 'migrate', title: 'migrate', mutates: true, status: 'pending', attempts: 0, log: [] },
     ],
   });
 
 const precopy = { ...precopyStep, dependsOn: [] };
 const final = { ...finalCopyStep, dependsOn: [] };
-const run = async (step: typeof precopy, ctx: Partial<StepContext>) => {
-  const r = await runSteps([step], ctx, { journal: journal() });
+const run = async (
+  step: typeof precopy,
+  ctx: Partial<StepContext>,
+  options: { after?: boolean; dryRun?: boolean } = {},
+) => {
+  const r = await runSteps([step], ctx, {
+    journal: journal(options.after ?? step === final),
+    ...(options.dryRun ? { engine: { dryRun: true } } : {}),
+  });
   runs.push(r);
   return r;
 };
@@ -322,6 +349,26 @@ describe('data.migration postgresql, a planned move: a streaming replica, then i
       } finally {
         await onTarget('SELECT pg_wal_replay_resume();\n', 'postgres');
       }
+    },
+    SLOW,
+  );
+
+  test(
+    'before the fence, the final step is only shown (a dry run); with the source still running it is refused',
+    async () => {
+      const dry = await run(final, context(), { after: false, dryRun: true });
+      expect(dry.error).toBeUndefined();
+      const lines = dry.engine.simulation[0]!.lines.join('\n');
+      expect(lines).toContain('in production');
+      expect(lines).toContain(
+        "would wait until the replica on pg-target has replayed pg-source's final checkpoint (read with pg_controldata once it is stopped), then promote it",
+      );
+      const early = await run(final, context());
+      expect(early.error).toBeDefined();
+      expect(early.record('migrate').error?.message).toContain(
+        "pg-source's cluster is not cleanly stopped (in production)",
+      );
+      expect(await onTarget('SELECT pg_is_in_recovery();\n')).toBe('t');
     },
     SLOW,
   );
