@@ -28,7 +28,8 @@ import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { fenceStep } from './fence.js';
 import { checkStagingSpace, rshArgs, rsync, stagingDir, targetFreeBytes } from './migrate.js';
 import { chownAsListed, listOwners } from './owners.js';
-import { promoteStep, replicaStep } from './postgresql-move.js';
+import { promoteStep } from './postgresql-promote.js';
+import { replicaStep } from './postgresql-replica.js';
 import { concludeValidate, validateStep } from './validate.js';
 
 const MiB = 1024 ** 2;
