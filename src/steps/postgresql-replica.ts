@@ -225,6 +225,11 @@ async function replicaPlan(ctx: StepContext): Promise<StepPlan> {
     work === 'build'
       ? `${ctx.target.name}:${s.dataDir}: no replica of it yet`
       : `${ctx.target.name}:${s.dataDir}: its replica, ${work === 'streaming' ? 'running' : 'stopped'}`,
+    ...(ctx.journal.options.precopy === false
+      ? [
+          '--stop-copy-start does not apply to data.migration postgresql: the replica streams while the source serves',
+        ]
+      : []),
   ];
   const actions = work === 'streaming' ? [] : [buildAction(ctx, s, work === 'build')];
   return { actions: [...actions, catchUpAction(ctx, s)], notes };
