@@ -138,6 +138,34 @@ const backup = z
   })
   .meta({ description: 'Where the data can be restored from when the failed host is unreachable.' });
 
+const replication = z
+  .strictObject({
+    user: unixName.default('replicator').meta({
+      description: "The source cluster's role with REPLICATION and LOGIN that the replica connects as.",
+    }),
+    password: secretRef.meta({
+      description:
+        "The role's password: env:NAME, file:/path or store:key. Written to the target only in a 0600 passfile of the cluster's user (never in argv, the journal or a log), deleted after the promotion.",
+    }),
+    source_port: port.optional().meta({
+      description: "The port the source's cluster listens on over TCP; absent: port.",
+    }),
+    max_lag_bytes: integer(0, 2 ** 40)
+      .default(16 * 1024 * 1024)
+      .meta({
+        description:
+          "The freshness gate in bytes: the replica's replay position may trail the source's current WAL position by at most this much (with max_lag in seconds) before the source is stopped.",
+      }),
+    catch_up_seconds: integer(1, 86_400).default(600).meta({
+      description:
+        'How long precopy waits for the replica to come within max_lag and max_lag_bytes before it refuses, with the figures.',
+    }),
+  })
+  .meta({
+    description:
+      "data.migration postgresql in a planned move (persona migrate): the replica built on the target with pg_basebackup -R streams from the source's cluster over TCP as this role; the source's pg_hba.conf must let the target in for replication.",
+  });
+
 const postgresql = z
   .strictObject({
     version: integer(10, 99)
@@ -174,12 +202,13 @@ const postgresql = z
     }),
     max_lag: integer(0, 31_536_000).default(300).meta({
       description:
-        "The freshness gate, in seconds: an archive whose newest WAL is older than this (measured to when the fence found the failed host down, else now) is refused unless the operator accepts it with --data-from backup. Like Patroni's maximum_lag_on_failover, in time.",
+        "The freshness gate, in seconds: an archive whose newest WAL is older than this (measured to when the fence found the failed host down, else now) is refused unless the operator accepts it with --data-from backup; in a planned move, a streaming replica whose replay lags more than this is refused. Like Patroni's maximum_lag_on_failover, in time.",
     }),
+    replication: replication.optional(),
   })
   .meta({
     description:
-      'data.migration postgresql: restore the cluster onto the target from a base backup plus the WAL archive on data.backup.host, to the end of the archive, and promote it.',
+      "data.migration postgresql: restore the cluster onto the target from a base backup plus the WAL archive on data.backup.host, to the end of the archive, and promote it (a recovery); in a planned move (persona migrate), stream a replica from the running source and promote it once it replayed the stopped source's final checkpoint (see replication).",
   });
 
 const data = z.strictObject({

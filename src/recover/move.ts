@@ -79,15 +79,17 @@ export async function moveApp(ctx: Context, req: MoveRequest): Promise<RunSummar
     redactor: ctx.redactor,
     allowed: ctx.settings.values.allowed_sources.value.split(','),
   });
-  if (
-    profile.data.migration !== 'rsync' &&
-    profile.data.migration !== 'none' &&
-    profile.data.paths.length > 0
-  )
+  if (profile.data.migration === 'snapshot' && profile.data.paths.length > 0)
     throw new PersonaError(
       'E_USAGE',
-      `persona migrate moves rsync data only; ${app}'s data.migration is ${profile.data.migration}`,
+      `persona migrate moves rsync and postgresql data only; ${app}'s data.migration is ${profile.data.migration}`,
       { hint: `A ${profile.data.migration} planned move is not built yet; nothing was changed.` },
+    );
+  if (profile.data.migration === 'postgresql' && !profile.data.postgresql?.replication)
+    throw new PersonaError(
+      'E_USAGE',
+      `persona migrate moves ${app}'s PostgreSQL as a streaming replica: its profile needs data.postgresql.replication (the role and its password's secret reference)`,
+      { hint: 'Add it (see the README, PostgreSQL: the planned move); nothing was changed.' },
     );
   const runId = newRunId(app, ctx.now());
   const lock = req.dryRun ? undefined : await takeLock(ctx, app, runId, `migrate ${app} from ${source.name}`);

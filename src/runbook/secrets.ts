@@ -84,6 +84,9 @@ export function secretUses(profile: Profile): SecretUse[] {
       use(`fencing.power env ${name}`, ref),
     ),
     ...Object.entries(profile.provision?.env ?? {}).map(([name, ref]) => use(`provision env ${name}`, ref)),
+    ...(profile.data.postgresql?.replication
+      ? [use('data.postgresql.replication password', profile.data.postgresql.replication.password)]
+      : []),
     ...(profile.traffic.method === 'dns'
       ? [use(`traffic.key ${profile.traffic.key.name}`, profile.traffic.key.secret)]
       : []),

@@ -28,6 +28,8 @@ import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { fenceStep } from './fence.js';
 import { checkStagingSpace, rshArgs, rsync, stagingDir, targetFreeBytes } from './migrate.js';
 import { chownAsListed, listOwners } from './owners.js';
+import { promoteStep } from './postgresql-promote.js';
+import { replicaStep } from './postgresql-replica.js';
 import { concludeValidate, validateStep } from './validate.js';
 
 const MiB = 1024 ** 2;
@@ -140,7 +142,7 @@ async function bytesOn(ctx: StepContext, host: InventoryHost, path: string): Pro
 }
 
 /** precopy: rsync passes while the application serves on the source, until the delta is small. */
-export const precopyStep: Step = {
+const rsyncPrecopyStep: Step = {
   kind: 'precopy',
   dependsOn: ['configure'],
   title: 'copy the data while the application serves',
@@ -345,7 +347,7 @@ async function finalPlan(ctx: StepContext): Promise<StepPlan> {
 }
 
 /** migrate of a planned move: the final delta from the stopped source, then both ends compared. */
-export const finalCopyStep: Step = {
+const rsyncFinalStep: Step = {
   kind: 'migrate',
   dependsOn: ['fence'],
   title: 'copy the final changes',
@@ -414,6 +416,24 @@ export const finalCopyStep: Step = {
     };
   },
 };
+
+/**
+ * A step of the planned move that data.migration postgresql does its own way (a streaming replica, then its
+ * promotion: postgresql-move.ts); every other method, the rsync way.
+ */
+function byMigration(rsync: Step, postgresql: Step): Step {
+  const pick = (ctx: StepContext) => (ctx.profile.data.migration === 'postgresql' ? postgresql : rsync);
+  return {
+    ...rsync,
+    describe: (ctx) => pick(ctx).describe(ctx),
+    checks: (ctx) => pick(ctx).checks?.(ctx) ?? [],
+    plan: (ctx) => pick(ctx).plan(ctx),
+    conclude: (ctx, done) => pick(ctx).conclude(ctx, done),
+  };
+}
+
+export const precopyStep = byMigration(rsyncPrecopyStep, replicaStep);
+export const finalCopyStep = byMigration(rsyncFinalStep, promoteStep);
 
 /** validate of a planned move: start and health only (the clients wait); the targets are monitor's. */
 export const plannedValidateStep: Step = {

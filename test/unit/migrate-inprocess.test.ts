@@ -148,7 +148,7 @@ describe('migrate in-process against fake hosts', () => {
     expect(w.fake.host('h1').running).toBe(true);
   });
 
-  test('refused before any remote command: --from names the wrong host; --to is where it runs; snapshot data', async () => {
+  test('refused before any remote command: --from names the wrong host; --to is where it runs; snapshot data; postgresql without a replication role', async () => {
     const w = world();
     const wrongFrom = await w.migrate('--from', 'h2', '--to', 'h1', '--yes');
     expect(wrongFrom.code).toBe(2);
@@ -163,7 +163,20 @@ describe('migrate in-process against fake hosts', () => {
     });
     const r = await snap.migrate('--to', 'h2', '--yes');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/moves rsync data only; web's data.migration is snapshot/);
+    expect(r.stderr).toMatch(/moves rsync and postgresql data only; web's data.migration is snapshot/);
     expect(snap.fake.calls).toEqual([]);
+
+    const pg = world((p) => {
+      p.data = {
+        paths: [],
+        migration: 'postgresql',
+        backup: { host: 'h2', path: '/srv/backup' },
+        postgresql: { version: 15 },
+      };
+    });
+    const noRole = await pg.migrate('--to', 'h2', '--yes');
+    expect(noRole.code).toBe(2);
+    expect(noRole.stderr).toMatch(/its profile needs data.postgresql.replication/);
+    expect(pg.fake.calls).toEqual([]);
   });
 });
