@@ -74,9 +74,10 @@ describe('--json result line', () => {
     expect(line!.profile).not.toHaveProperty('type');
   });
 
-  test('only long runs stream events: recover and runs resume', () => {
+  test('only long runs stream events: recover, migrate and runs resume', () => {
     expect(commands.filter((c) => c.streams).map((c) => c.path.join(' '))).toEqual([
       'recover',
+      'migrate',
       'runs resume',
     ]);
   });
