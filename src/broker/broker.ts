@@ -20,6 +20,8 @@ export interface Requirements {
   ramBytes: number;
   storageBytes: number;
   dataPath: string;
+  /** data.migration: `snapshot` needs the data path on btrfs on the target. */
+  dataMigration: Profile['data']['migration'];
   packages: string[];
   hostLabels: Record<string, string>;
 }
@@ -31,6 +33,7 @@ export function requirementsOf(profile: Profile): Requirements {
     ramBytes: Math.round(profile.required_ram_gb * GiB),
     storageBytes: profile.required_storage_gb * GiB,
     dataPath: profile.data.paths[0] ?? '/',
+    dataMigration: profile.data.paths.length > 0 ? profile.data.migration : 'none',
     packages: profile.software_stack,
     hostLabels: profile.host_labels ?? {},
   };
@@ -44,6 +47,7 @@ export type ReasonCode =
   | 'cores'
   | 'memory'
   | 'storage'
+  | 'filesystem'
   | 'software';
 
 export interface Reason {
@@ -79,6 +83,8 @@ export interface RankedHost {
   verdict: 'eligible' | 'rejected';
   rank?: number;
   reasons: Reason[];
+  /** What the ranking could not check on an eligible host, and why it is not rejected for it. */
+  notes?: string[];
   score?: ScoreBreakdown;
   facts?: {
     cores: number;
@@ -179,6 +185,8 @@ function hardFilters(
       fix: `free ${fmt(req.storageBytes - facts.storage.freeBytes)} more on ${facts.storage.mount || facts.storage.checked}`,
     });
   }
+  const fs = filesystemReason(req, host.name, facts);
+  if (fs) reasons.push(fs);
   if (software.unavailable.length > 0) {
     const stale = software.stale ?? [];
     const pinFix = stale.map(({ spec, offered }) => `${parsePackageSpec(spec)?.query}=${offered}`);
@@ -197,6 +205,31 @@ function hardFilters(
     });
   }
   return reasons;
+}
+
+/**
+ * data.migration snapshot receives the snapshot next to the data path: its nearest existing parent must be on
+ * btrfs. A probe that did not say (an older persona, stat failing) is not a reason: the migrate step checks again.
+ */
+function filesystemReason(req: Requirements, host: string, facts: HostFacts): Reason | undefined {
+  if (req.dataMigration !== 'snapshot' || facts.storage.fsType === undefined) return undefined;
+  if (facts.storage.fsType === 'btrfs') return undefined;
+  const { path, checked, fsType } = facts.storage;
+  const where = path || req.dataPath;
+  return {
+    code: 'filesystem',
+    message: `${host}:${where} is on ${fsType}${checked && checked !== where ? ` (its parent ${checked} is)` : ''}, not btrfs: data.migration snapshot receives btrfs snapshots there`,
+    fix: `put ${where} on a btrfs subvolume on ${host}, or use data.migration rsync`,
+  };
+}
+
+/** Why the ranking could not check a requirement on a host it does not reject. */
+function notesFor(req: Requirements, facts: HostFacts): string[] {
+  if (req.dataMigration === 'snapshot' && facts.storage.fsType === undefined)
+    return [
+      `the probe did not say which filesystem ${facts.storage.path || req.dataPath} is on: btrfs is checked at migrate`,
+    ];
+  return [];
 }
 
 /** `redis-server=5:7.0.15-1~deb12u*` for a stale `redis-server=5:7.0.15-1~deb12u1`: the same release, any update. */
@@ -286,11 +319,13 @@ export function rankHosts(
       os: facts.os.pretty,
     };
     if (reasons.length > 0) return { ...base, verdict: 'rejected', reasons, facts: summary, software };
+    const notes = notesFor(req, facts);
     const assigned = options.assignments?.get(r.host.name)?.length ?? r.host.apps.length;
     return {
       ...base,
       verdict: 'eligible',
       reasons,
+      ...(notes.length > 0 ? { notes } : {}),
       facts: summary,
       software,
       score: scoreHost(req, facts, software, assigned, strategy),

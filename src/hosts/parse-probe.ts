@@ -29,7 +29,15 @@ export interface HostFacts {
     usableBytes: number;
   };
   cgroup: '1' | '2' | 'none';
-  storage: { path: string; checked: string; mount: string; totalBytes: number; freeBytes: number };
+  storage: {
+    path: string;
+    checked: string;
+    mount: string;
+    totalBytes: number;
+    freeBytes: number;
+    /** `stat -f -c %T` of `checked` ("btrfs", "ext2/ext3", ...); absent from older probes, or when stat failed. */
+    fsType?: string;
+  };
   load1: number;
   packages: {
     manager: 'dpkg' | 'rpm' | 'none';
@@ -91,6 +99,7 @@ export function parseProbeOutput(output: string, requested: readonly string[] = 
     totalBytes: (num(df[1]) ?? 0) * 1024,
     freeBytes: (num(df[3]) ?? 0) * 1024,
     mount: df[5] ?? '',
+    ...(get('storage_fstype').trim() ? { fsType: get('storage_fstype').trim() } : {}),
   };
 
   const requestedFacts: PackageFact[] = requested.map((spec) => {

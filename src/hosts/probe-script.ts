@@ -89,6 +89,8 @@ df=$(df -Pk "$checked" 2>/dev/null)
 nl='
 '
 p storage_df "\${df##*"$nl"}"
+# The filesystem type as stat names it ("btrfs", "ext2/ext3", "tmpfs"): data.migration snapshot needs btrfs.
+p storage_fstype "$(stat -f -c %T -- "$checked" 2>/dev/null)"
 if command -v dpkg-query >/dev/null 2>&1; then
   p pkg_manager dpkg
   # dpkg-query's "ii": wanted and installed (one grep instead of dpkg-query | grep).

@@ -127,19 +127,18 @@ export function refusal(
 ): { message: string; hint: string } | undefined {
   const other =
     'Use data.migration rsync for this application, or put the data path on a btrfs subvolume on both hosts.';
-  for (const end of [source, target]) {
-    if (!end.facts.btrfs)
-      return {
-        message: `${end.name}: the btrfs command is not installed (data.migration snapshot needs btrfs-progs on both hosts)`,
-        hint: `Install btrfs-progs on ${end.name} (add it to software_stack), or ${other.charAt(0).toLowerCase()}${other.slice(1)}`,
-      };
-  }
+  const noCommand = (name: string) => ({
+    message: `${name}: the btrfs command is not installed (data.migration snapshot needs btrfs-progs on both hosts)`,
+    hint: `Install btrfs-progs on ${name} (add it to software_stack), or ${other.charAt(0).toLowerCase()}${other.slice(1)}`,
+  });
+  // Per host, the filesystem first: installing btrfs-progs would not help a path on ext4.
   const src = source.facts;
   if (src.fstype !== 'btrfs')
     return {
       message: `${source.name}:${path} is on ${shown(src.fstype) || 'an unknown filesystem'}, not btrfs: data.migration snapshot needs each data path to be a btrfs subvolume`,
       hint: other,
     };
+  if (!src.btrfs) return noCommand(source.name);
   if (src.kind !== 'dir' || !src.subvolume)
     return {
       message: `${source.name}:${path} is ${src.kind === 'dir' ? 'a plain directory on btrfs' : 'not a directory'}, not a btrfs subvolume: it cannot be snapshotted`,
@@ -151,6 +150,7 @@ export function refusal(
       message: `${target.name}:${path} is on ${shown(dst.fstype) || 'an unknown filesystem'}${dst.probe !== path ? ` (its parent ${shown(dst.probe)} is)` : ''}, not btrfs: the snapshot cannot be received there`,
       hint: other,
     };
+  if (!dst.btrfs) return noCommand(target.name);
   if (dst.kind === 'other')
     return {
       message: `${target.name}:${path} exists and is not a directory`,

@@ -25,7 +25,7 @@ export function renderRanking(out: HumanOut, ranking: readonly RankedHost[], req
             .join('\n')}`
         : '',
       r.verdict === 'eligible'
-        ? out.c.green('eligible')
+        ? `${out.c.green('eligible')}${(r.notes ?? []).map((n) => out.c.dim(`\n${n}`)).join('')}`
         : `${out.c.red('rejected')}\n${r.reasons.map((x) => `${x.message}${x.fix ? out.c.dim(`\n  → ${x.fix}`) : ''}`).join('\n')}`,
     ]),
   );

@@ -4,7 +4,8 @@
  * writable snapshot as the data path on lab-2), against the lab of spec/btrfs.json, where lab-1 and lab-2 keep /srv
  * on btrfs with the data path a subvolume, and lab-3 and lab-4 keep ext4. Data identity and traffic are checked as
  * in lab-recover.test.ts: /checksum through the real HAProxy equals lab-1's original data, and HAProxy serves lab-2.
- * A target whose /srv is ext4 is refused by name before migrate changes anything.
+ * A target whose /srv is ext4 is rejected by the ranking (the probe reports the data path's filesystem), by name,
+ * before anything runs.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -142,46 +143,55 @@ describe('data.migration snapshot (built CLI, btrfs lab)', () => {
     expect(onLab1.stdout.trim()).toBe(lab.apps['demo-web']!.data_checksum);
   });
 
-  test('a target whose /srv is ext4 (lab-3) is refused, naming the host, the path and the filesystem; its data path is untouched (exit 5)', async () => {
+  test('a target whose /srv is ext4 (lab-3) is rejected by the ranking, naming the host, the path and the filesystem; nothing runs (exit 4)', async () => {
     const lab = await freshBtrfsLab();
     expect(lab.hosts['lab-3']!.srv_fs).toBe('ext4');
     const ws = snapshotWorkspace(lab);
     const before = (await sshExec('lab-3', ['ls', '-la', '/srv'])).stdout;
     expect((await sshExec('lab-3', ['test', '-e', DATA])).exitCode).not.toBe(0);
+    const refusal =
+      /^lab-3:\/srv\/demo-web\/data is on ext2\/ext3 \(its parent \/srv(\/demo-web)? is\), not btrfs: data\.migration snapshot receives btrfs snapshots there$/;
+    const fix = 'put /srv/demo-web/data on a btrfs subvolume on lab-3, or use data.migration rsync';
+
+    // hosts rank: lab-3 (and lab-4, also ext4) rejected with the filesystem's reason; lab-2 eligible.
+    const ranked = await persona(
+      ['hosts', 'rank', '--profile', 'demo-web', '--failed', 'lab-1', '--json'],
+      ws,
+    );
+    const hosts = (
+      jsonLines(ranked.stdout)[0] as {
+        hosts: Array<{
+          host: string;
+          verdict: string;
+          reasons: Array<{ code: string; message: string; fix?: string }>;
+        }>;
+      }
+    ).hosts;
+    expect(hosts.find((h) => h.host === 'lab-2')).toMatchObject({ verdict: 'eligible' });
+    expect(hosts.find((h) => h.host === 'lab-3')).toMatchObject({
+      verdict: 'rejected',
+      reasons: [{ code: 'filesystem', message: expect.stringMatching(refusal), fix }],
+    });
+
     await fail('lab-1', 'app');
     const r = await persona(['recover', 'lab-1', '--target', 'lab-3', '--yes', '--json'], ws);
-    // README's exit codes: 5, a runbook step failed; resumable.
-    expect(r.code, r.stderr).toBe(ExitCode.stepFailed);
-    const refusal =
-      /not migrating \/srv\/demo-web\/data: lab-3:\/srv\/demo-web\/data is on ext2\/ext3 \(its parent \/srv(\/demo-web)? is\), not btrfs/;
-    expect(r.stdout).toMatch(refusal);
+    // README's exit codes: 4, a precondition failed and nothing changed.
+    expect(r.code, r.stderr).toBe(ExitCode.precondition);
     const events = jsonLines(r.stdout);
     expect(events.at(-1)).toMatchObject({
       type: 'result',
       ok: false,
-      exit_code: 5,
+      exit_code: 4,
       error: {
-        code: 'E_STEP_FAILED',
-        message: expect.stringMatching(refusal),
-        details: { step: 'migrate' },
+        code: 'E_NO_CANDIDATE',
+        message: expect.stringContaining(
+          '--target lab-3 cannot take demo-web: lab-3:/srv/demo-web/data is on ext2/ext3',
+        ),
+        hint: expect.stringContaining(fix),
       },
     });
-    const runId = (events.at(-1) as { error: { details: { run_id: string } } }).error.details.run_id;
-    const run = journal(ws, runId) as unknown as {
-      status: string;
-      target_host: { name: string };
-      steps: StepRecord[];
-    };
-    expect(run).toMatchObject({ status: 'failed', target_host: { name: 'lab-3' } });
-    const { steps } = run;
-    const migrate = steps.find((s) => s.kind === 'migrate')!;
-    expect(migrate.status).toBe('failed');
-    expect(migrate.error).toMatchObject({ code: 'E_STEP_FAILED', message: expect.stringMatching(refusal) });
-    expect(migrate.actions ?? []).toEqual([]);
-    expect(steps.find((s) => s.kind === 'switch')!.status).toBe('pending');
-    // Configure ran (btrfs-progs is there, so the refusal is the filesystem's), migrate changed nothing on lab-3,
-    // and took no snapshot on lab-1.
-    expect((await sshExec('lab-3', ['btrfs', '--version'])).exitCode).toBe(0);
+    // Before any step: lab-1 was not fenced (no step ran), lab-3 was not configured or touched, no snapshot taken.
+    expect(events.some((e) => (e as { type?: string }).type === 'step')).toBe(false);
     expect((await sshExec('lab-3', ['test', '-e', DATA])).exitCode).not.toBe(0);
     expect((await sshExec('lab-3', ['ls', '-la', '/srv'])).stdout).toBe(before);
     expect((await sshExec('lab-1', ['test', '-e', SNAPSHOTS])).exitCode).not.toBe(0);

@@ -11,6 +11,7 @@ const req: Requirements = {
   ramBytes: 1 * GiB,
   storageBytes: 1 * GiB,
   dataPath: '/srv/demo-web/data',
+  dataMigration: 'rsync',
   packages: ['socat=1.7.4.4-2', 'rsync'],
   hostLabels: {},
 };
@@ -154,6 +155,47 @@ describe('hard filters: every rejection names its numbers and a fix', () => {
   test('all failing requirements are listed, not only the first', () => {
     const [ranked] = rankHosts(req, [ok(host('tiny'), facts({ ramGiB: 0.5, freeGiB: 0.4, cores: 0 }))]);
     expect(ranked!.reasons.map((r) => r.code)).toEqual(['cores', 'memory', 'storage']);
+  });
+});
+
+describe('data.migration snapshot: the data path must be on btrfs on the target', () => {
+  const snap = { ...req, dataMigration: 'snapshot' as const };
+  const on = (fsType?: string): HostFacts => {
+    const f = facts({});
+    return { ...f, storage: { ...f.storage, ...(fsType ? { fsType } : {}) } };
+  };
+
+  test('a data path on ext4 is rejected by name, path and filesystem, with the fix', () => {
+    const [ranked] = rankHosts(snap, [ok(host('lab-3'), on('ext2/ext3'))]);
+    expect(ranked).toMatchObject({
+      verdict: 'rejected',
+      reasons: [
+        {
+          code: 'filesystem',
+          message:
+            'lab-3:/srv/demo-web/data is on ext2/ext3 (its parent /srv is), not btrfs: data.migration snapshot receives btrfs snapshots there',
+          fix: 'put /srv/demo-web/data on a btrfs subvolume on lab-3, or use data.migration rsync',
+        },
+      ],
+    });
+  });
+
+  test('btrfs passes; rsync does not look at the filesystem', () => {
+    expect(rankHosts(snap, [ok(host('lab-2'), on('btrfs'))])[0]).toMatchObject({
+      verdict: 'eligible',
+      reasons: [],
+    });
+    const [rsync] = rankHosts(req, [ok(host('lab-3'), on('ext2/ext3'))]);
+    expect(rsync).toMatchObject({ verdict: 'eligible', reasons: [] });
+    expect(rsync!.notes).toBeUndefined();
+  });
+
+  test('an older probe that did not say is not rejected, with a note', () => {
+    const [ranked] = rankHosts(snap, [ok(host('old'), on(undefined))]);
+    expect(ranked).toMatchObject({
+      verdict: 'eligible',
+      notes: ['the probe did not say which filesystem /srv/demo-web/data is on: btrfs is checked at migrate'],
+    });
   });
 });
 

@@ -100,6 +100,18 @@ describe('refusal: the host, the path and what it is', () => {
       btrfs({ btrfs: false }),
       'web-2: the btrfs command is not installed (data.migration snapshot needs btrfs-progs on both hosts)',
     ],
+    [
+      'the target on ext4 without the btrfs command: the filesystem is the reason',
+      btrfs(),
+      btrfs({ fstype: 'ext2/ext3', probe: '/srv', kind: 'absent', btrfs: false }),
+      'web-2:/srv/app is on ext2/ext3 (its parent /srv is), not btrfs: the snapshot cannot be received there',
+    ],
+    [
+      'the source on ext4 without the btrfs command: the filesystem is the reason',
+      btrfs({ fstype: 'ext2/ext3', btrfs: false }),
+      btrfs(),
+      'web-1:/srv/app is on ext2/ext3, not btrfs: data.migration snapshot needs each data path to be a btrfs subvolume',
+    ],
     ['target path a file', btrfs(), btrfs({ kind: 'other' }), 'web-2:/srv/app exists and is not a directory'],
     [
       "this run's snapshot name taken by something writable",

@@ -25,6 +25,8 @@ describe('parse probe output', () => {
       mount: '/',
       freeBytes: 81397536 * 1024,
     });
+    // Recorded before the probe printed storage_fstype: the filesystem is unknown, not an error.
+    expect(facts.storage.fsType).toBeUndefined();
     expect(facts.packages.requested).toEqual([
       { name: 'socat', wanted: '1.7.4.4-2', installed: '1.7.4.4-2' },
       { name: 'rsync', installed: '3.5.0+ds1-0+deb12u1' },
@@ -43,7 +45,7 @@ describe('parse probe output', () => {
     expect(facts.hostname).toBe('lab-4');
     expect(facts.cores).toEqual({ online: 1, usable: 1 });
     expect(facts.memory).toMatchObject({ limitBytes: 536870912, usableBytes: 536870912 });
-    expect(facts.storage).toMatchObject({ mount: '/srv', freeBytes: 488392 * 1024 });
+    expect(facts.storage).toMatchObject({ mount: '/srv', freeBytes: 488392 * 1024, fsType: 'ext2/ext3' });
     expect(facts.packages.aptLists).toBe(1);
     // A pinned version the host's sources do not offer is told apart from one they do.
     expect(facts.packages.requested).toEqual([

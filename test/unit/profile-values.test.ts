@@ -241,6 +241,7 @@ const reqOf = (packages: string[], ramBytes = GiB): Requirements => ({
   ramBytes,
   storageBytes: 0,
   dataPath: '/srv',
+  dataMigration: 'rsync',
   packages,
   hostLabels: {},
 });

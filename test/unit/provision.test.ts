@@ -139,6 +139,7 @@ describe('what the command is told', () => {
       ramBytes: 0.5 * GiB,
       storageBytes: 20 * GiB,
       dataPath: '/srv/web',
+      dataMigration: 'rsync',
       packages: ['nginx=1.22.*', 'rsync'],
       hostLabels: { zone: 'a' },
     };
