@@ -77,14 +77,11 @@ export async function moveApp(ctx: Context, req: MoveRequest): Promise<RunSummar
     redactor: ctx.redactor,
     allowed: ctx.settings.values.allowed_sources.value.split(','),
   });
-  if (
-    profile.data.migration !== 'rsync' &&
-    profile.data.migration !== 'none' &&
-    profile.data.paths.length > 0
-  )
+  // With or without data.paths: the cluster is the data.
+  if (profile.data.migration === 'postgresql')
     throw new PersonaError(
       'E_USAGE',
-      `persona migrate moves rsync data only; ${app}'s data.migration is ${profile.data.migration}`,
+      `persona migrate moves rsync and snapshot data only; ${app}'s data.migration is ${profile.data.migration}`,
       { hint: `A ${profile.data.migration} planned move is not built yet; nothing was changed.` },
     );
   const runId = newRunId(app, ctx.now());

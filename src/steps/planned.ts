@@ -10,6 +10,9 @@
  * checked, by default, by metadata manifests of both ends (every entry's type, mode, owner and path; every file's
  * size and mtime to the nanosecond) plus rsync's own whole-file checksum of every file it copied; with
  * `--verify contents`, by sha256 manifests of every file as a recovery does (slower, and inside the downtime).
+ *
+ * With `data.migration: snapshot` the copies are btrfs snapshots instead (planned-snapshot.ts): one sent in full
+ * while the application serves, the difference from it after the stop; the same check of both ends follows.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -23,10 +26,11 @@ import {
   privileged,
   runPrivileged,
 } from '../runbook/remote.js';
-import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
+import type { Action, Applied, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { fenceStep } from './fence.js';
 import { checkStagingSpace, rshArgs, rsync, stagingDir, targetFreeBytes } from './migrate.js';
 import { applyOwners } from './owners.js';
+import { type FinalSnapshotFacts, snapshotFinalPlan, snapshotPrecopyPlan } from './planned-snapshot.js';
 import { concludeValidate, validateStep } from './validate.js';
 
 const MiB = 1024 ** 2;
@@ -96,6 +100,12 @@ async function syncPath(
   return { pulled: pulled.bytes, files: pulled.files, pushed: pushed.bytes };
 }
 
+/** The methods a planned move copies with (postgresql is refused before the run: move.ts). */
+const moves = (ctx: StepContext) => {
+  const { data } = ctx.profile;
+  return (data.migration === 'rsync' || data.migration === 'snapshot') && data.paths.length > 0;
+};
+
 /** The bytes of a data path on a host (du; 0 when it is absent), for the thresholds and the space checks. */
 async function bytesOn(ctx: StepContext, host: InventoryHost, path: string): Promise<number> {
   const script = 'if [ -d "$1" ]; then du -sb -- "$1"; else echo 0; fi';
@@ -113,7 +123,11 @@ export const precopyStep: Step = {
   describe(ctx) {
     if (ctx.journal.options.precopy === false) return ['none: stop-copy-start (--stop-copy-start)'];
     const paths = ctx.profile.data.paths;
-    if (ctx.profile.data.migration !== 'rsync' || paths.length === 0) return ['none: no rsync data paths'];
+    if (!moves(ctx)) return ['none: no rsync or snapshot data paths'];
+    if (ctx.profile.data.migration === 'snapshot')
+      return [
+        `a read-only btrfs snapshot of ${paths.join(', ')} on ${ctx.failed.name} (still serving), sent in full to ${ctx.target.name} through this machine (received next to the path; the path is installed by the final copy)`,
+      ];
     return [
       `rsync ${paths.join(', ')} from ${ctx.failed.name} (still serving) to ${ctx.target.name} through this machine, pass after pass until one moves ≤ 1% of the data (at most ${MAX_PASSES})`,
     ];
@@ -123,7 +137,7 @@ export const precopyStep: Step = {
     const { data } = ctx.profile;
     if (ctx.journal.options.precopy === false)
       return { actions: [], notes: ['stop-copy-start: nothing is copied while the application serves'] };
-    if (data.migration !== 'rsync' || data.paths.length === 0)
+    if (!moves(ctx))
       return { actions: [], notes: [`no copy while it serves: data.migration is ${data.migration}`] };
     const reach = await ctx.ssh.exec(ctx.failed, ['true'], { signal: ctx.signal, timeoutMs: 30_000 });
     if (reach.exitCode !== 0)
@@ -150,6 +164,7 @@ export const precopyStep: Step = {
           },
         };
     }
+    if (data.migration === 'snapshot') return await snapshotPrecopyPlan(ctx, sizes, notes);
     const action: Action = {
       id: 'precopy',
       title: `copy ${data.paths.join(', ')} (${mib(total)}) from ${ctx.failed.name} while it serves, until the delta is small`,
@@ -181,10 +196,19 @@ export const precopyStep: Step = {
     };
     return { actions: [action], notes };
   },
-  async conclude(_ctx, { applied }) {
+  async conclude(ctx, { applied }) {
+    if (ctx.profile.data.migration === 'snapshot' && moves(ctx))
+      return { method: 'snapshot', transfers: sends(ctx, applied) };
     return { ...(applied.get('precopy') ?? { precopy: 'none' }) };
   },
 };
+
+/** What the send actions of this run returned, per path (snapshot, parent, bytes). */
+const sends = (ctx: StepContext, applied: Applied) =>
+  ctx.profile.data.paths.flatMap((p) => {
+    const done = applied.get(`send:${p}`);
+    return done ? [done] : [];
+  });
 
 /** The fence of a planned move never powers the source off: it must answer for the final copy. */
 const withoutPower = (p: Profile): Profile =>
@@ -251,8 +275,8 @@ type Verify = 'metadata' | 'contents';
  */
 async function finalPlan(ctx: StepContext): Promise<StepPlan> {
   const { data } = ctx.profile;
-  if (data.migration !== 'rsync' || data.paths.length === 0)
-    return { actions: [], notes: [`no data to copy: data.migration is ${data.migration}`] };
+  if (!moves(ctx)) return { actions: [], notes: [`no data to copy: data.migration is ${data.migration}`] };
+  if (data.migration === 'snapshot') return await snapshotFinalPlan(ctx);
   const actions: Action[] = data.paths.map((path, index) => ({
     id: `final:${path}`,
     title: `copy what changed in ${path} since the last pass, from ${ctx.failed.name} (stopped)`,
@@ -296,9 +320,12 @@ export const finalCopyStep: Step = {
   timeoutMs: () => 6 * 60 * 60_000,
   describe(ctx) {
     const { data } = ctx.profile;
-    if (data.migration !== 'rsync' || data.paths.length === 0)
-      return [`no data to copy (data.migration ${data.migration})`];
+    if (!moves(ctx)) return [`no data to copy (data.migration ${data.migration})`];
     const verify = ctx.journal.options.verify ?? 'metadata';
+    if (data.migration === 'snapshot')
+      return [
+        `a second read-only snapshot of ${data.paths.join(', ')} on ${ctx.failed.name} (stopped), the difference from the first sent to ${ctx.target.name} (btrfs send -p), installed there as a writable snapshot; checked by ${verify === 'contents' ? 'sha256 manifests of every file' : 'metadata manifests (sizes, mtimes, modes, owners)'}; then persona's snapshots are deleted on both hosts`,
+      ];
     return [
       `rsync what changed in ${data.paths.join(', ')} since the last pass, from ${ctx.failed.name} (stopped) to ${ctx.target.name}; checked by ${verify === 'contents' ? 'sha256 manifests of every file' : "metadata manifests (sizes, mtimes, modes, owners) and rsync's checksum of each file it copies"}`,
     ];
@@ -307,14 +334,18 @@ export const finalCopyStep: Step = {
     `${ctx.profile.data.paths.join(', ')}: the same ${ctx.journal.options.verify === 'contents' ? 'contents' : 'metadata'} on both hosts`,
   ],
   plan: finalPlan,
-  async conclude(ctx, { applied }) {
+  async conclude(ctx, { plan, applied }) {
     const { data } = ctx.profile;
-    if (data.migration !== 'rsync' || data.paths.length === 0) return { skipped: 'no rsync data paths' };
+    if (!moves(ctx)) return { skipped: 'no rsync or snapshot data paths' };
     const verify: Verify = ctx.journal.options.verify ?? 'metadata';
+    // The snapshot method compares the target with the final snapshot on the source; rsync, with the path.
+    const snapshot =
+      data.migration === 'snapshot' ? (plan.facts as unknown as FinalSnapshotFacts) : undefined;
+    const fromOf = (path: string) => snapshot?.compare.find((c) => c.path === path)?.from ?? path;
     const verified = await Promise.all(
       data.paths.map(async (path) => {
         const [source, target] = await Promise.all([
-          manifestOf(ctx, verify, ctx.failed, path),
+          manifestOf(ctx, verify, ctx.failed, fromOf(path)),
           manifestOf(ctx, verify, ctx.target, path),
         ]);
         if (!source)
@@ -329,7 +360,7 @@ export const finalCopyStep: Step = {
             { hint: `Resume: the final copy runs again and moves only what differs.` },
           );
         ctx.log(
-          `${path}: ${target.files} files, ${target.bytes} bytes; ${verify} manifest ${target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name}`,
+          `${path}: ${target.files} files, ${target.bytes} bytes; ${verify} manifest ${target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name}:${fromOf(path)}`,
         );
         return {
           path,
@@ -340,10 +371,12 @@ export const finalCopyStep: Step = {
         };
       }),
     );
+    const source = { kind: 'failed-host', host: ctx.failed.name, why: 'a planned move: the stopped source' };
+    if (snapshot) return { source, method: 'snapshot', verify, transfers: sends(ctx, applied), verified };
     // The staged copy is the application's data on this machine: removed once the target holds it.
     if (!ctx.signal.aborted) await rm(stagingDir(ctx), { recursive: true, force: true });
     return {
-      source: { kind: 'failed-host', host: ctx.failed.name, why: 'a planned move: the stopped source' },
+      source,
       method: 'rsync',
       verify,
       transfers: data.paths.flatMap((p) => {
