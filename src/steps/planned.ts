@@ -31,6 +31,7 @@ import { fenceStep } from './fence.js';
 import { checkStagingSpace, rshArgs, rsync, stagingDir, targetFreeBytes } from './migrate.js';
 import { applyOwners } from './owners.js';
 import { type FinalSnapshotFacts, snapshotFinalPlan, snapshotPrecopyPlan } from './planned-snapshot.js';
+import { SNAPSHOT_DIR } from './snapshot.js';
 import { concludeValidate, validateStep } from './validate.js';
 
 const MiB = 1024 ** 2;
@@ -357,7 +358,11 @@ export const finalCopyStep: Step = {
           throw new PersonaError(
             'E_STEP_FAILED',
             `${path} on ${ctx.target.name} differs from ${ctx.failed.name}'s after the final copy (${verify} manifests: ${target ? `${target.files} files, ${target.bytes} bytes` : 'absent'} vs ${source.files} files, ${source.bytes} bytes)`,
-            { hint: `Resume: the final copy runs again and moves only what differs.` },
+            {
+              hint: snapshot
+                ? `Look at ${path} on ${ctx.target.name} and at the snapshots in ${join(dirname(path), SNAPSHOT_DIR)} (kept until the check holds), then resume.`
+                : `Resume: the final copy runs again and moves only what differs.`,
+            },
           );
         ctx.log(
           `${path}: ${target.files} files, ${target.bytes} bytes; ${verify} manifest ${target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name}:${fromOf(path)}`,
