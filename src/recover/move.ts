@@ -79,12 +79,6 @@ export async function moveApp(ctx: Context, req: MoveRequest): Promise<RunSummar
     redactor: ctx.redactor,
     allowed: ctx.settings.values.allowed_sources.value.split(','),
   });
-  if (profile.data.migration === 'snapshot' && profile.data.paths.length > 0)
-    throw new PersonaError(
-      'E_USAGE',
-      `persona migrate moves rsync and postgresql data only; ${app}'s data.migration is ${profile.data.migration}`,
-      { hint: `A ${profile.data.migration} planned move is not built yet; nothing was changed.` },
-    );
   if (profile.data.migration === 'postgresql' && !profile.data.postgresql?.replication)
     throw new PersonaError(
       'E_USAGE',

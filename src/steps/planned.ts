@@ -10,6 +10,9 @@
  * checked, by default, by metadata manifests of both ends (every entry's type, mode, owner and path; every file's
  * size and mtime to the nanosecond) plus rsync's own whole-file checksum of every file it copied; with
  * `--verify contents`, by sha256 manifests of every file as a recovery does (slower, and inside the downtime).
+ *
+ * With `data.migration: snapshot` the copies are btrfs snapshots instead (planned-snapshot.ts): one sent in full
+ * while the application serves, the difference from it after the stop; the same check of both ends follows.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, rename, statfs } from 'node:fs/promises';
@@ -24,12 +27,14 @@ import {
   privileged,
   runPrivileged,
 } from '../runbook/remote.js';
-import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
+import type { Action, Applied, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { fenceStep } from './fence.js';
 import { checkStagingSpace, rshArgs, rsync, stagingDir, targetFreeBytes } from './migrate.js';
 import { chownAsListed, listOwners } from './owners.js';
+import { type FinalSnapshotFacts, snapshotFinalPlan, snapshotPrecopyPlan } from './planned-snapshot.js';
 import { promoteStep } from './postgresql-promote.js';
 import { replicaStep } from './postgresql-replica.js';
+import { SNAPSHOT_DIR } from './snapshot.js';
 import { concludeValidate, validateStep } from './validate.js';
 
 const MiB = 1024 ** 2;
@@ -134,6 +139,19 @@ async function stagingShortfall(
   };
 }
 
+/** The methods the rsync-or-snapshot steps copy with (postgresql has steps of its own: byMigration). */
+const moves = (ctx: StepContext) => {
+  const { data } = ctx.profile;
+  return (data.migration === 'rsync' || data.migration === 'snapshot') && data.paths.length > 0;
+};
+
+/** What the send actions of this run returned, per path (snapshot, parent, bytes). */
+const sends = (ctx: StepContext, applied: Applied) =>
+  ctx.profile.data.paths.flatMap((p) => {
+    const done = applied.get(`send:${p}`);
+    return done ? [done] : [];
+  });
+
 /** The bytes of a data path on a host (du; 0 when it is absent), for the thresholds and the space checks. */
 async function bytesOn(ctx: StepContext, host: InventoryHost, path: string): Promise<number> {
   const script = 'if [ -d "$1" ]; then du -sb -- "$1"; else echo 0; fi';
@@ -151,7 +169,11 @@ const rsyncPrecopyStep: Step = {
   describe(ctx) {
     if (ctx.journal.options.precopy === false) return ['none: stop-copy-start (--stop-copy-start)'];
     const paths = ctx.profile.data.paths;
-    if (ctx.profile.data.migration !== 'rsync' || paths.length === 0) return ['none: no rsync data paths'];
+    if (!moves(ctx)) return ['none: no rsync or snapshot data paths'];
+    if (ctx.profile.data.migration === 'snapshot')
+      return [
+        `a read-only btrfs snapshot of ${paths.join(', ')} on ${ctx.failed.name} (still serving), sent in full to ${ctx.target.name} through this machine (received next to the path; the path is installed by the final copy)`,
+      ];
     return [
       `rsync ${paths.join(', ')} from ${ctx.failed.name} (still serving) to ${ctx.target.name} through this machine, pass after pass until one moves ≤ 1% of the data (at most ${MAX_PASSES})`,
     ];
@@ -159,7 +181,7 @@ const rsyncPrecopyStep: Step = {
   checks: () => ['each pass copied without error; the final copy after the stop is checked'],
   async plan(ctx): Promise<StepPlan> {
     const { data } = ctx.profile;
-    if (data.migration !== 'rsync' || data.paths.length === 0)
+    if (!moves(ctx))
       return { actions: [], notes: [`no copy while it serves: data.migration is ${data.migration}`] };
     const reach = await ctx.ssh.exec(ctx.failed, ['true'], { signal: ctx.signal, timeoutMs: 30_000 });
     if (reach.exitCode !== 0)
@@ -186,6 +208,10 @@ const rsyncPrecopyStep: Step = {
           },
         };
     }
+    if (data.migration === 'snapshot')
+      return ctx.journal.options.precopy === false
+        ? { actions: [], notes: [...notes, 'stop-copy-start: nothing is sent while the application serves'] }
+        : await snapshotPrecopyPlan(ctx, sizes, notes);
     // Every byte goes through the staging area on this machine: checked here, before the source stops.
     const staged = await stagingShortfall(ctx, total);
     if (staged) return { actions: [], notes, blocked: staged };
@@ -225,7 +251,9 @@ const rsyncPrecopyStep: Step = {
     };
     return { actions: [action], notes };
   },
-  async conclude(_ctx, { applied }) {
+  async conclude(ctx, { applied }) {
+    if (ctx.profile.data.migration === 'snapshot' && moves(ctx))
+      return { method: 'snapshot', transfers: sends(ctx, applied) };
     return { ...(applied.get('precopy') ?? { precopy: 'none' }) };
   },
 };
@@ -301,8 +329,8 @@ type Verify = 'metadata' | 'contents';
  */
 async function finalPlan(ctx: StepContext): Promise<StepPlan> {
   const { data } = ctx.profile;
-  if (data.migration !== 'rsync' || data.paths.length === 0)
-    return { actions: [], notes: [`no data to copy: data.migration is ${data.migration}`] };
+  if (!moves(ctx)) return { actions: [], notes: [`no data to copy: data.migration is ${data.migration}`] };
+  if (data.migration === 'snapshot') return await snapshotFinalPlan(ctx);
   const actions: Action[] = data.paths.map((path, index) => ({
     id: `final:${path}`,
     title: `copy what changed in ${path} since the last pass, from ${ctx.failed.name} (stopped)`,
@@ -355,9 +383,12 @@ const rsyncFinalStep: Step = {
   timeoutMs: () => 6 * 60 * 60_000,
   describe(ctx) {
     const { data } = ctx.profile;
-    if (data.migration !== 'rsync' || data.paths.length === 0)
-      return [`no data to copy (data.migration ${data.migration})`];
+    if (!moves(ctx)) return [`no data to copy (data.migration ${data.migration})`];
     const verify = ctx.journal.options.verify ?? 'metadata';
+    if (data.migration === 'snapshot')
+      return [
+        `a second read-only snapshot of ${data.paths.join(', ')} on ${ctx.failed.name} (stopped), the difference from the first sent to ${ctx.target.name} (btrfs send -p), installed there as a writable snapshot; checked by ${verify === 'contents' ? 'sha256 manifests of every file' : 'metadata manifests (sizes, mtimes, modes, owners)'}; then persona's snapshots are deleted on both hosts`,
+      ];
     return [
       `rsync what changed in ${data.paths.join(', ')} since the last pass, from ${ctx.failed.name} (stopped) to ${ctx.target.name}; checked by ${verify === 'contents' ? 'sha256 manifests of every file' : "metadata manifests (sizes, mtimes, modes, owners) and rsync's checksum of each file it copies"}`,
     ];
@@ -366,15 +397,19 @@ const rsyncFinalStep: Step = {
     `${ctx.profile.data.paths.join(', ')}: the same ${ctx.journal.options.verify === 'contents' ? 'contents' : 'metadata'} on both hosts`,
   ],
   plan: finalPlan,
-  async conclude(ctx, { applied }) {
+  async conclude(ctx, { plan, applied }) {
     const { data } = ctx.profile;
-    if (data.migration !== 'rsync' || data.paths.length === 0) return { skipped: 'no rsync data paths' };
+    if (!moves(ctx)) return { skipped: 'no rsync or snapshot data paths' };
     const verify: Verify = ctx.journal.options.verify ?? 'metadata';
+    // The snapshot method compares the target with the final snapshot on the source; rsync, with the path.
+    const snapshot =
+      data.migration === 'snapshot' ? (plan.facts as unknown as FinalSnapshotFacts) : undefined;
+    const fromOf = (path: string) => snapshot?.compare.find((c) => c.path === path)?.from ?? path;
     const comparing = Date.now();
     const verified = await Promise.all(
       data.paths.map(async (path) => {
         const [source, target] = await Promise.all([
-          manifestOf(ctx, verify, ctx.failed, path),
+          manifestOf(ctx, verify, ctx.failed, fromOf(path)),
           manifestOf(ctx, verify, ctx.target, path),
         ]);
         if (!source)
@@ -386,10 +421,14 @@ const rsyncFinalStep: Step = {
           throw new PersonaError(
             'E_STEP_FAILED',
             `${path} on ${ctx.target.name} differs from ${ctx.failed.name}'s after the final copy (${verify} manifests: ${target ? `${target.files} files, ${target.bytes} bytes` : 'absent'} vs ${source.files} files, ${source.bytes} bytes)`,
-            { hint: `Resume: the final copy runs again and moves only what differs.` },
+            {
+              hint: snapshot
+                ? `Look at ${path} on ${ctx.target.name} and at the snapshots in ${join(dirname(path), SNAPSHOT_DIR)} (kept until the check holds), then resume.`
+                : `Resume: the final copy runs again and moves only what differs.`,
+            },
           );
         ctx.log(
-          `${path}: ${target.files} files, ${target.bytes} bytes; ${verify} manifest ${target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name} (compared in ${Date.now() - comparing} ms)`,
+          `${path}: ${target.files} files, ${target.bytes} bytes; ${verify} manifest ${target.digest.slice(0, 16)}… and owners/modes match ${ctx.failed.name}:${fromOf(path)} (compared in ${Date.now() - comparing} ms)`,
         );
         return {
           path,
@@ -400,12 +439,14 @@ const rsyncFinalStep: Step = {
         };
       }),
     );
+    const source = { kind: 'failed-host', host: ctx.failed.name, why: 'a planned move: the stopped source' };
+    if (snapshot) return { source, method: 'snapshot', verify, transfers: sends(ctx, applied), verified };
     // The staged copy is the application's data on this machine: set aside now (a rename), removed by the
     // runner once the run ends (removing a GiB here would be time the clients wait for).
     if (!ctx.signal.aborted && existsSync(stagingDir(ctx)))
       await rename(stagingDir(ctx), finishedStaging(ctx.stateDir, ctx.journal.run_id));
     return {
-      source: { kind: 'failed-host', host: ctx.failed.name, why: 'a planned move: the stopped source' },
+      source,
       method: 'rsync',
       verify,
       transfers: data.paths.flatMap((p) => {

@@ -20,13 +20,16 @@ import { applyOwners } from './owners.js';
 
 export const SNAPSHOT_DIR = '.persona-snapshots';
 
-/** Where persona keeps the snapshots of a data path on either host, and this run's snapshot's name. */
-export function snapshotNames(path: string, runId: string) {
+/**
+ * Where persona keeps the snapshots of a data path on either host, and this run's snapshot's name: NAME@RUN, or
+ * NAME@RUN.SUFFIX when a run takes more than one (a planned move: `pre` while serving, `final` after the stop).
+ */
+export function snapshotNames(path: string, runId: string, suffix?: string) {
   const base = basename(path);
   return {
     dir: join(dirname(path), SNAPSHOT_DIR),
     prefix: `${base}@`,
-    name: `${base}@${runId}`,
+    name: `${base}@${runId}${suffix ? `.${suffix}` : ''}`,
     /** Where a target's own, different data at the path is moved aside to (never deleted). */
     aside: `${path}.persona-previous-${runId}`,
   };
@@ -103,7 +106,7 @@ export function parseBtrfsFacts(text: string): BtrfsFacts {
   return facts;
 }
 
-async function btrfsFacts(
+export async function btrfsFacts(
   ctx: StepContext,
   host: InventoryHost,
   path: string,
@@ -178,6 +181,36 @@ export type PathWork =
       existing: 'absent' | 'empty' | 'aside';
     };
 
+/**
+ * Pure: whether this run's snapshot is still to take on the source and to send to the target, and from which
+ * parent: `prefer` (a planned move's precopy snapshot) when both hosts hold it read-only, else the latest of
+ * persona's read-only snapshots of the path that both hold, else none (a full send).
+ */
+export function decideSend(
+  facts: { source: BtrfsFacts; target: BtrfsFacts },
+  names: ReturnType<typeof snapshotNames>,
+  prefer?: string,
+): { snapshot: boolean; send?: { parent?: string; replaceIncomplete: boolean } } {
+  const own = facts.source.snapshots.find((s) => s.name === names.name);
+  const received = facts.target.snapshots.find((s) => s.name === names.name);
+  const shared = facts.source.snapshots
+    .filter((s) => s.readonly && s.name !== names.name && s.name.startsWith(names.prefix))
+    .map((s) => s.name)
+    .filter((n) => facts.target.snapshots.some((t) => t.name === n && t.readonly))
+    .sort();
+  const parent = prefer && shared.includes(prefer) ? prefer : shared.at(-1);
+  return {
+    snapshot: !own,
+    ...(received?.readonly
+      ? {}
+      : { send: { ...(parent ? { parent } : {}), replaceIncomplete: received !== undefined } }),
+  };
+}
+
+/** What is at the data path on the target now: nothing, an empty directory (replaced), data (moved aside). */
+export const existingAt = (target: BtrfsFacts): 'absent' | 'empty' | 'aside' =>
+  target.kind === 'absent' ? 'absent' : target.empty ? 'empty' : 'aside';
+
 /** Pure: what the facts and manifests leave to do for a path both hosts can take (see `refusal`). */
 export function decidePath(
   facts: { source: BtrfsFacts; target: BtrfsFacts },
@@ -186,24 +219,7 @@ export function decidePath(
 ): PathWork {
   const why = copyDiff(manifests.source, manifests.target, manifests.targetName);
   if (!why) return { converged: true };
-  const own = facts.source.snapshots.find((s) => s.name === names.name);
-  const received = facts.target.snapshots.find((s) => s.name === names.name);
-  const parent = facts.source.snapshots
-    .filter((s) => s.readonly && s.name !== names.name && s.name.startsWith(names.prefix))
-    .map((s) => s.name)
-    .filter((n) => facts.target.snapshots.some((t) => t.name === n && t.readonly))
-    .sort()
-    .at(-1);
-  const existing = facts.target.kind === 'absent' ? 'absent' : facts.target.empty ? 'empty' : 'aside';
-  return {
-    converged: false,
-    why,
-    snapshot: !own,
-    ...(received?.readonly
-      ? {}
-      : { send: { ...(parent ? { parent } : {}), replaceIncomplete: received !== undefined } }),
-    existing,
-  };
+  return { converged: false, why, ...decideSend(facts, names), existing: existingAt(facts.target) };
 }
 
 function failure(host: InventoryHost, argv: readonly string[], r: ExecResult, what: string): PersonaError {
@@ -290,92 +306,136 @@ interface PathPlan {
   source: Manifest;
 }
 
-/** The actions of one path, in order: snapshot on the source, send, install on the target. */
-export function pathActions(ctx: StepContext, failed: InventoryHost, p: PathPlan): Action[] {
-  const { path, names, work } = p;
+type Names = ReturnType<typeof snapshotNames>;
+
+/** Takes the read-only snapshot DIR/NAME of the data path on the source. */
+export function snapshotAction(source: InventoryHost, path: string, names: Names, why: string): Action {
   const at = join(names.dir, names.name);
-  const actions: Action[] = [];
-  if (work.snapshot)
-    actions.push({
-      id: `snapshot:${path}`,
-      title: `take a read-only snapshot of ${failed.name}:${path} at ${at} (${work.why})`,
-      touches: failed.name,
-      mutates: true,
-      observable: true,
-      apply: async (c) => {
-        await runOn(c, failed, ['mkdir', '-p', '-m', '0700', '--', names.dir], `creating ${names.dir}`);
+  return {
+    id: `snapshot:${path}`,
+    title: `take a read-only snapshot of ${source.name}:${path} at ${at} (${why})`,
+    touches: source.name,
+    mutates: true,
+    observable: true,
+    apply: async (c) => {
+      await runOn(c, source, ['mkdir', '-p', '-m', '0700', '--', names.dir], `creating ${names.dir}`);
+      await runOn(
+        c,
+        source,
+        ['btrfs', 'subvolume', 'snapshot', '-r', '--', path, at],
+        `snapshotting the data path ${path}`,
+      );
+      return { path, snapshot: at };
+    },
+  };
+}
+
+/** Sends DIR/NAME from the source into DIR on the target: in full (`size` says how much), or the difference. */
+export function sendAction(
+  source: InventoryHost,
+  target: InventoryHost,
+  path: string,
+  names: Names,
+  send: { parent?: string; replaceIncomplete: boolean },
+  size: string,
+): Action {
+  const at = join(names.dir, names.name);
+  const { parent, replaceIncomplete } = send;
+  return {
+    id: `send:${path}`,
+    title: `send ${at} from ${source.name} to ${target.name}:${names.dir} (${parent ? `the difference from ${parent}` : `in full, ${size}`}${replaceIncomplete ? '; replacing an unfinished receive' : ''})`,
+    touches: target.name,
+    mutates: true,
+    observable: true,
+    apply: async (c) => {
+      await runOn(c, target, ['mkdir', '-p', '-m', '0700', '--', names.dir], `creating ${names.dir}`);
+      if (replaceIncomplete)
         await runOn(
           c,
-          failed,
-          ['btrfs', 'subvolume', 'snapshot', '-r', '--', path, at],
-          `snapshotting the data path ${path}`,
+          target,
+          ['btrfs', 'subvolume', 'delete', '--', at],
+          `deleting an unfinished receive of ${path}`,
         );
-        return { path, snapshot: at };
-      },
-    });
-  if (work.send) {
-    const { parent, replaceIncomplete } = work.send;
-    actions.push({
-      id: `send:${path}`,
-      title: `send ${at} from ${failed.name} to ${ctx.target.name}:${names.dir} (${parent ? `the difference from ${parent}` : `in full, ${(p.source.bytes / 1024 ** 2).toFixed(1)} MiB in ${p.source.files} files`}${replaceIncomplete ? '; replacing an unfinished receive' : ''})`,
-      touches: ctx.target.name,
-      mutates: true,
-      observable: true,
-      apply: async (c) => {
-        const to = c.target;
-        await runOn(c, to, ['mkdir', '-p', '-m', '0700', '--', names.dir], `creating ${names.dir}`);
-        if (replaceIncomplete)
-          await runOn(
-            c,
-            to,
-            ['btrfs', 'subvolume', 'delete', '--', at],
-            `deleting an unfinished receive of ${path}`,
-          );
-        const sent = await sendSnapshot(c, {
-          from: failed,
-          to,
-          dir: names.dir,
-          name: names.name,
-          ...(parent ? { parent } : {}),
-        });
-        c.log(`${path}: sent ${at} to ${to.name} (${sent.bytes} bytes, ${parent ? `-p ${parent}` : 'full'})`);
-        return {
-          path,
-          snapshot: at,
-          ...(parent ? { parent } : {}),
-          transferred_bytes: sent.bytes,
-          duration_ms: sent.duration_ms,
-        };
-      },
-    });
-  }
+      const sent = await sendSnapshot(c, {
+        from: source,
+        to: target,
+        dir: names.dir,
+        name: names.name,
+        ...(parent ? { parent } : {}),
+      });
+      c.log(
+        `${path}: sent ${at} to ${target.name} (${sent.bytes} bytes, ${parent ? `-p ${parent}` : 'full'})`,
+      );
+      return {
+        path,
+        snapshot: at,
+        ...(parent ? { parent } : {}),
+        transferred_bytes: sent.bytes,
+        duration_ms: sent.duration_ms,
+      };
+    },
+  };
+}
+
+/**
+ * Makes the data path on the target a writable snapshot of the received DIR/NAME. What was there: an empty
+ * directory is replaced, data is moved aside to PATH.persona-previous-RUN, never deleted.
+ */
+export function installAction(
+  source: InventoryHost,
+  target: InventoryHost,
+  path: string,
+  names: Names,
+  existing: 'absent' | 'empty' | 'aside',
+): Action {
+  const at = join(names.dir, names.name);
   const aside =
-    work.existing === 'aside'
+    existing === 'aside'
       ? `; what is there now differs from the source and is moved aside to ${names.aside}, not deleted`
-      : work.existing === 'empty'
+      : existing === 'empty'
         ? '; the empty directory there now is replaced'
         : '';
-  actions.push({
+  return {
     id: `install:${path}`,
-    title: `make ${ctx.target.name}:${path} a writable snapshot of the received ${at}${aside}`,
-    touches: ctx.target.name,
+    title: `make ${target.name}:${path} a writable snapshot of the received ${at}${aside}`,
+    touches: target.name,
     mutates: true,
     observable: true,
     apply: async (c) => {
       const argv = ['sh', '-c', INSTALL_SCRIPT, 'persona-btrfs-install', path, at, names.aside];
-      const r = await runOn(c, c.target, argv, `making ${path} a writable snapshot of ${at}`);
+      const r = await runOn(c, target, argv, `making ${path} a writable snapshot of ${at}`);
       const movedTo = r.stdout.trim();
-      if (movedTo) c.log(`${path} on ${c.target.name}: what was there is kept at ${shown(movedTo)}`);
+      if (movedTo) c.log(`${path} on ${target.name}: what was there is kept at ${shown(movedTo)}`);
       // The stream carries numeric ids; users configure created have new ones, so those travel by name.
-      if (c.profile.security_profile.users.length > 0) await applyOwners(c, failed, at, path);
+      if (c.profile.security_profile.users.length > 0) await applyOwners(c, source, at, path);
       return { path, from: at, ...(movedTo ? { moved_aside: shown(movedTo) } : {}) };
     },
-  });
-  return actions;
+  };
+}
+
+/** The actions of one path, in order: snapshot on the source, send, install on the target. */
+export function pathActions(ctx: StepContext, failed: InventoryHost, p: PathPlan): Action[] {
+  const { path, names, work } = p;
+  return [
+    ...(work.snapshot ? [snapshotAction(failed, path, names, work.why)] : []),
+    ...(work.send
+      ? [
+          sendAction(
+            failed,
+            ctx.target,
+            path,
+            names,
+            work.send,
+            `${(p.source.bytes / 1024 ** 2).toFixed(1)} MiB in ${p.source.files} files`,
+          ),
+        ]
+      : []),
+    installAction(failed, ctx.target, path, names, work.existing),
+  ];
 }
 
 /** Deletes persona's snapshots of a path on both hosts (never the path itself: only DIR/NAME@… subvolumes). */
-function cleanupAction(
+export function cleanupAction(
   path: string,
   names: ReturnType<typeof snapshotNames>,
   hosts: Array<{ host: InventoryHost; snapshots: string[] }>,

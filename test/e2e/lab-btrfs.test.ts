@@ -4,6 +4,8 @@
  * writable snapshot as the data path on lab-2), against the lab of spec/btrfs.json, where lab-1 and lab-2 keep /srv
  * on btrfs with the data path a subvolume, and lab-3 and lab-4 keep ext4. Data identity and traffic are checked as
  * in lab-recover.test.ts: /checksum through the real HAProxy equals lab-1's original data, and HAProxy serves lab-2.
+ * A planned move (`persona migrate`) of demo-web from lab-1 to lab-2 while a writer appends to its data sends a
+ * snapshot in full while it serves and only the difference after the stop (`send -p`); lab-2 ends with lab-1's data.
  * A target whose /srv is ext4 is rejected by the ranking (the probe reports the data path's filesystem), by name,
  * before anything runs.
  */
@@ -13,13 +15,16 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { requireBinaries } from '../helpers/binaries.js';
 import { jsonLines } from '../helpers/cli.js';
-import { BTRFS_SPEC, fail, type LabState, labDown, labUp, releaseLab, sshExec } from '../lab/lab.js';
+import { BTRFS_SPEC, fail, httpGet, type LabState, labDown, labUp, releaseLab, sshExec } from '../lab/lab.js';
 import {
+  demoWriter,
   expectEveryStepSucceeded,
   expectRecoveredOnto,
+  haproxyAdminStates,
   journal,
   persona,
   runIdIn,
+  treeChecksum,
   type Workspace,
   workspace,
 } from './lab-helpers.js';
@@ -195,5 +200,71 @@ describe('data.migration snapshot (built CLI, btrfs lab)', () => {
     expect((await sshExec('lab-3', ['test', '-e', DATA])).exitCode).not.toBe(0);
     expect((await sshExec('lab-3', ['ls', '-la', '/srv'])).stdout).toBe(before);
     expect((await sshExec('lab-1', ['test', '-e', SNAPSHOTS])).exitCode).not.toBe(0);
+  });
+
+  test('persona migrate lab-1 → lab-2 while a writer appends: a full snapshot sent while serving, only the difference after the stop; every write on lab-2, HAProxy serves lab-2, the downtime reported', async () => {
+    const lab = await freshBtrfsLab();
+    const ws = snapshotWorkspace(lab);
+    expect((await sshExec('lab-1', ['sh', '-c', demoWriter(DATA)])).exitCode).toBe(0);
+    const r = await persona(['migrate', 'demo-web', '--to', 'lab-2', '--yes', '--json'], ws);
+    expect(r.code, r.stderr).toBe(0);
+    const events = jsonLines(r.stdout);
+    const result = events.at(-1)!;
+    expect(result).toMatchObject({
+      type: 'result',
+      ok: true,
+      runs: [
+        { app: 'demo-web', kind: 'migrate', status: 'succeeded', failed_host: 'lab-1', target_host: 'lab-2' },
+      ],
+    });
+    const run = (result.runs as Array<{ run_id: string; downtime_ms?: number }>)[0]!;
+    expect(run.downtime_ms).toBeGreaterThan(0);
+    expect(run.downtime_ms).toBeLessThan(30_000);
+
+    const steps = (
+      journal(ws, run.run_id) as unknown as {
+        steps: Array<StepRecord & { outputs?: Record<string, unknown> }>;
+      }
+    ).steps;
+    const out = (kind: string) => steps.find((s) => s.kind === kind)!.outputs as Record<string, unknown>;
+    type Sent = { snapshot: string; parent?: string; transferred_bytes: number };
+    // precopy: a read-only snapshot of the live path, sent in full (at least the ~18 MB of seeded data).
+    expect(out('precopy')).toMatchObject({
+      method: 'snapshot',
+      transfers: [{ snapshot: `${SNAPSHOTS}/data@${run.run_id}.pre` }],
+    });
+    const full = (out('precopy').transfers as Sent[])[0]!;
+    expect(full.parent).toBeUndefined();
+    expect(full.transferred_bytes).toBeGreaterThan(18 * 10 ** 6);
+    // The final copy: a second snapshot after the stop, only the difference from the first (send -p).
+    expect(out('fence').evidence).toMatchObject({ fenced: true, reachable: true });
+    expect(out('migrate')).toMatchObject({
+      method: 'snapshot',
+      verify: 'metadata',
+      source: { host: 'lab-1' },
+      transfers: [{ snapshot: `${SNAPSHOTS}/data@${run.run_id}.final`, parent: `data@${run.run_id}.pre` }],
+      verified: [{ path: DATA }],
+    });
+    const delta = (out('migrate').transfers as Sent[])[0]!;
+    expect(delta.transferred_bytes).toBeLessThan(full.transferred_bytes / 20);
+    expect(out('monitor').downtime).toMatchObject({ hz: 20, longest_ms: run.downtime_ms });
+
+    // lab-2 holds exactly lab-1's data after the stop, the writes made during the move too.
+    const [src, dst] = await Promise.all([sh('lab-1', treeChecksum(DATA)), sh('lab-2', treeChecksum(DATA))]);
+    expect(dst.stdout.trim()).toBe(src.stdout.trim());
+    const lines = await sshExec('lab-2', ['wc', '-l', `${DATA}/writes.log`]);
+    expect(Number(lines.stdout.trim().split(/\s+/)[0])).toBeGreaterThan(10);
+    // A writable subvolume on lab-2; persona's snapshots gone from both hosts.
+    expect((await sshExec('lab-2', ['btrfs', 'property', 'get', '-ts', DATA, 'ro'])).stdout.trim()).toBe(
+      'ro=false',
+    );
+    for (const host of ['lab-1', 'lab-2'])
+      expect((await sshExec(host, ['test', '-e', SNAPSHOTS])).exitCode, host).not.toBe(0);
+
+    for (let i = 0; i < 3; i++)
+      expect((await httpGet(`${lab.haproxy.frontend_url}/whoami`)).body.trim()).toBe('lab-2');
+    const states = await haproxyAdminStates(lab);
+    expect(states['lab-1']! & 0x01).toBe(1);
+    expect(states['lab-2']! & 0x23).toBe(0);
   });
 });

@@ -181,3 +181,11 @@ export async function hostHasPackage(host: string, name: string): Promise<boolea
 }
 
 export { execa };
+
+/** sha256 of every file under DIR (sorted by path), one digest: the same data on two hosts gives the same line. */
+export const treeChecksum = (dir: string) =>
+  `cd ${dir} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum | sha256sum | cut -d" " -f1`;
+
+/** On the host it runs on: a line into DIR/writes.log every 50 ms for as long as demo-web runs there (its pidfile). */
+export const demoWriter = (dir: string) =>
+  `nohup sh -c 'while [ -e /run/demo-web.pid ]; do date +%s%N >> ${dir}/writes.log; sleep 0.05; done' >/dev/null 2>&1 &`;

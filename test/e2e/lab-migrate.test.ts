@@ -10,15 +10,22 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { jsonLines } from '../helpers/cli.js';
 import { httpGet, releaseLab, sshExec } from '../lab/lab.js';
-import { freshLab, haproxyAdminStates, journal, persona, workspace } from './lab-helpers.js';
+import {
+  demoWriter,
+  freshLab,
+  haproxyAdminStates,
+  journal,
+  persona,
+  treeChecksum,
+  workspace,
+} from './lab-helpers.js';
 
 afterAll(() => releaseLab());
 
 const DATA = '/srv/demo-web/data';
-const CHECKSUM = `cd ${DATA} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum | sha256sum | cut -d" " -f1`;
-
-/** On lab-1: a line into DATA/writes.log every 50 ms for as long as demo-web runs there (its pidfile). */
-const WRITER = `nohup sh -c 'while [ -e /run/demo-web.pid ]; do date +%s%N >> ${DATA}/writes.log; sleep 0.05; done' >/dev/null 2>&1 &`;
+const CHECKSUM = treeChecksum(DATA);
+/** On lab-1: a line into DATA/writes.log every 50 ms for as long as demo-web runs there. */
+const WRITER = demoWriter(DATA);
 
 describe('migrate (built CLI, lab)', () => {
   test('a dry run changes nothing; the move keeps every write, switches HAProxy, and reports its downtime', async () => {

@@ -4,91 +4,38 @@
  * path is on tmpfs (127.0.0.4). The migrate step runs through the real engine and the real SSH transport: a dry run
  * changes nothing, the run snapshots, sends through this machine and installs, the copy has the source's contents,
  * owners and modes (sha256 manifests), a second plan is empty, different data already on the target is moved aside,
- * `send -p` moves only the difference, and a tmpfs target is refused by name. The namespaces end with their sshd:
- * the loop devices (autoclear) go with them, and afterAll checks that none is left.
+ * `send -p` moves only the difference, and a tmpfs target is refused by name. The hosts: test/helpers/btrfs-hosts.ts
+ * (afterAll checks that no loop device is left).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { InventoryHost } from '../../src/hosts/inventory.js';
-import { SshTransport } from '../../src/hosts/ssh.js';
+import type { SshTransport } from '../../src/hosts/ssh.js';
 import { validateProfileValue } from '../../src/profile/validate.js';
 import { manifestIfPresent, remoteManifest } from '../../src/runbook/remote.js';
 import type { StepContext } from '../../src/runbook/types.js';
 import { migrateStep } from '../../src/steps/migrate.js';
 import { SNAPSHOT_DIR, sendSnapshot } from '../../src/steps/snapshot.js';
 import { Redactor } from '../../src/ui/redact.js';
-import { requireBinaries } from '../helpers/binaries.js';
+import { type BtrfsHosts, startBtrfsHosts } from '../helpers/btrfs-hosts.js';
 import { testJournal } from '../helpers/journal.js';
 import { runSteps } from '../helpers/run-step.js';
-import { startSshd, type TestSshd } from '../helpers/sshd.js';
 
 /** The machine may be busy: a run is some tens of ssh commands and two sha256 manifests per plan. */
 const SLOW = 180_000;
 
+let lab: BtrfsHosts;
 let root: string;
 /** Where each namespace mounts its filesystem; in this test's own namespace, an empty directory. */
 let mnt: string;
 let data: string;
-const images: string[] = [];
-const sshds: TestSshd[] = [];
 let ssh: SshTransport;
-const hosts: Record<'src' | 'dst' | 'tmp', InventoryHost> = {} as never;
-
-/** An sshd in a mount namespace of its own, with `mount` (a shell line: $1 the image, $2 the mountpoint) done first. */
-async function namespacedSshd(address: string, mount: string, image: string): Promise<TestSshd> {
-  return await startSshd({
-    address,
-    wrap: [
-      'unshare',
-      '--mount',
-      '--propagation',
-      'private',
-      '--',
-      'sh',
-      '-c',
-      `set -e; ${mount}; shift 2; exec "$@"`,
-      'persona-btrfs-ns',
-      image,
-      mnt,
-    ],
-  });
-}
+let hosts: BtrfsHosts['hosts'];
 
 beforeAll(async () => {
-  requireBinaries('mkfs.btrfs', 'btrfs', 'unshare', 'mount', 'losetup');
-  root = mkdtempSync(join(tmpdir(), 'persona-btrfs-'));
-  mnt = join(root, 'mnt');
+  lab = await startBtrfsHosts('persona-btrfs-');
+  ({ root, mnt, ssh, hosts } = lab);
   data = join(mnt, 'data', 'app');
-  mkdirSync(mnt);
-  for (const name of ['src', 'dst']) {
-    const image = join(root, `${name}.img`);
-    execFileSync('truncate', ['-s', '256M', image]);
-    execFileSync('mkfs.btrfs', ['-q', image]);
-    images.push(image);
-  }
-  const loop = 'mount -o loop -- "$1" "$2"';
-  sshds.push(await namespacedSshd('127.0.0.2', loop, images[0]!));
-  sshds.push(await namespacedSshd('127.0.0.3', loop, images[1]!));
-  sshds.push(await namespacedSshd('127.0.0.4', 'mount -t tmpfs -o size=16m tmpfs "$2"', 'none'));
-  const config = join(root, 'ssh_config');
-  writeFileSync(
-    config,
-    sshds.map((s) => execFileSync('cat', [s.configFile], { encoding: 'utf8' })).join('\n'),
-  );
-  ssh = new SshTransport({ configFile: config, connectTimeoutSec: 5 });
-  const host = (name: string, s: TestSshd): InventoryHost => ({
-    name,
-    address: s.address,
-    port: s.port,
-    labels: {},
-    apps: [],
-  });
-  hosts.src = host('btrfs-src', sshds[0]!);
-  hosts.dst = host('btrfs-dst', sshds[1]!);
-  hosts.tmp = host('tmpfs-host', sshds[2]!);
   // The source: a subvolume with owners known and unknown by name, modes, a nested directory, a name with spaces.
   const setup = [
     'set -e',
@@ -113,22 +60,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await ssh?.close();
-  for (const s of sshds) await s.stop();
-  // The namespaces die with their last process: the mounts go, and autoclear detaches the loop devices.
-  const left = () =>
-    images.flatMap((image) =>
-      execFileSync('losetup', ['-j', image], { encoding: 'utf8' })
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => line.split(':')[0]!),
-    );
-  const deadline = Date.now() + 15_000;
-  while (left().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  const stuck = left();
-  for (const device of stuck) execFileSync('losetup', ['-d', device]);
-  if (root) rmSync(root, { recursive: true, force: true });
-  expect(stuck).toEqual([]);
+  expect(await lab?.stop()).toEqual([]);
 }, 60_000);
 
 function context(target: InventoryHost): Partial<StepContext> {

@@ -148,7 +148,7 @@ describe('migrate in-process against fake hosts', () => {
     expect(w.fake.host('h1').running).toBe(true);
   });
 
-  test('refused before any remote command: --from names the wrong host; --to is where it runs; snapshot data; postgresql without a replication role', async () => {
+  test('refused before any remote command: --from names the wrong host; --to is where it runs; postgresql without a replication role', async () => {
     const w = world();
     const wrongFrom = await w.migrate('--from', 'h2', '--to', 'h1', '--yes');
     expect(wrongFrom.code).toBe(2);
@@ -157,14 +157,6 @@ describe('migrate in-process against fake hosts', () => {
     expect(same.code).toBe(2);
     expect(same.stderr).toMatch(/already runs on h1/);
     expect(w.fake.calls).toEqual([]);
-
-    const snap = world((p) => {
-      p.data = { paths: ['/srv/web'], migration: 'snapshot' };
-    });
-    const r = await snap.migrate('--to', 'h2', '--yes');
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/moves rsync and postgresql data only; web's data.migration is snapshot/);
-    expect(snap.fake.calls).toEqual([]);
 
     const pg = world((p) => {
       p.data = {

@@ -3,6 +3,7 @@ import { describe, expect, test } from 'vitest';
 import {
   type BtrfsFacts,
   decidePath,
+  decideSend,
   parseBtrfsFacts,
   refusal,
   snapshotNames,
@@ -31,6 +32,56 @@ describe('snapshot names', () => {
       name: 'app@R2',
       aside: '/srv/app.persona-previous-R2',
     });
+  });
+});
+
+describe('snapshot names of a planned move', () => {
+  test('two snapshots in one run, told apart by a suffix; the same directory, prefix and aside', () => {
+    const pre = snapshotNames('/srv/app', 'R2', 'pre');
+    const final = snapshotNames('/srv/app', 'R2', 'final');
+    expect([pre.name, final.name]).toEqual(['app@R2.pre', 'app@R2.final']);
+    expect({ ...pre, name: names.name }).toEqual(names);
+  });
+});
+
+describe('decideSend: what a planned move still has to snapshot and send', () => {
+  const ro = (name: string) => ({ name, readonly: true });
+  const final = snapshotNames('/srv/app', 'R2', 'final');
+
+  test('the final send is the difference from the precopy snapshot, preferred over a later one', () => {
+    const source = btrfs({ snapshots: [ro('app@R2.pre'), ro('app@R9')] });
+    const target = btrfs({ snapshots: [ro('app@R2.pre'), ro('app@R9')] });
+    expect(decideSend({ source, target }, final, 'app@R2.pre')).toEqual({
+      snapshot: true,
+      send: { parent: 'app@R2.pre', replaceIncomplete: false },
+    });
+  });
+
+  test('without the precopy snapshot on both hosts, the latest shared one; else in full', () => {
+    const source = btrfs({ snapshots: [ro('app@R2.pre'), ro('app@R1')] });
+    expect(decideSend({ source, target: btrfs({ snapshots: [ro('app@R1')] }) }, final, 'app@R2.pre')).toEqual(
+      {
+        snapshot: true,
+        send: { parent: 'app@R1', replaceIncomplete: false },
+      },
+    );
+    expect(decideSend({ source, target: btrfs() }, final, 'app@R2.pre')).toEqual({
+      snapshot: true,
+      send: { replaceIncomplete: false },
+    });
+  });
+
+  test('taken and received: nothing; an unfinished receive is replaced', () => {
+    const source = btrfs({ snapshots: [ro('app@R2.final')] });
+    expect(decideSend({ source, target: btrfs({ snapshots: [ro('app@R2.final')] }) }, final)).toEqual({
+      snapshot: false,
+    });
+    expect(
+      decideSend(
+        { source, target: btrfs({ snapshots: [{ name: 'app@R2.final', readonly: false }] }) },
+        final,
+      ),
+    ).toEqual({ snapshot: false, send: { replaceIncomplete: true } });
   });
 });
 
