@@ -156,8 +156,12 @@ describe('a planned move through btrfs snapshots', () => {
         },
         conclude: async () => ({}),
       };
-      // Some writes before the precopy's snapshot, too.
-      await new Promise((r) => setTimeout(r, 300));
+      // Some writes before the precopy's snapshot, too: wait for them (the writer's ssh may be slow to start).
+      const deadline = Date.now() + 30_000;
+      while ((await lines(lab.hosts.src, join(data, 'log.txt')).catch(() => 0)) < 5) {
+        if (Date.now() > deadline) throw new Error('the writer wrote nothing in 30 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
       const steps = [precopy, fence, finalCopyStep];
       const run = await runSteps(steps, context(lab.hosts.dst), { journal: journal(runId, steps) });
       expect(run.error).toBeUndefined();
