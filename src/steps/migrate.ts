@@ -9,6 +9,7 @@
  * With data.migration snapshot and the failed host as the source, btrfs snapshots move the data (snapshot.ts);
  * from a backup, rsync does.
  */
+import { existsSync } from 'node:fs';
 import { rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PersonaError } from '../errors.js';
@@ -295,13 +296,28 @@ export function withoutMultiplexing(rsh: string): string {
 
 export const stagingDir = (ctx: StepContext) => join(ctx.stateDir, 'staging', ctx.journal.run_id);
 
+/**
+ * The room for a staging area on this machine: the free bytes of the filesystem `fsOf` is on, and the bytes
+ * `staging` holds already (0 when it is not there yet), which a copy into it does not need again.
+ */
+export async function stagingRoom(
+  ctx: StepContext,
+  staging: string,
+  fsOf: string,
+): Promise<{ free: number; staged: number }> {
+  const fs = await statfs(fsOf);
+  let staged = 0;
+  if (existsSync(staging)) {
+    const { execa } = await import('execa');
+    const du = await execa('du', ['-sb', '--', staging], { cancelSignal: ctx.signal });
+    staged = Number(String(du.stdout).split(/\s/)[0]) || 0;
+  }
+  return { free: fs.bavail * fs.bsize, staged };
+}
+
 /** The staging area must hold the copy (what is already staged from an earlier attempt counts as room). */
 export async function checkStagingSpace(ctx: StepContext, staging: string, needed: number): Promise<void> {
-  const fs = await statfs(staging);
-  const { execa } = await import('execa');
-  const du = await execa('du', ['-sb', '--', staging], { cancelSignal: ctx.signal });
-  const staged = Number(String(du.stdout).split(/\s/)[0]) || 0;
-  const free = fs.bavail * fs.bsize;
+  const { free, staged } = await stagingRoom(ctx, staging, staging);
   if (needed > free + staged) {
     throw new PersonaError(
       'E_STEP_FAILED',

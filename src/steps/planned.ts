@@ -29,7 +29,7 @@ import {
 } from '../runbook/remote.js';
 import type { Action, Applied, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { fenceStep } from './fence.js';
-import { checkStagingSpace, rshArgs, rsync, stagingDir, targetFreeBytes } from './migrate.js';
+import { checkStagingSpace, rshArgs, rsync, stagingDir, stagingRoom, targetFreeBytes } from './migrate.js';
 import { chownAsListed, listOwners } from './owners.js';
 import { type FinalSnapshotFacts, snapshotFinalPlan, snapshotPrecopyPlan } from './planned-snapshot.js';
 import { promoteStep } from './postgresql-promote.js';
@@ -124,17 +124,13 @@ async function stagingShortfall(
   needed: number,
 ): Promise<NonNullable<StepPlan['blocked']> | undefined> {
   const dir = stagingDir(ctx);
-  const fs = await statfs(existsSync(dir) ? dir : ctx.stateDir).catch(() => undefined);
-  if (!fs) return undefined;
-  const { execa } = await import('execa');
-  const du = existsSync(dir)
-    ? await execa('du', ['-sb', '--', dir], { cancelSignal: ctx.signal })
-    : undefined;
-  const staged = Number(String(du?.stdout ?? '0').split(/\s/)[0]) || 0;
-  const free = fs.bavail * fs.bsize;
-  if (needed <= free + staged) return undefined;
+  const fsOf = existsSync(dir) ? dir : ctx.stateDir;
+  // A state directory not made yet (a first dry run) has nothing to measure.
+  if (!existsSync(fsOf)) return undefined;
+  const room = await stagingRoom(ctx, dir, fsOf);
+  if (needed <= room.free + room.staged) return undefined;
   return {
-    message: `the staging area ${dir} on this machine has ${mib(free)} free; the move needs ${mib(needed - staged)} more`,
+    message: `the staging area ${dir} on this machine has ${mib(room.free)} free; the move needs ${mib(needed - room.staged)} more`,
     hint: 'Free space there, or point PERSONA_STATE_DIR at a larger filesystem, then resume.',
   };
 }
