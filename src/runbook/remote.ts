@@ -2,6 +2,7 @@
  * Small remote operations the steps share. Every command is an argument array; file contents travel on stdin;
  * paths and names are positional parameters of a fixed script, never spliced into it.
  */
+import { join } from 'node:path';
 import type { InventoryHost } from '../hosts/inventory.js';
 import { runsAsRoot } from '../hosts/local-transport.js';
 import type { ExecResult, Transport } from '../hosts/ssh.js';
@@ -136,12 +137,53 @@ export async function remoteManifest(
   return parseManifest(r.stdout);
 }
 
+/** The local manifests this process computed, by directory, with the tree's signature when they were. */
+const localManifests = new Map<string, { signature: string; manifest: Manifest }>();
+
+/**
+ * A directory tree's signature: every entry's path, type, mode, owner and group ids, size, inode, and its
+ * modification and change times to the nanosecond, with the change times of /etc/passwd and /etc/group (the
+ * manifest names owners). Writing a file's contents, or changing its owner or mode, changes its ctime, which no
+ * unprivileged program can set back; an equal signature means the tree's manifest is still what it was.
+ */
+export async function treeSignature(dir: string): Promise<string> {
+  const { lstat, readdir } = await import('node:fs/promises');
+  const { createHash } = await import('node:crypto');
+  const names = (await readdir(dir, { recursive: true })).sort();
+  const line = async (path: string, name: string) => {
+    const s = await lstat(path, { bigint: true });
+    return `${name}\0${s.mode} ${s.uid}:${s.gid} ${s.size} ${s.ino} ${s.mtimeNs} ${s.ctimeNs}`;
+  };
+  const hash = createHash('sha256');
+  for (const extra of ['/etc/passwd', '/etc/group'])
+    hash.update(await line(extra, extra).catch(() => `${extra}\0absent`));
+  hash.update(await line(dir, '.'));
+  for (let i = 0; i < names.length; i += 256) {
+    const chunk = names.slice(i, i + 256);
+    for (const l of await Promise.all(chunk.map((n) => line(join(dir, n), n)))) hash.update(`\0${l}`);
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * The manifest of a directory on this machine. A tree whose signature (treeSignature) has not changed since this
+ * process last hashed it gets that manifest again without hashing its contents: a backup read by the early copy,
+ * then by migrate's plan and its verification, is hashed once per run.
+ */
 export async function localManifest(dir: string, signal?: AbortSignal): Promise<Manifest> {
+  const before = await treeSignature(dir).catch(() => undefined);
+  const known = localManifests.get(dir);
+  if (before !== undefined && known?.signature === before) return known.manifest;
   const { execa } = await import('execa');
   const r = await execa('sh', ['-c', MANIFEST_SCRIPT, 'persona-manifest', dir], {
     ...(signal ? { cancelSignal: signal } : {}),
   });
-  return parseManifest(String(r.stdout));
+  const manifest = parseManifest(String(r.stdout));
+  // Kept only when nothing changed while it was hashed.
+  if (before !== undefined && (await treeSignature(dir).catch(() => undefined)) === before)
+    localManifests.set(dir, { signature: before, manifest });
+  else localManifests.delete(dir);
+  return manifest;
 }
 
 /** The manifest of a data path that may not be there yet: undefined when the directory is absent. */

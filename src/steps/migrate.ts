@@ -263,8 +263,11 @@ async function copyOne(
    * does not queue configure's commands behind it on the shared (multiplexed) one.
    */
   stage = false,
+  /** The path's parent is there already (an early copy was just moved into place beside its staging area). */
+  parentThere = false,
 ): Promise<{ transferred: number }> {
-  await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(copy.target)], ctx.signal);
+  if (!parentThere)
+    await runPrivileged(ctx.ssh, ctx.target, ['mkdir', '-p', '--', dirname(copy.target)], ctx.signal);
   const to = await rshArgs(ctx, ctx.target, stage);
   const onTarget = stage ? ROOT_ONLY : [];
   const host = sourceHost(source);
@@ -407,11 +410,14 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       notes: ['no data to migrate (data.migration is none or no paths)'],
       facts: { skipped: 'no data to migrate' },
     };
-  const [chosen, staged] = await Promise.all([chooseSource(ctx), stagedCopies(ctx)]);
+  // The staged copies are looked at while the source is chosen and the manifests are made (planCopies).
+  const staging = stagedCopies(ctx);
+  staging.catch(() => {});
+  const chosen = await chooseSource(ctx);
   if ('blocked' in chosen)
     return {
       actions: [],
-      notes: staged.map(
+      notes: (await staging).map(
         (f) =>
           `the early copy of the backup stays in ${f.staging} on ${ctx.target.name} (root-only, not at ${f.path}) until migrate decides: resumed, it is moved into place if the backup is chosen, else removed`,
       ),
@@ -421,6 +427,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
   const notes = [`data source: ${describeSource(source)} — ${why}`];
   if (data.migration === 'snapshot') {
     if (source.kind === 'failed-host') {
+      const staged = await staging;
       const planned = await viaSnapshots(ctx, source.host, why, notes);
       const unstage = staged.map((f) => unstageAction(ctx, f, `migrate copies from ${source.host.name}`));
       return { ...planned, actions: [...unstage, ...planned.actions] };
@@ -429,7 +436,7 @@ async function plan(ctx: StepContext): Promise<StepPlan> {
       'data.migration snapshot: the backup is a directory of files, so it is restored with rsync; snapshots need the failed host to answer',
     );
   }
-  return await planCopies(ctx, source, why, notes, staged);
+  return await planCopies(ctx, source, why, notes, staging);
 }
 
 /** The early copies this run left in staging directories on the target (migrate-staging.ts). */
@@ -449,17 +456,26 @@ async function planCopies(
   source: Source,
   why: string,
   notes: string[],
-  staged: readonly StagingFacts[] = [],
+  staging: Promise<readonly StagingFacts[]> | readonly StagingFacts[] = [],
 ): Promise<StepPlan> {
   const list = await copies(ctx, source, notes);
-  const found: Array<{ copy: Copy; index: number; source: Manifest; target: Manifest | undefined }> = [];
+  const found: Array<{
+    copy: Copy;
+    index: number;
+    source: Manifest;
+    target: Manifest | undefined;
+    room: { free: number; mount: string };
+  }> = [];
   for (const [index, copy] of list.entries()) {
-    const [src, dst] = await Promise.all([
+    // The free space is asked beside the manifests (one round trip less), whether or not a copy is needed.
+    const [src, dst, room] = await Promise.all([
       manifestOf(ctx, source, copy.from),
       manifestIfPresent(ctx.ssh, ctx.target, copy.target, ctx.signal),
+      targetFreeBytes(ctx, copy.target),
     ]);
-    found.push({ copy, index, source: src, target: dst });
+    found.push({ copy, index, source: src, target: dst, room });
   }
+  const staged = await staging;
   const todo = found.flatMap((f) => {
     const why = copyDiff(f.source, f.target, ctx.target.name);
     if (!why) {
@@ -475,19 +491,17 @@ async function planCopies(
   const stagedFor = (path: string) => staged.find((s) => s.path === path);
   const short = spaceShortfall(
     ctx.target.name,
-    await Promise.all(
-      todo.map(async (f) => {
-        const { free, mount } = await targetFreeBytes(ctx, f.copy.target);
-        // An early copy is moved into place (what it holds is not needed again), or removed first (room freed).
-        const early = stagedFor(f.copy.target)?.staged ?? 0;
-        return {
-          path: f.copy.target,
-          mount,
-          free: free + (fromBackup ? 0 : early),
-          needed: Math.max(0, f.source.bytes - (f.target?.bytes ?? 0) - (fromBackup ? early : 0)),
-        };
-      }),
-    ),
+    todo.map((f) => {
+      const { free, mount } = f.room;
+      // An early copy is moved into place (what it holds is not needed again), or removed first (room freed).
+      const early = stagedFor(f.copy.target)?.staged ?? 0;
+      return {
+        path: f.copy.target,
+        mount,
+        free: free + (fromBackup ? 0 : early),
+        needed: Math.max(0, f.source.bytes - (f.target?.bytes ?? 0) - (fromBackup ? early : 0)),
+      };
+    }),
   );
 
   const moves = fromBackup ? todo.flatMap((f) => stagedFor(f.copy.target) ?? []) : [];
@@ -513,7 +527,15 @@ async function planCopies(
       let moved: string | undefined;
       try {
         if (early) moved = await useStaged(c, early);
-        ({ transferred } = await copyOne(c, source, f.copy, f.index, f.source.bytes));
+        ({ transferred } = await copyOne(
+          c,
+          source,
+          f.copy,
+          f.index,
+          f.source.bytes,
+          false,
+          moved === 'moved',
+        ));
         await applyOwners(c, sourceHost(source), f.copy.from, f.copy.target);
       } finally {
         // Staged data is a full copy of the application's data on this machine: never left behind. An

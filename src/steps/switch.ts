@@ -3,10 +3,24 @@
  * the journal, unless --force-no-fence was given (and confirmed).
  */
 import { fenceEvidence } from '../runbook/fencing.js';
-import type { Action, Step, StepPlan } from '../runbook/types.js';
+import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { caveatsOf } from '../traffic/router.js';
 import { hookActions, hooksRan } from './hooks.js';
 import { trafficRouter } from './traffic.js';
+
+const hostnames = new WeakMap<object, Promise<string>>();
+
+/** The target's kernel hostname (what an answer through the router may name), asked once per step attempt (one context). */
+function targetHostname(ctx: StepContext): Promise<string> {
+  let asked = hostnames.get(ctx);
+  if (!asked) {
+    asked = ctx.ssh
+      .exec(ctx.target, ['cat', '/proc/sys/kernel/hostname'], { signal: ctx.signal })
+      .then((r) => r.stdout.trim());
+    hostnames.set(ctx, asked);
+  }
+  return asked;
+}
 
 export const switchStep: Step = {
   kind: 'switch',
@@ -25,6 +39,8 @@ export const switchStep: Step = {
     const router = trafficRouter(ctx);
     const notes: string[] = [];
     const actions: Action[] = [...hookActions(ctx, 'pre_switch')];
+    // Asked now, beside the router's state: the verification after the switch needs it at once.
+    targetHostname(ctx).catch(() => {});
     const switched = router.canObserve ? await router.isSwitched(ctx.target, ctx.failed, ctx.signal) : false;
     if (router.canObserve) notes.push(`traffic already on ${ctx.target.name}: ${switched ? 'yes' : 'no'}`);
     if (!switched) {
@@ -49,9 +65,7 @@ export const switchStep: Step = {
   },
   async conclude(ctx, { applied }) {
     const router = trafficRouter(ctx);
-    const hostname = (
-      await ctx.ssh.exec(ctx.target, ['cat', '/proc/sys/kernel/hostname'], { signal: ctx.signal })
-    ).stdout.trim();
+    const hostname = await targetHostname(ctx);
     const verified = await router.verify(ctx.target, [ctx.target.name, hostname].filter(Boolean), ctx.signal);
     ctx.log(`traffic now reaches ${ctx.target.name}: ${JSON.stringify(verified)}`);
     const traffic = applied.get('traffic:in');
