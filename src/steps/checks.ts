@@ -122,17 +122,24 @@ export async function runHealthChecks(ctx: StepContext): Promise<CheckResult[]> 
 }
 
 /** Polls the checks until all pass or the deadline passes; returns the last results either way. */
+/**
+ * Asks the health checks until all pass or `deadlineMs` passed. The pauses between rounds start at 50 ms and double
+ * up to `intervalMs`: an application that needs a moment to listen is seen as soon as it does, one that needs long
+ * is not asked more than every `intervalMs`.
+ */
 export async function waitHealthy(
   ctx: StepContext,
   deadlineMs: number,
   intervalMs = 500,
 ): Promise<{ ok: boolean; results: CheckResult[]; waitedMs: number }> {
   const started = Date.now();
+  let pause = Math.min(50, intervalMs);
   for (;;) {
     const results = await runHealthChecks(ctx);
     const ok = results.every((r) => r.ok);
     if (ok || Date.now() - started > deadlineMs) return { ok, results, waitedMs: Date.now() - started };
-    await new Promise((r) => setTimeout(r, intervalMs));
+    await new Promise((r) => setTimeout(r, pause));
+    pause = Math.min(intervalMs, pause * 2);
   }
 }
 
