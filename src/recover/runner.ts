@@ -100,6 +100,7 @@ export function pieces(ctx: Context, journal: Journal, w: World): RunPieces {
     stateDir: ctx.stateDir,
     env: ctx.env,
     allowedSources: ctx.settings.values.allowed_sources.value.split(','),
+    observationRetentionDays: ctx.settings.values.observation_retention.value,
     now: () => ctx.now(),
   };
 }

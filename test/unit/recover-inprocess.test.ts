@@ -12,6 +12,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { listObservations } from '../../src/feedback/observations.js';
 import { lockName } from '../../src/recover/lock.js';
 import { freshStepRecords } from '../../src/recover/plan.js';
 import { JournalStore } from '../../src/runbook/journal.js';
@@ -252,8 +253,44 @@ describe('recover in-process against fake hosts', () => {
     // The store says web runs on h2 now.
     const store = await openBackend(`file:${w.store}`, w.env, repoRoot);
     const assignment = JSON.parse((await store.get(`assignments/${APP}`))!.value);
+    // What validate and monitor saw on h2, kept for ranking.
+    const seen = await listObservations(store, { app: APP });
     await store.close();
     expect(assignment).toMatchObject({ host: 'h2', previous: 'h1', run_id: run.run_id });
+    expect(seen.map((o) => `${o.host} ${o.source} ${o.ok} ${o.run_id}`)).toEqual([
+      `h2 validate true ${run.run_id}`,
+      `h2 monitor true ${run.run_id}`,
+    ]);
+    expect(seen[0]!.metrics).toMatchObject({ cpu_pct: 10, memory_pct: 25 });
+  });
+
+  test('validate misses the CPU target on h2: the run stops before the switch, and the failed validation is in the store', async () => {
+    const w = world({
+      profile: (p) => {
+        // The fake samples 10% CPU.
+        p.performance_metrics = { ...(p.performance_metrics as object), cpu_utilization_pct: { max: 5 } };
+      },
+    });
+    const r = await w.recover('h1', '--yes', '--json');
+    expect(r.code, r.stderr).toBe(5);
+    expect(existsSync(w.marks.switch)).toBe(false);
+    const run = w.journal(readdirSync(join(w.state, 'runs'))[0]!.replace(/\.json$/, ''));
+    expect(run.steps.find((s) => s.kind === 'validate')!.status).toBe('failed');
+    const store = await openBackend(`file:${w.store}`, w.env, repoRoot);
+    const seen = await listObservations(store, { app: APP, host: 'h2' });
+    await store.close();
+    expect(seen.length).toBeGreaterThan(0);
+    for (const o of seen)
+      expect(o).toMatchObject({
+        app: APP,
+        host: 'h2',
+        source: 'validate',
+        run_id: run.run_id,
+        ok: false,
+        missed: ['cpu'],
+        metrics: { cpu_pct: 10 },
+        vantage: 'persona',
+      });
   });
 
   test('packages and firewall: installed and loaded on h2, and a second plan finds nothing left (the step converged)', async () => {
