@@ -26,7 +26,8 @@ export interface RunSeen {
   sample?: Sample;
 }
 
-async function withinWait<T>(work: Promise<T>, what: string): Promise<T> {
+/** The work's result, or an error once STORE_WAIT_MS passed (the work is left to finish on its own). */
+export async function withinWait<T>(work: Promise<T>, what: string): Promise<T> {
   // The work may go on after the wait: its rejection must not go unhandled.
   work.catch(() => {});
   let timer: NodeJS.Timeout | undefined;

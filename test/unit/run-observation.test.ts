@@ -3,6 +3,7 @@
  * interrupted run records nothing; old observations are pruned once, after the switch.
  */
 import { describe, expect, test } from 'vitest';
+import { readRankHistory } from '../../src/feedback/host-history.js';
 import { listObservations, recordObservations } from '../../src/feedback/observations.js';
 import { observeRun } from '../../src/feedback/run-observation.js';
 import type { StepContext } from '../../src/runbook/types.js';
@@ -94,5 +95,40 @@ describe('observeRun', () => {
     await observeRun(ctx, { source: 'monitor', ok: true, sample });
     expect(await kv.list('observations/other/')).toHaveLength(2);
     expect(await kv.list('observations/web/h2/')).toHaveLength(3);
+  });
+});
+
+describe('readRankHistory', () => {
+  test("the app's observations, by host; other apps' do not count", async () => {
+    const kv = await new FileBackend(tempDir()).open();
+    const failed = {
+      at: '2026-11-27T00:00:00.000Z',
+      source: 'validate' as const,
+      ok: false,
+      missed: ['health'],
+    };
+    await recordObservations(kv, [
+      { ...failed, app: 'web', host: 'h2', run_id: 'a' },
+      { ...failed, app: 'db', host: 'h3', run_id: 'b' },
+    ]);
+    const { history, note } = await readRankHistory(kv, 'web', NOW);
+    expect(note).toBeUndefined();
+    expect([...history.keys()]).toEqual(['h2']);
+    expect(history.get('h2')!.score).toBeLessThan(1);
+  });
+
+  test('a store that cannot be read: no history and a note saying so, never an error', async () => {
+    const kv = await new FileBackend(tempDir()).open();
+    const broken = Object.create(kv) as KvBackend;
+    Object.defineProperty(broken, 'list', {
+      value: async () => {
+        throw new Error('permission denied');
+      },
+    });
+    const { history, note } = await readRankHistory(broken, 'web', NOW);
+    expect(history.size).toBe(0);
+    expect(note).toMatch(
+      /^ranked without history: the observations of web could not be read from .*permission denied/,
+    );
   });
 });
