@@ -8,6 +8,7 @@ import type { HostFacts, PackageFact } from '../hosts/parse-probe.js';
 import type { ProbeResult } from '../hosts/probe.js';
 import { parsePackageSpec, satisfies } from '../profile/package-spec.js';
 import type { Profile } from '../profile/schema.js';
+import type { HostHistory } from './history.js';
 
 export type Strategy = 'best-fit' | 'spread' | 'most-free';
 export const strategies: Strategy[] = ['best-fit', 'spread', 'most-free'];
@@ -85,6 +86,8 @@ export interface RankedHost {
   reasons: Reason[];
   /** What the ranking could not check on an eligible host, and why it is not rejected for it. */
   notes?: string[];
+  /** What the host's history costs it, in points of the score, and why: "lab-3 −20: 2 failed validations in …". */
+  history?: string;
   score?: ScoreBreakdown;
   facts?: {
     cores: number;
@@ -103,6 +106,8 @@ export interface RankOptions {
   exclude?: readonly string[];
   /** Inventory host name -> applications assigned there (for `spread`). */
   assignments?: ReadonlyMap<string, readonly string[]>;
+  /** Inventory host name -> what was seen of the application there lately (broker/history.ts); absent: no penalty. */
+  history?: ReadonlyMap<string, HostHistory>;
 }
 
 export const gib = (bytes: number) => Number((bytes / GiB).toFixed(2));
@@ -239,10 +244,14 @@ function globOf(stale: { spec: string }): string {
   return `${p?.query}=${version.endsWith('*') ? version : `${version}*`}`;
 }
 
-const weightsFor: Record<Strategy, Record<string, number>> = {
-  'best-fit': { fit: 0.5, software: 0.3, load: 0.2 },
-  'most-free': { free: 0.5, software: 0.3, load: 0.2 },
-  spread: { spread: 0.4, free: 0.2, software: 0.2, load: 0.2 },
+/**
+ * Each strategy's weights, summing to 1 (a total of 0..100). `history` (recent failures of the application on the
+ * host) weighs 0.2 in every strategy; the others keep their proportions in the remaining 0.8.
+ */
+export const weightsFor: Record<Strategy, Record<string, number>> = {
+  'best-fit': { fit: 0.4, software: 0.24, load: 0.16, history: 0.2 },
+  'most-free': { free: 0.4, software: 0.24, load: 0.16, history: 0.2 },
+  spread: { spread: 0.32, free: 0.16, software: 0.16, load: 0.16, history: 0.2 },
 };
 
 /** Components are all 0..1, higher is better. */
@@ -252,6 +261,7 @@ export function scoreHost(
   software: SoftwareFit,
   assigned: number,
   strategy: Strategy,
+  history = 1,
 ): ScoreBreakdown {
   const slack = (have: number, need: number) =>
     have <= 0 ? 0 : Math.max(0, Math.min(1, (have - need) / have));
@@ -265,6 +275,7 @@ export function scoreHost(
     software: wanted === 0 ? 1 : software.present.length / wanted,
     load: 1 - Math.min(1, facts.load1 / Math.max(1, facts.cores.online)),
     spread: 1 / (1 + assigned),
+    history: Math.max(0, Math.min(1, history)),
   };
   const weights = weightsFor[strategy];
   const components: Record<string, number> = {};
@@ -277,6 +288,13 @@ export function scoreHost(
 }
 
 const round = (n: number, digits: number) => Number(n.toFixed(digits));
+
+/** "lab-3 −20: 2 failed validations in the last 7 days": the points the history takes off the total, and why. */
+function historyLine(host: string, past: HostHistory | undefined, score: ScoreBreakdown): string | undefined {
+  if (!past?.reason) return undefined;
+  const points = round((score.weights.history ?? 0) * (1 - (score.components.history ?? 1)) * 100, 1);
+  return points > 0 ? `${host} −${points}: ${past.reason}` : undefined;
+}
 
 export function rankHosts(
   req: Requirements,
@@ -321,14 +339,18 @@ export function rankHosts(
     if (reasons.length > 0) return { ...base, verdict: 'rejected', reasons, facts: summary, software };
     const notes = notesFor(req, facts);
     const assigned = options.assignments?.get(r.host.name)?.length ?? r.host.apps.length;
+    const past = options.history?.get(r.host.name);
+    const score = scoreHost(req, facts, software, assigned, strategy, past?.score);
+    const history = historyLine(r.host.name, past, score);
     return {
       ...base,
       verdict: 'eligible',
       reasons,
       ...(notes.length > 0 ? { notes } : {}),
+      ...(history ? { history } : {}),
       facts: summary,
       software,
-      score: scoreHost(req, facts, software, assigned, strategy),
+      score,
     };
   });
   const eligible = ranked

@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { GlobalOptions } from '../context.js';
 import { PersonaError } from '../errors.js';
+import { DEFAULT_RETENTION_DAYS } from '../feedback/observations.js';
 import { DEFAULT_ALLOWED_SOURCES, parseAllowedSources } from '../runbook/secret-allow.js';
 import { DEFAULT_STORE } from '../stores/open.js';
 
@@ -46,6 +47,8 @@ export interface Settings {
   provision: Setting<string | undefined>;
   /** Seconds the provision command, and the wait for its host to answer, may take. */
   provision_timeout: Setting<number>;
+  /** Days observations (validate, monitor and watch results) are kept for the broker's history. */
+  observation_retention: Setting<number>;
 }
 
 export type SettingKey = keyof Settings;
@@ -137,6 +140,14 @@ export const settingDefs: readonly SettingDef[] = [
     min: 1,
     max: 86_400,
     describe: 'seconds the provision command and the wait for its host may take',
+  },
+  {
+    key: 'observation_retention',
+    kind: 'count',
+    env: 'PERSONA_OBSERVATION_RETENTION',
+    min: 1,
+    max: 3650,
+    describe: 'days validate, monitor and watch observations are kept for ranking',
   },
 ];
 
@@ -283,6 +294,7 @@ export function resolveSettings(
     allowed_sources: DEFAULT_ALLOWED_SOURCES,
     provision: undefined,
     provision_timeout: DEFAULT_PROVISION_TIMEOUT_S,
+    observation_retention: DEFAULT_RETENTION_DAYS,
   };
   const out: Partial<Record<SettingKey, Setting<unknown>>> = {};
   for (const def of settingDefs) out[def.key] = pick(def, defaults[def.key]);

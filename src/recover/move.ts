@@ -9,6 +9,7 @@ import { rm } from 'node:fs/promises';
 import { rankHosts, requirementsOf, type Strategy } from '../broker/broker.js';
 import type { Context } from '../context.js';
 import { PersonaError } from '../errors.js';
+import { readRankHistory } from '../feedback/host-history.js';
 import { findHost } from '../hosts/inventory.js';
 import { probeWithProgress } from '../hosts/probe-progress.js';
 import { newRunId } from '../runbook/journal.js';
@@ -103,10 +104,13 @@ export async function moveApp(ctx: Context, req: MoveRequest): Promise<RunSummar
       dataPath: requirements.dataPath,
       packages: requirements.packages,
     });
+    const past = await readRankHistory(store.backend, app, ctx.now());
+    if (past.note) ctx.reporter.warn(past.note);
     const ranking = rankHosts(requirements, probed, {
       strategy: req.strategy,
       failedHost: source.name,
       exclude: req.exclude,
+      history: past.history,
     });
     ctx.reporter.event('ranking', { app, hosts: ranking, requirements });
     const chosen = await pickTarget(ctx, ranking, req.to ? { target: req.to } : {}, app, 'Move');

@@ -9,6 +9,7 @@
 import { hostname } from 'node:os';
 import { type RankedHost, rankHosts, requirementsOf } from '../broker/broker.js';
 import type { Context } from '../context.js';
+import { readRankHistory } from '../feedback/host-history.js';
 import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory.js';
 import { notProbed, type ProbeResult } from '../hosts/probe.js';
 import { probeWithProgress } from '../hosts/probe-progress.js';
@@ -100,6 +101,7 @@ export function pieces(ctx: Context, journal: Journal, w: World): RunPieces {
     stateDir: ctx.stateDir,
     env: ctx.env,
     allowedSources: ctx.settings.values.allowed_sources.value.split(','),
+    observationRetentionDays: ctx.settings.values.observation_retention.value,
     now: () => ctx.now(),
   };
 }
@@ -280,11 +282,14 @@ async function targetFor(
 ): Promise<{ dryRun: true } | { chosen: string; ranking: RankedHost[]; provisioned?: Provisioned }> {
   const { req, app, failed, lock } = t;
   const requirements = requirementsOf(t.profile);
+  const past = await readRankHistory(t.backend, app, ctx.now());
+  if (past.note) ctx.reporter.warn(past.note);
   const rank = (results: readonly ProbeResult[]) =>
     rankHosts(requirements, results, {
       strategy: req.strategy,
       failedHost: failed.name,
       exclude: req.exclude,
+      history: past.history,
     });
   const ranking = rank(t.probed);
   ctx.reporter.event('ranking', { app, hosts: ranking, requirements });

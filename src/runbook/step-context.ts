@@ -32,6 +32,8 @@ export interface RunPieces {
   env: NodeJS.ProcessEnv;
   /** The allowed_sources patterns for env: and file: secrets; absent: the default. */
   allowedSources?: readonly string[];
+  /** Days observations are kept; absent: the default. */
+  observationRetentionDays?: number;
   now(): Date;
   /** Throws when the run's lock can no longer be trusted (LockHandle.assertHeld). */
   assertHeld?: () => void;
@@ -81,6 +83,7 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
     stateDir,
     env,
     ...(pieces.allowedSources ? { allowedSources: pieces.allowedSources } : {}),
+    ...(pieces.observationRetentionDays ? { observationRetentionDays: pieces.observationRetentionDays } : {}),
     now: pieces.now,
     assertHeld: () => pieces.assertHeld?.(),
     local: pieces.local ?? execaLocal,

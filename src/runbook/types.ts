@@ -32,6 +32,8 @@ export interface StepContext {
   readonly env: NodeJS.ProcessEnv;
   /** The allowed_sources patterns for env: and file: secrets (secret-allow.ts); absent: the default. */
   readonly allowedSources?: readonly string[];
+  /** Days observations are kept (the observation_retention setting); absent: the default. */
+  readonly observationRetentionDays?: number;
   /** An inventory host by name (a backup host, say). */
   findHost(name: string): InventoryHost;
   /** The record of an earlier step of this run. */

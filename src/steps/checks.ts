@@ -243,14 +243,27 @@ export async function sample(ctx: StepContext, windowSeconds: number, writeTestM
   return parseSample(r.stdout);
 }
 
+/** A performance target the sample misses: its short code (as observations keep it) and the numbers. */
+export interface TargetMiss {
+  code: 'cpu' | 'memory' | 'disk_io';
+  message: string;
+}
+
 /** Each performance target the sample misses, with the numbers. */
 export function missedTargets(metrics: Profile['performance_metrics'], s: Sample): string[] {
-  const missed: string[] = [];
+  return targetMisses(metrics, s).map((m) => m.message);
+}
+
+/** Each performance target the sample misses, with its code. */
+export function targetMisses(metrics: Profile['performance_metrics'], s: Sample): TargetMiss[] {
+  const missed: TargetMiss[] = [];
+  const miss = (code: TargetMiss['code'], message: string) => missed.push({ code, message });
   if (metrics.cpu_utilization_pct && s.cpu_pct > metrics.cpu_utilization_pct.max) {
-    missed.push(`CPU ${s.cpu_pct}% > ${metrics.cpu_utilization_pct.max}% max over ${s.window_s} s`);
+    miss('cpu', `CPU ${s.cpu_pct}% > ${metrics.cpu_utilization_pct.max}% max over ${s.window_s} s`);
   }
   if (metrics.memory_usage_pct && s.memory_pct > metrics.memory_usage_pct.max) {
-    missed.push(
+    miss(
+      'memory',
       `memory ${s.memory_pct}% > ${metrics.memory_usage_pct.max}% max (${(s.memory_used_bytes / 1024 ** 2).toFixed(0)} of ${(s.memory_limit_bytes / 1024 ** 2).toFixed(0)} MiB)`,
     );
   }
@@ -260,10 +273,10 @@ export function missedTargets(metrics: Profile['performance_metrics'], s: Sample
     s.disk_write_mbps !== undefined &&
     s.disk_write_mbps < io.min_write_mbps
   ) {
-    missed.push(`disk writes ${s.disk_write_mbps} MB/s < ${io.min_write_mbps} MB/s required`);
+    miss('disk_io', `disk writes ${s.disk_write_mbps} MB/s < ${io.min_write_mbps} MB/s required`);
   }
   if (io?.max_util_pct !== undefined && s.disk_util_pct !== undefined && s.disk_util_pct > io.max_util_pct) {
-    missed.push(`disk busy ${s.disk_util_pct}% > ${io.max_util_pct}% max over ${s.window_s} s`);
+    miss('disk_io', `disk busy ${s.disk_util_pct}% > ${io.max_util_pct}% max over ${s.window_s} s`);
   }
   return missed;
 }

@@ -3,9 +3,10 @@
  * what was seen for the record (and for ranking hosts next time).
  */
 import { PersonaError } from '../errors.js';
+import { observeRun } from '../feedback/run-observation.js';
 import type { Step, StepContext, StepOutputs } from '../runbook/types.js';
 import { sleep } from '../util/sleep.js';
-import { missedTargets, runHealthChecks, sample } from './checks.js';
+import { runHealthChecks, sample, targetMisses } from './checks.js';
 
 /**
  * A planned move's downtime as a client saw it: the longest gap between good answers through the balancer, from
@@ -77,7 +78,14 @@ export const monitorStep: Step = {
     } while (Date.now() - started < seconds * 1000 && !ctx.signal.aborted);
     if (ctx.signal.aborted) throw ctx.signal.reason;
     const s = await sampling;
-    const missed = missedTargets(ctx.profile.performance_metrics, s);
+    const misses = targetMisses(ctx.profile.performance_metrics, s);
+    const missed = misses.map((m) => m.message);
+    await observeRun(ctx, {
+      source: 'monitor',
+      ok: failures === 0 && misses.length === 0,
+      missed: [...(failures > 0 ? ['health'] : []), ...misses.map((m) => m.code)],
+      sample: s,
+    });
     const downtime = await clientDowntime(ctx);
     const outputs = {
       ...(downtime ? { downtime } : {}),

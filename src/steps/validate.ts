@@ -2,10 +2,11 @@
  * validate: start the application on the new host (unless deploy.status says it runs), wait for its health checks (the disk write test runs meanwhile), then sample CPU, memory and disk
  * over the profile's window and hold them against its performance targets. A miss is reported with numbers.
  */
-import { PersonaError } from '../errors.js';
+import { isPersonaError, PersonaError } from '../errors.js';
+import { observeRun } from '../feedback/run-observation.js';
 import { privileged, runPrivileged } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
-import { missedTargets, type Sample, sample, waitHealthy } from './checks.js';
+import { type Sample, sample, targetMisses, waitHealthy } from './checks.js';
 
 const WRITE_TEST_MB = 16;
 
@@ -45,7 +46,14 @@ export const validateStep: Step = {
       // With deploy.status the next plan sees it running; without, the start runs once per run.
       observable: deploy.status !== undefined,
       async apply(c) {
-        await runPrivileged(c.ssh, c.target, deploy.start, c.signal);
+        try {
+          await runPrivileged(c.ssh, c.target, deploy.start, c.signal);
+        } catch (error) {
+          // A host the application does not start on is history for ranking (a lost lock is not).
+          if (!(isPersonaError(error) && error.code === 'E_LOCK_LOST'))
+            await observeRun(c, { source: 'validate', ok: false, missed: ['start'] });
+          throw error;
+        }
         c.log(`started ${c.profile.id} on ${c.target.name}`);
         await c.checkpoint('after-start');
         return { started: true };
@@ -81,6 +89,7 @@ export async function concludeValidate(ctx: StepContext, how: { sample: boolean 
   const health = await waitHealthy(ctx, 60_000, how.sample ? 500 : 50);
   for (const r of health.results) ctx.log(`health ${r.name}: ${r.ok ? 'ok' : 'FAILED'} (${r.detail})`);
   if (!health.ok) {
+    await observeRun(ctx, { source: 'validate', ok: false, missed: ['health'] });
     const failing = health.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
     throw new PersonaError(
       'E_STEP_FAILED',
@@ -88,6 +97,7 @@ export async function concludeValidate(ctx: StepContext, how: { sample: boolean 
     );
   }
   if (!how.sample) {
+    // Nothing recorded for a pass here: this is downtime, and the monitor after the switch records what it saw.
     ctx.log('no performance sample before the switch (a planned move): monitor holds the targets after it');
     return { started: true, health: health.results, health_wait_ms: health.waitedMs };
   }
@@ -100,8 +110,17 @@ export async function concludeValidate(ctx: StepContext, how: { sample: boolean 
   ctx.log(
     `sampled ${s.window_s} s: CPU ${s.cpu_pct}%, memory ${s.memory_pct}%${s.disk_write_mbps !== undefined ? `, disk writes ${s.disk_write_mbps} MB/s` : ''}${s.disk_util_pct !== undefined ? `, disk busy ${s.disk_util_pct}%` : ''}`,
   );
-  const missed = missedTargets(metrics, s);
+  const misses = targetMisses(metrics, s);
+  const seen = observeRun(ctx, {
+    source: 'validate',
+    ok: misses.length === 0,
+    missed: misses.map((m) => m.code),
+    sample: s,
+  });
+  const missed = misses.map((m) => m.message);
+  // A pass is recorded while the run goes on to the switch (observeRun never throws); a miss before the step fails.
   if (missed.length > 0) {
+    await seen;
     throw new PersonaError(
       'E_STEP_FAILED',
       `${ctx.target.name} misses ${ctx.profile.id}'s performance targets: ${missed.join('; ')}`,

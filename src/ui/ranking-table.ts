@@ -3,7 +3,7 @@ import type { HumanOut } from './output.js';
 
 const GiB = 1024 ** 3;
 
-/** The ranked table: host, resources, software, score with its breakdown, verdict with every reason. */
+/** The ranked table: host, resources, software, score with its breakdown, verdict with every reason (and what the host's history cost it). */
 export function renderRanking(out: HumanOut, ranking: readonly RankedHost[], req: Requirements): void {
   out.line(
     out.c.dim(
@@ -25,7 +25,7 @@ export function renderRanking(out: HumanOut, ranking: readonly RankedHost[], req
             .join('\n')}`
         : '',
       r.verdict === 'eligible'
-        ? `${out.c.green('eligible')}${(r.notes ?? []).map((n) => out.c.dim(`\n${n}`)).join('')}`
+        ? `${out.c.green('eligible')}${[...(r.history ? [r.history] : []), ...(r.notes ?? [])].map((n) => out.c.dim(`\n${n}`)).join('')}`
         : `${out.c.red('rejected')}\n${r.reasons.map((x) => `${x.message}${x.fix ? out.c.dim(`\n  → ${x.fix}`) : ''}`).join('\n')}`,
     ]),
   );

@@ -1,5 +1,14 @@
 import { describe, expect, test } from 'vitest';
-import { type Requirements, rankHosts, scoreHost, softwareFit } from '../../src/broker/broker.js';
+import {
+  type Requirements,
+  rankHosts,
+  scoreHost,
+  softwareFit,
+  strategies,
+  weightsFor,
+} from '../../src/broker/broker.js';
+import { historyByHost } from '../../src/broker/history.js';
+import type { Observation } from '../../src/feedback/observations.js';
 import type { InventoryHost } from '../../src/hosts/inventory.js';
 import type { HostFacts, PackageFact } from '../../src/hosts/parse-probe.js';
 import type { ProbeResult } from '../../src/hosts/probe.js';
@@ -272,6 +281,51 @@ describe('score: closest match, software present, low load; deterministic', () =
     );
     const sum = Object.entries(score.weights).reduce((acc, [k, w]) => acc + w * score.components[k]!, 0);
     expect(score.total).toBeCloseTo(sum * 100, 0);
-    expect(Object.keys(score.components)).toEqual(['fit', 'software', 'load']);
+    expect(Object.keys(score.components)).toEqual(['fit', 'software', 'load', 'history']);
+    // No history: nothing taken off.
+    expect(score.components.history).toBe(1);
+  });
+
+  test.each(strategies)('%s weighs history, and its weights still add up to 1 (a total of 0..100)', (s) => {
+    expect(weightsFor[s].history).toBeGreaterThan(0);
+    expect(Object.values(weightsFor[s]).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 9);
+  });
+});
+
+describe('history: a failed validation lowers the host, and it recovers as the failure ages', () => {
+  const failed: Observation = {
+    at: '2026-11-20T00:00:00.000Z',
+    app: 'demo-web',
+    host: 'quiet',
+    source: 'validate',
+    run_id: 'r1',
+    ok: false,
+    missed: ['cpu'],
+  };
+  const hosts = [ok(host('busy'), facts({ load: 0.5 })), ok(host('quiet'), facts({ load: 0.1 }))];
+  const rankAt = (days: number) =>
+    rankHosts(req, hosts, {
+      history: historyByHost([failed], new Date(Date.parse(failed.at) + days * 86_400_000)),
+    });
+
+  test('without history the quieter host ranks first', () => {
+    expect(rankHosts(req, hosts).map((r) => r.host)).toEqual(['quiet', 'busy']);
+  });
+
+  test.each([
+    [0, ['busy', 'quiet'], 'quiet −10: 1 failed validation in the last day'],
+    [3, ['busy', 'quiet'], 'quiet −5: 1 failed validation in the last 3 days'],
+    [6, ['quiet', 'busy'], 'quiet −2.5: 1 failed validation in the last 6 days'],
+    [31, ['quiet', 'busy'], undefined],
+  ])('%s days after the failed validation: %j', (days, order, line) => {
+    const ranked = rankAt(days);
+    expect(ranked.map((r) => r.host)).toEqual(order);
+    const quiet = ranked.find((r) => r.host === 'quiet')!;
+    expect(quiet.history).toBe(line);
+    expect(ranked.find((r) => r.host === 'busy')!.history).toBeUndefined();
+    // The line's points are what the total lost.
+    const points = Number(/−([\d.]+):/.exec(line ?? '−0:')![1]);
+    const clean = rankHosts(req, hosts).find((r) => r.host === 'quiet')!.score!.total;
+    expect(clean - quiet.score!.total).toBeCloseTo(points, 0);
   });
 });

@@ -12,6 +12,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { listObservations, recordObservations } from '../../src/feedback/observations.js';
 import { lockName } from '../../src/recover/lock.js';
 import { freshStepRecords } from '../../src/recover/plan.js';
 import { JournalStore } from '../../src/runbook/journal.js';
@@ -252,8 +253,86 @@ describe('recover in-process against fake hosts', () => {
     // The store says web runs on h2 now.
     const store = await openBackend(`file:${w.store}`, w.env, repoRoot);
     const assignment = JSON.parse((await store.get(`assignments/${APP}`))!.value);
+    // What validate and monitor saw on h2, kept for ranking.
+    const seen = await listObservations(store, { app: APP });
     await store.close();
     expect(assignment).toMatchObject({ host: 'h2', previous: 'h1', run_id: run.run_id });
+    expect(seen.map((o) => `${o.host} ${o.source} ${o.ok} ${o.run_id}`)).toEqual([
+      `h2 validate true ${run.run_id}`,
+      `h2 monitor true ${run.run_id}`,
+    ]);
+    expect(seen[0]!.metrics).toMatchObject({ cpu_pct: 10, memory_pct: 25 });
+  });
+
+  test('a failed validation in the store ranks its host lower in hosts rank, and recover shows why', async () => {
+    const w = world();
+    const store = await openBackend(`file:${w.store}`, w.env, repoRoot);
+    const failed = (host: string) => ({
+      at: new Date(Date.now() - 3_600_000).toISOString(),
+      app: APP,
+      host,
+      source: 'validate' as const,
+      run_id: `earlier-${host}`,
+      ok: false,
+      missed: ['health'],
+    });
+    await recordObservations(store, [failed('h1')]);
+    await store.close();
+    const rank = async () => {
+      const r = await runInProcess(['hosts', 'rank', '--profile', APP, '--json'], {
+        env: w.env,
+        transport: w.fake,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      return result(r.stdout).hosts as Array<{ host: string; rank: number; history?: string }>;
+    };
+    // h1 and h2 look alike: h1 would rank first by name, but it failed a validation an hour ago.
+    const ranked = await rank();
+    expect(ranked.map((h) => h.host)).toEqual(['h2', 'h1']);
+    // An hour old: a little under the 10 points (of 100) a fresh one costs.
+    expect(ranked[1]!.history).toBe('h1 −9.9: 1 failed validation in the last day');
+    expect(ranked[0]!.history).toBeUndefined();
+    // recover ranks with the same history: its ranking event says what h2's failure costs it.
+    const again = await openBackend(`file:${w.store}`, w.env, repoRoot);
+    await recordObservations(again, [failed('h2')]);
+    await again.close();
+    const r = await w.recover('h1', '--dry-run', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const ranking = jsonLines(r.stdout).find((l) => (l as { type?: string }).type === 'ranking') as {
+      hosts: Array<{ host: string; history?: string }>;
+    };
+    expect(ranking.hosts.find((h) => h.host === 'h2')!.history).toBe(
+      'h2 −9.9: 1 failed validation in the last day',
+    );
+  });
+
+  test('validate misses the CPU target on h2: the run stops before the switch, and the failed validation is in the store', async () => {
+    const w = world({
+      profile: (p) => {
+        // The fake samples 10% CPU.
+        p.performance_metrics = { ...(p.performance_metrics as object), cpu_utilization_pct: { max: 5 } };
+      },
+    });
+    const r = await w.recover('h1', '--yes', '--json');
+    expect(r.code, r.stderr).toBe(5);
+    expect(existsSync(w.marks.switch)).toBe(false);
+    const run = w.journal(readdirSync(join(w.state, 'runs'))[0]!.replace(/\.json$/, ''));
+    expect(run.steps.find((s) => s.kind === 'validate')!.status).toBe('failed');
+    const store = await openBackend(`file:${w.store}`, w.env, repoRoot);
+    const seen = await listObservations(store, { app: APP, host: 'h2' });
+    await store.close();
+    expect(seen.length).toBeGreaterThan(0);
+    for (const o of seen)
+      expect(o).toMatchObject({
+        app: APP,
+        host: 'h2',
+        source: 'validate',
+        run_id: run.run_id,
+        ok: false,
+        missed: ['cpu'],
+        metrics: { cpu_pct: 10 },
+        vantage: 'persona',
+      });
   });
 
   test('validate: the disk write test runs before the window (beside the health checks), the window alone measures the application', async () => {
