@@ -1,0 +1,297 @@
+/**
+ * One round's looks at an application: from persona itself (the profile's health checks as validate runs them:
+ * http and tcp straight to the host's address, command checks over SSH; `ssh HOST true`; the status endpoint;
+ * every few rounds a short CPU/memory/disk sample against performance_metrics) and from a peer host (over SSH on
+ * another inventory host, a small sh script opens the same ports with bash's /dev/tcp). Each look is a
+ * VantageResult; a vantage that could not look at all is `unknown`, never `failed`.
+ */
+import type { InventoryHost } from '../hosts/inventory.js';
+import { SshError, type Transport } from '../hosts/ssh.js';
+import type { HealthCheck, Profile, WatchSettings } from '../profile/schema.js';
+import { httpGet, label, missedTargets, runHealthCheck, type Sample, sample } from '../steps/checks.js';
+import { askReach } from '../steps/reach.js';
+import { stripTerminalControls } from '../util/sanitize.js';
+import type { CheckOutcome, VantageResult } from './types.js';
+
+export interface LookInput {
+  ssh: Transport;
+  host: InventoryHost;
+  profile: Profile;
+  signal: AbortSignal;
+}
+
+/** How long the CPU/memory sample of a round that takes one lasts (seconds); no disk write test. */
+export const SAMPLE_WINDOW_S = 1;
+
+export async function lookFromPersona(input: LookInput, withSample: boolean): Promise<VantageResult> {
+  const { ssh, host, profile, signal } = input;
+  const ctx = { target: host, ssh, signal, profile };
+  const [reach, checks, status] = await Promise.all([
+    askReach(ssh, host, signal),
+    Promise.all(profile.health_checks.map((c, i) => runHealthCheck(ctx, c, i))),
+    profile.watch?.status ? readStatus(host.address, profile.watch.status, signal) : undefined,
+  ]);
+  const missed: string[] = [];
+  const all: CheckOutcome[] = [...checks];
+  all.push({ name: 'ssh', ok: reach.ok, detail: reach.ok ? 'ssh true → ok' : reach.reason });
+  if (!reach.ok) missed.push('unreachable');
+  if (checks.some((c) => !c.ok)) missed.push('health');
+  const degraded: string[] = [];
+  const metrics: NonNullable<VantageResult['metrics']> = {};
+  if (status) {
+    all.push(status.check);
+    Object.assign(metrics, status.metrics);
+    degraded.push(...status.missed.map((m) => m.text));
+    missed.push(...status.missed.map((m) => m.code));
+  }
+  if (withSample && reach.ok) {
+    try {
+      const s = await sample(ctx, SAMPLE_WINDOW_S, 0);
+      Object.assign(metrics, sampleMetrics(s));
+      const texts = missedTargets(profile.performance_metrics, s);
+      degraded.push(...texts);
+      missed.push(...missedCodes(texts));
+    } catch (error) {
+      if (signal.aborted) throw error;
+      all.push({ name: 'sample', ok: false, detail: (error as Error).message });
+    }
+  }
+  // The health checks decide; with none, whether the host answers over SSH does.
+  const failed = profile.health_checks.length > 0 ? checks.some((c) => !c.ok) : !reach.ok;
+  return {
+    vantage: 'persona',
+    status: failed ? 'failed' : 'ok',
+    checks: all,
+    ...(failed
+      ? {
+          reason: all
+            .filter((c) => !c.ok)
+            .map((c) => `${c.name}: ${c.detail}`)
+            .join('; '),
+        }
+      : {}),
+    ...(missed.length ? { missed: [...new Set(missed)] } : {}),
+    ...(degraded.length ? { degraded } : {}),
+    ...(Object.keys(metrics).length ? { metrics } : {}),
+  };
+}
+
+function sampleMetrics(s: Sample): NonNullable<VantageResult['metrics']> {
+  return {
+    cpu_pct: s.cpu_pct,
+    memory_pct: s.memory_pct,
+    memory_used_bytes: s.memory_used_bytes,
+    ...(s.disk_util_pct !== undefined ? { disk_util_pct: s.disk_util_pct } : {}),
+    ...(s.disk_write_mbps !== undefined ? { disk_write_mbps: s.disk_write_mbps } : {}),
+  };
+}
+
+/** The observation codes of missedTargets' lines. */
+export function missedCodes(texts: readonly string[]): string[] {
+  return texts.map((t) => (t.startsWith('CPU') ? 'cpu' : t.startsWith('memory') ? 'memory' : 'disk_io'));
+}
+
+type StatusSettings = NonNullable<WatchSettings['status']>;
+
+/** GET on the status endpoint: its answer time, and the error rate its JSON reports. */
+export async function readStatus(
+  address: string,
+  status: StatusSettings,
+  signal: AbortSignal,
+  clock: () => number = () => performance.now(),
+): Promise<{
+  check: CheckOutcome;
+  metrics: { latency_ms?: number; error_rate?: number };
+  missed: Array<{ code: string; text: string }>;
+}> {
+  const started = clock();
+  const check = {
+    type: 'http' as const,
+    port: status.port,
+    path: status.path,
+    scheme: 'http' as const,
+    expect_status: 200,
+    timeout_ms: status.timeout_ms,
+  };
+  try {
+    const r = await httpGet(address, check, signal, true);
+    const latency = Math.round(clock() - started);
+    return judgeStatus(status, r.status, r.body ?? '', latency, r.url);
+  } catch (error) {
+    if (signal.aborted) throw error;
+    return {
+      check: { name: 'status', ok: false, detail: (error as Error).message },
+      metrics: {},
+      missed: [{ code: 'latency', text: `status endpoint: ${(error as Error).message}` }],
+    };
+  }
+}
+
+/** Pure: what a status endpoint's answer says against the profile's targets. */
+export function judgeStatus(
+  status: StatusSettings,
+  code: number,
+  body: string,
+  latencyMs: number,
+  url: string,
+): Awaited<ReturnType<typeof readStatus>> {
+  const missed: Array<{ code: string; text: string }> = [];
+  let errorRate: number | undefined;
+  try {
+    const parsed = JSON.parse(body) as { error_rate?: unknown };
+    if (typeof parsed.error_rate === 'number' && Number.isFinite(parsed.error_rate))
+      errorRate = parsed.error_rate;
+  } catch {
+    // Not JSON: only the answer time is known.
+  }
+  if (status.max_latency_ms !== undefined && latencyMs > status.max_latency_ms)
+    missed.push({
+      code: 'latency',
+      text: `status answered in ${latencyMs} ms > ${status.max_latency_ms} ms max`,
+    });
+  if (status.max_error_rate !== undefined && errorRate !== undefined && errorRate > status.max_error_rate)
+    missed.push({ code: 'error_rate', text: `error rate ${errorRate} > ${status.max_error_rate} max` });
+  return {
+    check: { name: 'status', ok: code === 200, detail: `GET ${url} → ${code} in ${latencyMs} ms` },
+    metrics: { latency_ms: latencyMs, ...(errorRate !== undefined ? { error_rate: errorRate } : {}) },
+    missed,
+  };
+}
+
+/**
+ * The peer's probe: for each check, `tcp ADDRESS PORT` or `http ADDRESS PORT PATH HOST`, opened with bash's
+ * /dev/tcp under `timeout`; one line per check: `check INDEX ok|fail DETAIL`. Every value is an argument ($@),
+ * never script text.
+ */
+export const PEER_SCRIPT = String.raw`
+set -u
+command -v bash >/dev/null 2>&1 || { echo "nobash"; exit 3; }
+i=0
+while [ "$#" -ge 4 ]; do
+  kind=$1; secs=$2; addr=$3; port=$4; shift 4
+  if [ "$kind" = http ]; then
+    path=$1; hosthdr=$2; shift 2
+    line=$(timeout "$secs" bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1; printf "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" "$2" "$3" >&3; head -n 1 <&3' "$addr" "$port" "$path" "$hosthdr" 2>&1)
+    rc=$?
+  else
+    line=$(timeout "$secs" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$addr" "$port" 2>&1)
+    rc=$?
+  fi
+  if [ "$rc" -eq 0 ]; then r=ok; else r=fail; fi
+  [ "$rc" -eq 124 ] && line="no answer within $secs s"
+  echo "check $i $r $(printf '%s' "$line" | tr -d '\r' | head -c 200 | tr '\n' ' ')"
+  i=$((i + 1))
+done
+`;
+
+interface PeerCheck {
+  name: string;
+  args: string[];
+  /** For http: the status expected in the answer's first line. */
+  expect?: number;
+  what: string;
+}
+
+/** What the peer checks: the profile's http and tcp checks (https: the port only); with none, the SSH port. */
+export function peerChecks(profile: Profile, host: InventoryHost): PeerCheck[] {
+  const secs = (ms: number) => String(Math.max(1, Math.ceil(ms / 1000)));
+  const net = profile.health_checks
+    .map((c, i) => ({ c, name: label(c, i) }))
+    .filter(
+      (x): x is { c: Exclude<HealthCheck, { type: 'command' }>; name: string } => x.c.type !== 'command',
+    );
+  const checks: PeerCheck[] = net.map(({ c, name }) =>
+    c.type === 'http' && c.scheme === 'http'
+      ? {
+          name,
+          args: [
+            'http',
+            secs(c.timeout_ms),
+            host.address,
+            String(c.port),
+            c.path,
+            c.host_header ?? host.address,
+          ],
+          expect: c.expect_status,
+          what: `GET http://${host.address}:${c.port}${c.path}`,
+        }
+      : {
+          name,
+          args: ['tcp', secs(c.timeout_ms), host.address, String(c.port)],
+          what: `tcp ${host.address}:${c.port}${c.type === 'http' ? ' (https: the port only)' : ''}`,
+        },
+  );
+  if (checks.length > 0) return checks;
+  const port = String(host.port ?? 22);
+  return [{ name: 'ssh-port', args: ['tcp', '5', host.address, port], what: `tcp ${host.address}:${port}` }];
+}
+
+/** Pure: the peer script's output, check by check. Undefined when it is not the script's output. */
+export function parsePeerOutput(checks: readonly PeerCheck[], stdout: string): CheckOutcome[] | undefined {
+  const lines = new Map<number, { ok: boolean; text: string }>();
+  for (const line of stdout.split('\n')) {
+    const m = /^check (\d+) (ok|fail) ?(.*)$/.exec(line);
+    if (m) lines.set(Number(m[1]), { ok: m[2] === 'ok', text: stripTerminalControls(m[3] ?? '').trim() });
+  }
+  if (lines.size !== checks.length) return undefined;
+  return checks.map((c, i) => {
+    const got = lines.get(i)!;
+    if (c.expect === undefined)
+      return {
+        name: c.name,
+        ok: got.ok,
+        detail: `${c.what} ${got.ok ? 'open' : `→ ${got.text || 'refused'}`}`,
+      };
+    const code = Number(/^HTTP\/\S+ (\d{3})/.exec(got.text)?.[1] ?? 0);
+    const ok = got.ok && code === c.expect;
+    return {
+      name: c.name,
+      ok,
+      detail: `${c.what} → ${code || got.text || 'no answer'}${ok || !code ? '' : ` (expected ${c.expect})`}`,
+    };
+  });
+}
+
+/** The application's host as a peer sees it. */
+export async function lookFromPeer(input: LookInput, peer: InventoryHost): Promise<VantageResult> {
+  const { ssh, host, profile, signal } = input;
+  const checks = peerChecks(profile, host);
+  const unknown = (reason: string): VantageResult => ({
+    vantage: peer.name,
+    status: 'unknown',
+    checks: [],
+    reason,
+  });
+  try {
+    const r = await ssh.script(
+      peer,
+      PEER_SCRIPT,
+      checks.flatMap((c) => c.args),
+      { signal, timeoutMs: 30_000 },
+    );
+    const parsed = parsePeerOutput(checks, r.stdout);
+    if (!parsed)
+      return unknown(
+        `the peer's probe gave no result (exit ${r.exitCode}${r.stdout.startsWith('nobash') ? ': no bash on the peer' : ''})`,
+      );
+    const failed = parsed.some((c) => !c.ok);
+    return {
+      vantage: peer.name,
+      status: failed ? 'failed' : 'ok',
+      checks: parsed,
+      ...(failed
+        ? {
+            reason: parsed
+              .filter((c) => !c.ok)
+              .map((c) => `${c.name}: ${c.detail}`)
+              .join('; '),
+            missed: ['health'],
+          }
+        : {}),
+    };
+  } catch (error) {
+    if (error instanceof SshError && error.kind !== 'cancelled')
+      return unknown(`peer ${peer.name}: ${error.message}`);
+    throw error;
+  }
+}
