@@ -8,7 +8,6 @@ import { createServer as createTcpServer } from 'node:net';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { InventoryHost } from '../../src/hosts/inventory.js';
-import { type ExecResult, SshError, type Transport } from '../../src/hosts/ssh.js';
 import { type Profile, profileSchema } from '../../src/profile/schema.js';
 import {
   judgeStatus,
@@ -19,6 +18,7 @@ import {
   parsePeerOutput,
   peerChecks,
 } from '../../src/watch/look.js';
+import { WatchTransport } from '../helpers/watch-transport.js';
 
 let http: Server;
 let port = 0;
@@ -148,41 +148,12 @@ describe('the status endpoint', () => {
   });
 });
 
-/** A transport that answers `true` per host and the peer script from a function; records every call. */
-class FakeTransport implements Transport {
-  readonly calls: string[] = [];
-  constructor(
-    private readonly down: Set<string>,
-    private readonly scriptAnswer: (args: readonly string[]) => string = () => '',
-  ) {}
-  private result(stdout = '', exitCode = 0): ExecResult {
-    return { exitCode, stdout, stderr: '', durationMs: 1 };
-  }
-  async exec(target: InventoryHost, argv: readonly string[]): Promise<ExecResult> {
-    this.calls.push(`${target.name}: ${argv.join(' ')}`);
-    if (this.down.has(target.name)) throw new SshError('timeout', target.name, `${target.name}: no answer`);
-    return this.result();
-  }
-  async script(target: InventoryHost, _s: string, args: readonly string[] = []): Promise<ExecResult> {
-    this.calls.push(`${target.name}: script ${args.join(' ')}`);
-    if (this.down.has(target.name)) throw new SshError('refused', target.name, `${target.name}: refused`);
-    return this.result(this.scriptAnswer(args));
-  }
-  async run(target: InventoryHost, argv: readonly string[]): Promise<ExecResult> {
-    return await this.exec(target, argv);
-  }
-  async rsyncShell(): Promise<{ rsh: string; host: string }> {
-    throw new Error('not here');
-  }
-  async close(): Promise<void> {}
-}
-
 describe('the two vantages through a transport', () => {
   const signal = new AbortController().signal;
 
   test("persona: checks pass, ssh answers, status read; the status's targets make it degraded, not failed", async () => {
     const p = profile({ watch: { status: { port, path: '/status', max_error_rate: 0.1 } } });
-    const ssh = new FakeTransport(new Set());
+    const ssh = new WatchTransport(new Set());
     const r = await lookFromPersona({ ssh, host, profile: p, signal }, false);
     expect(r.status).toBe('ok');
     expect(r.missed).toEqual(['error_rate']);
@@ -194,7 +165,7 @@ describe('the two vantages through a transport', () => {
   test('persona: with no health checks, an unreachable host is a failure', async () => {
     const p = profile({ health_checks: [] });
     const r = await lookFromPersona(
-      { ssh: new FakeTransport(new Set(['app-1'])), host, profile: p, signal },
+      { ssh: new WatchTransport(new Set(['app-1'])), host, profile: p, signal },
       false,
     );
     expect(r.status).toBe('failed');
@@ -203,7 +174,7 @@ describe('the two vantages through a transport', () => {
 
   test('persona: checks that pass outweigh an SSH that does not answer (the app serves)', async () => {
     const r = await lookFromPersona(
-      { ssh: new FakeTransport(new Set(['app-1'])), host, profile: profile(), signal },
+      { ssh: new WatchTransport(new Set(['app-1'])), host, profile: profile(), signal },
       true,
     );
     expect(r.status).toBe('ok');
@@ -211,7 +182,7 @@ describe('the two vantages through a transport', () => {
   });
 
   test('peer: the script runs on the peer with the checks as arguments; its answer decides', async () => {
-    const ssh = new FakeTransport(new Set(), () => 'check 0 ok HTTP/1.1 200 OK\ncheck 1 fail refused\n');
+    const ssh = new WatchTransport(new Set(), () => 'check 0 ok HTTP/1.1 200 OK\ncheck 1 fail refused\n');
     const r = await lookFromPeer({ ssh, host, profile: profile(), signal }, peer);
     expect(ssh.calls).toEqual([
       `peer-1: script http 2 127.0.0.1 ${port} /health 127.0.0.1 tcp 2 127.0.0.1 ${port}`,
@@ -221,7 +192,7 @@ describe('the two vantages through a transport', () => {
 
   test('peer: a peer that cannot be reached is unknown, not failed', async () => {
     const r = await lookFromPeer(
-      { ssh: new FakeTransport(new Set(['peer-1'])), host, profile: profile(), signal },
+      { ssh: new WatchTransport(new Set(['peer-1'])), host, profile: profile(), signal },
       peer,
     );
     expect(r.status).toBe('unknown');
