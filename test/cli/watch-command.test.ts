@@ -4,6 +4,7 @@
  * probe (from whether the server is up). Each test looks at what persona did: exit codes, the events file, the
  * store, what the webhook and the --on-failure command received.
  */
+import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
@@ -224,6 +225,28 @@ describe('persona watch --once', () => {
     const r = await w.watch('--app', 'nope');
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/no assignment to watch in .* for nope/);
+  });
+});
+
+describe('persona watch, long-running', () => {
+  test('runs rounds until SIGTERM, then stops with 130 (the unit example counts it as a clean stop)', async () => {
+    up = true;
+    const w = await world();
+    const signals = new EventEmitter();
+    const rounds = () => w.ssh.calls.filter((c) => c.startsWith('h2: script')).length;
+    const running = runInProcess(['watch', '--interval', '1', '--grace', '0'], {
+      env: w.env,
+      transport: w.ssh,
+      signals,
+    });
+    await expect.poll(rounds, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+    signals.emit('SIGTERM', 'SIGTERM');
+    const r = await running;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/interrupted by SIGTERM/);
+    const after = rounds();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(rounds()).toBe(after);
   });
 });
 
