@@ -220,6 +220,17 @@ describe('persona watch --once', () => {
     expect(w.ssh.calls).toEqual([]);
   });
 
+  test('an assignment to a host the inventory lacks: one watch-error event, state unknown, nothing looked at', async () => {
+    const w = await world({}, ['h2']);
+    const r = await w.watch('--rounds', '2', '--failures', '1', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(result(r.stdout).apps).toEqual([{ app: 'web', host: 'h1', state: 'unknown' }]);
+    const events = eventsOf(w);
+    expect(events.map((e) => e.kind)).toEqual(['watch-error']);
+    expect(events[0]!.reason).toMatch(/h1 \(where the store records web\) is not in the inventory/);
+    expect(w.ssh.calls).toEqual([]);
+  });
+
   test('an application with no assignment: exit 4 naming it', async () => {
     const w = await world();
     const r = await w.watch('--app', 'nope');

@@ -153,7 +153,15 @@ export const run: CommandRun = async (ctx, { opts }) => {
       )
     : 0;
   for (;;) {
-    statuses = await watcher.round();
+    try {
+      statuses = await watcher.round();
+    } catch (error) {
+      // --once says it; a long run says it and tries again next round (a store that blinked, say).
+      if (once || signal.aborted) throw error;
+      ctx.reporter.warn(
+        `round ${rounds + 1}: ${(error as Error).message}; trying again in ${intervalMs / 1000} s`,
+      );
+    }
     rounds++;
     if (signal.aborted || (once && rounds >= onceRounds)) break;
     await sleep(intervalMs, signal);
