@@ -192,7 +192,10 @@ interface PeerCheck {
   what: string;
 }
 
-/** What the peer checks: the profile's http and tcp checks (https: the port only); with none, the SSH port. */
+/**
+ * What the peer checks: the profile's http and tcp checks (https: the port only); with none, the port in
+ * deploy.port; without one, the host's SSH port.
+ */
 export function peerChecks(profile: Profile, host: InventoryHost): PeerCheck[] {
   const secs = (ms: number) => String(Math.max(1, Math.ceil(ms / 1000)));
   const net = profile.health_checks
@@ -222,6 +225,13 @@ export function peerChecks(profile: Profile, host: InventoryHost): PeerCheck[] {
         },
   );
   if (checks.length > 0) return checks;
+  // Only command checks: the port the application listens on, else whether the host's SSH port answers.
+  if (profile.deploy.port !== undefined) {
+    const port = String(profile.deploy.port);
+    return [
+      { name: 'app-port', args: ['tcp', '5', host.address, port], what: `tcp ${host.address}:${port}` },
+    ];
+  }
   const port = String(host.port ?? 22);
   return [{ name: 'ssh-port', args: ['tcp', '5', host.address, port], what: `tcp ${host.address}:${port}` }];
 }

@@ -105,10 +105,17 @@ describe('the peer probe script, run for real', () => {
 });
 
 describe('peerChecks and parsePeerOutput', () => {
-  test('command checks are left to persona; with no network check, the SSH port', () => {
+  test('command checks are left to persona; with no network check, deploy.port, else the SSH port', () => {
     const p = profile({ health_checks: [{ type: 'command', command: ['true'] }] });
     expect(peerChecks(p, { ...host, port: 2222 })).toEqual([
       { name: 'ssh-port', args: ['tcp', '5', '127.0.0.1', '2222'], what: 'tcp 127.0.0.1:2222' },
+    ]);
+    const listening = profile({
+      health_checks: [{ type: 'command', command: ['true'] }],
+      deploy: { port: 8080, start: ['true'], stop: ['true'] },
+    });
+    expect(peerChecks(listening, host)).toEqual([
+      { name: 'app-port', args: ['tcp', '5', '127.0.0.1', '8080'], what: 'tcp 127.0.0.1:8080' },
     ]);
   });
 
