@@ -27,7 +27,7 @@ import {
   type SshTarget,
   type Transport,
 } from '../../src/hosts/ssh.js';
-import { PEER_SCRIPT } from '../../src/watch/look.js';
+import { PEER_SCRIPT } from '../../src/watch/peer.js';
 import { repoRoot } from '../helpers/cli.js';
 
 export interface FakeFile {

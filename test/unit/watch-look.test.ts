@@ -1,7 +1,7 @@
 /**
- * A round's looks (src/watch/look.ts): the peer's probe script run for real with sh against loopback listeners,
- * its output parsed, the status endpoint judged, and both vantages through a fake transport that records what
- * it was asked to run.
+ * A round's looks (src/watch/look.ts, peer.ts): the peer's probe script run for real with sh against loopback
+ * listeners, its output parsed, the status endpoint judged, and both vantages through a fake transport that
+ * records what it was asked to run.
  */
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
@@ -9,15 +9,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { InventoryHost } from '../../src/hosts/inventory.js';
 import { type Profile, profileSchema } from '../../src/profile/schema.js';
-import {
-  judgeStatus,
-  lookFromPeer,
-  lookFromPersona,
-  missedCodes,
-  PEER_SCRIPT,
-  parsePeerOutput,
-  peerChecks,
-} from '../../src/watch/look.js';
+import { judgeStatus, lookFromPersona, missedCodes } from '../../src/watch/look.js';
+import { lookFromPeer, PEER_SCRIPT, parsePeerOutput, peerChecks } from '../../src/watch/peer.js';
 import { WatchTransport } from '../helpers/watch-transport.js';
 
 let http: Server;
