@@ -16,6 +16,8 @@ export const ExitCode = {
   precondition: 4,
   /** A step failed; the run is saved and can be resumed. */
   stepFailed: 5,
+  /** watch --once: a failure of some application counts (N of M rounds, from two vantage points). */
+  unhealthy: 6,
   /** Interrupted (Ctrl-C / SIGTERM); the run is saved and can be resumed. */
   interrupted: 130,
   /** stdout was closed before persona finished writing (`| head`): 128 + SIGPIPE, as git and coreutils end. */
@@ -40,6 +42,7 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
     ExitCode.stepFailed,
     'a runbook step failed, or its journal could not be saved after a step started; resumable',
   ],
+  [ExitCode.unhealthy, 'watch --once: a failure counts for at least one application'],
   [ExitCode.interrupted, 'interrupted (Ctrl-C, SIGTERM); the run is saved and resumable'],
   [
     ExitCode.outputClosed,

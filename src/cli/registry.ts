@@ -348,6 +348,91 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/migrate.js'),
   },
   {
+    path: ['watch'],
+    globals: ['store', 'hosts', 'confirm'],
+    summary:
+      'watch every assigned application: health from this machine and a peer host, events when a failure counts',
+    description:
+      "Checks every application the store assigns to a host, in rounds: the profile's health checks and `ssh HOST true` from this machine, the same ports from a peer host over SSH, the status endpoint and (every 6th round) CPU and memory against performance_metrics. A failure counts when N of the last M rounds failed as seen from two vantage points (from this machine alone when there is no other host, which the event says). Grace after a deploy, a recovery or an ack; at most --flap-budget failure events per application per hour. Events go to the reporter (NDJSON under --json), --events FILE, --on-failure and --webhook. Runs until SIGINT/SIGTERM (exit 130), or with --once one window of M rounds: exit 0 healthy, 6 when a failure counts.",
+    options: [
+      {
+        flags: '--once',
+        description: 'one window of rounds, then exit (cron, CI): 0 healthy, 6 a failure counts',
+      },
+      { flags: '--interval <s>', description: 'seconds between rounds', integer: true, default: '10' },
+      {
+        flags: '--rounds <m>',
+        description: 'M: the window of rounds (a profile may set its own)',
+        integer: true,
+      },
+      {
+        flags: '--failures <n>',
+        description: 'N: failed rounds among the last M that make a failure count',
+        integer: true,
+      },
+      {
+        flags: '--grace <s>',
+        description: 'seconds not counted after a deploy, a recovery or an ack ends (default 120)',
+        integer: true,
+      },
+      {
+        flags: '--flap-budget <k>',
+        description: 'failure events per application per hour; beyond it one "flapping" event and silence',
+        integer: true,
+      },
+      { flags: '--events <file>', description: 'append every event to this file as NDJSON' },
+      {
+        flags: '--on-failure <argv>',
+        description: 'a command as a JSON list, run (no shell) on each failure with the event JSON on stdin',
+      },
+      { flags: '--webhook <url>', description: 'POST every event as JSON here: http to 127.0.0.0/8 only' },
+      {
+        flags: '--auto-recover',
+        description:
+          'recover an application whose failure counts, if its profile says "watch": {"auto_recover": true}; needs --yes',
+      },
+      { flags: '--app <id>', description: 'only this application; repeatable', repeatable: true },
+    ],
+    examples: [
+      [
+        'persona watch --events /var/log/persona/watch.ndjson',
+        'run until stopped (see contrib/persona-watch.service)',
+      ],
+      ['persona watch --once --app demo-web', 'cron or CI: exit 6 when demo-web is down'],
+      [
+        'persona watch --auto-recover --yes --json',
+        'recover opted-in applications unattended; NDJSON events on stdout',
+      ],
+      [
+        `persona watch --on-failure '["/usr/local/bin/page", "--team", "ops"]'`,
+        'run a command on each failure, the event JSON on its stdin',
+      ],
+    ],
+    streams: true,
+    load: () => import('./commands/watch.js'),
+  },
+  {
+    path: ['ack'],
+    globals: ['store'],
+    summary: 'silence watch for an application during maintenance (who, when, why, until when)',
+    args: [{ name: 'app', description: 'application id' }],
+    options: [
+      { flags: '--reason <text>', description: 'why (required): kept with who and when' },
+      { flags: '--for <duration>', description: 'lapses after 90s, 30m, 2h, 1d...; absent: until --clear' },
+      { flags: '--clear', description: 'end the silence' },
+      { flags: '--list', description: 'show every ack' },
+    ],
+    examples: [
+      [
+        'persona ack demo-web --reason "kernel update" --for 2h',
+        'watch stays silent about demo-web for 2 hours',
+      ],
+      ['persona ack demo-web --clear', 'watch looks again (after its grace period)'],
+      ['persona ack --list', 'who silenced what, and until when'],
+    ],
+    load: () => import('./commands/ack.js'),
+  },
+  {
     path: ['config'],
     summary:
       'show every setting, its value and where it came from: flag, env, config file (./persona.yaml, else ~/.config/persona/config.yaml), default',

@@ -498,6 +498,47 @@ const hooks = z
   })
   .meta({ description: 'Commands run around the runbook steps.' });
 
+const watchStatus = z
+  .strictObject({
+    port,
+    path: httpPath.default('/'),
+    max_latency_ms: integer(1, 600_000).optional().meta({
+      description: 'Highest acceptable answer time of the status endpoint (ms), as persona measures it.',
+    }),
+    max_error_rate: number(0, 1).optional().meta({
+      description:
+        'Highest acceptable error rate (0..1) the endpoint reports as "error_rate" in its JSON answer.',
+    }),
+    timeout_ms: integer(100, 120_000).default(2000),
+  })
+  .meta({
+    description:
+      'An HTTP status endpoint of the application on its host (plain http), answering JSON with optional "error_rate" (0..1) and "latency_ms": persona watch measures the answer time and reads both.',
+  });
+
+const watch = z
+  .strictObject({
+    auto_recover: z.boolean({ error: 'must be true or false' }).default(false).meta({
+      description:
+        'Let `persona watch --auto-recover --yes` start a recovery of this application when its failure counts. Off by default.',
+    }),
+    failures: integer(1, 100).optional().meta({
+      description: 'N: failed rounds among the last `rounds` that make a failure count (watch --failures).',
+    }),
+    rounds: integer(1, 100).optional().meta({ description: 'M: the window of rounds (watch --rounds).' }),
+    grace_seconds: integer(0, 86_400).optional().meta({
+      description: 'Rounds are not counted for this long after a deploy, a recovery or an ack ends.',
+    }),
+    status: watchStatus.optional(),
+  })
+  .superRefine((w, issue) => {
+    if (w.failures !== undefined && w.rounds !== undefined && w.failures > w.rounds)
+      issue.addIssue({ code: 'custom', path: ['failures'], message: 'must not be more than "rounds"' });
+  })
+  .meta({
+    description: 'How persona watch judges this application, and whether it may recover it by itself.',
+  });
+
 export const profileSchema = z
   .strictObject({
     $schema: z.string().max(2048).optional(),
@@ -534,6 +575,7 @@ export const profileSchema = z
     fencing: fencing.optional(),
     provision: provision.optional(),
     hooks: hooks.optional(),
+    watch: watch.optional(),
     host_labels: z
       .record(label, labelValue)
       .optional()
@@ -550,4 +592,5 @@ export type HealthCheck = Profile['health_checks'][number];
 export type Traffic = Profile['traffic'];
 export type PowerFence = NonNullable<NonNullable<Profile['fencing']>['power']>;
 export type Provision = NonNullable<Profile['provision']>;
+export type WatchSettings = NonNullable<Profile['watch']>;
 export type Hook = NonNullable<NonNullable<Profile['hooks']>['pre_fence']>[number];

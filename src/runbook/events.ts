@@ -5,6 +5,7 @@
  */
 import type { RankedHost, Requirements } from '../broker/broker.js';
 import type { ProbeFailureKind } from '../hosts/probe.js';
+import type { WatchEvent } from '../watch/types.js';
 import type { Provisioned, StepKind, StepRecord } from './journal-schema.js';
 import type { SecretUse } from './secrets.js';
 
@@ -164,7 +165,11 @@ export interface TaskEvent {
   duration_ms?: number;
 }
 
+/** What persona watch saw and did (src/watch/types.ts): a failure that counts, a recovery, an ack, ... */
+export type WatchRunEvent = { type: 'watch' } & WatchEvent;
+
 export type RunEvent =
+  | WatchRunEvent
   | StepEvent
   | SimulateEvent
   | StepPlanEvent

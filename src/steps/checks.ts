@@ -14,7 +14,10 @@ export interface CheckResult {
   detail: string;
 }
 
-const label = (c: HealthCheck, i: number) => c.name ?? `${c.type}#${i + 1}`;
+/** What a single check needs: the host, the transport, the abort signal (watch calls it outside a run). */
+export type CheckContext = Pick<StepContext, 'target' | 'ssh' | 'signal'>;
+
+export const label = (c: HealthCheck, i: number) => c.name ?? `${c.type}#${i + 1}`;
 
 async function tcpOpen(host: string, port: number, timeoutMs: number): Promise<string | undefined> {
   return await new Promise((resolve) => {
@@ -39,7 +42,9 @@ export async function httpGet(
   address: string,
   check: HttpCheck,
   signal: AbortSignal,
-): Promise<{ status: number; url: string }> {
+  /** Keep the answer's body (its first 64 KiB): watch reads a status endpoint's JSON. */
+  keepBody = false,
+): Promise<{ status: number; url: string; body?: string }> {
   const hostPart = address.includes(':') ? `[${address}]` : address;
   const url = `${check.scheme}://${hostPart}:${check.port}${check.path}`;
   const serverName = check.host_header?.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
@@ -70,8 +75,14 @@ export async function httpGet(
           : {}),
       },
       (res) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, url }));
+        let body = '';
+        if (keepBody) {
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => {
+            if (body.length < 65_536) body += d.slice(0, 65_536 - body.length);
+          });
+        } else res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, url, ...(keepBody ? { body } : {}) }));
         res.on('error', reject);
       },
     );
@@ -83,7 +94,7 @@ export async function httpGet(
 }
 
 export async function runHealthCheck(
-  ctx: StepContext,
+  ctx: CheckContext,
   check: HealthCheck,
   index: number,
 ): Promise<CheckResult> {
@@ -222,7 +233,11 @@ export function parseSample(text: string): Sample {
 
 const round = (n: number) => Math.round(n * 10) / 10;
 
-export async function sample(ctx: StepContext, windowSeconds: number, writeTestMb: number): Promise<Sample> {
+export async function sample(
+  ctx: CheckContext & Pick<StepContext, 'profile'>,
+  windowSeconds: number,
+  writeTestMb: number,
+): Promise<Sample> {
   const dir = ctx.profile.data.paths[0] ?? '/tmp';
   const r = await ctx.ssh.run(
     ctx.target,

@@ -71,6 +71,16 @@ export class RunEventRenderer {
       case 'provision':
         note(provisionText(c, e));
         return;
+      case 'watch': {
+        const mark =
+          e.kind === 'failure' || e.kind === 'watch-error' || e.outcome === 'failed'
+            ? c.red('✖')
+            : e.kind === 'recovered' || e.outcome === 'succeeded'
+              ? c.green('✔')
+              : c.yellow('⚠');
+        note(`${mark} ${e.kind} ${e.app} on ${e.host}: ${e.reason}`);
+        return;
+      }
       case 'probe':
       case 'task':
       case 'run':

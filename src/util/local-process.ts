@@ -1,6 +1,6 @@
 /**
  * Commands on the machine running persona (hooks `on: local`, a `command` traffic method), behind one small
- * interface: no shell, only the environment given (never persona's own), stdin closed. Tests pass their own.
+ * interface: no shell, only the environment given (never persona's own), stdin closed unless text is given for it. Tests pass their own.
  */
 export interface LocalResult {
   /** Undefined when it did not exit by itself (a signal, a timeout, a program that cannot start). */
@@ -29,6 +29,8 @@ export interface LocalRunOptions {
    * nor hold its output open so that persona waits for them.
    */
   group?: boolean;
+  /** Text for its stdin (closed otherwise). */
+  input?: string;
 }
 
 export type LocalRunner = (argv: readonly string[], options: LocalRunOptions) => Promise<LocalResult>;
@@ -36,7 +38,7 @@ export type LocalRunner = (argv: readonly string[], options: LocalRunOptions) =>
 /** The real one: execa, without a shell, with exactly `env`. */
 export const execaLocal: LocalRunner = async (
   argv,
-  { env, timeoutMs, signal, onStdoutLine, onStderrLine, group },
+  { env, timeoutMs, signal, onStdoutLine, onStderrLine, group, input },
 ) => {
   const { execa } = await import('execa');
   const child = execa(argv[0]!, argv.slice(1), {
@@ -44,7 +46,7 @@ export const execaLocal: LocalRunner = async (
     env,
     extendEnv: false,
     ...(group ? { detached: true } : { timeout: timeoutMs, cancelSignal: signal }),
-    stdin: 'ignore',
+    ...(input !== undefined ? { input } : { stdin: 'ignore' as const }),
     all: true,
     maxBuffer: 16_000_000,
   });

@@ -74,10 +74,11 @@ describe('--json result line', () => {
     expect(line!.profile).not.toHaveProperty('type');
   });
 
-  test('only long runs stream events: recover, migrate and runs resume', () => {
+  test('only long runs stream events: recover, migrate, watch and runs resume', () => {
     expect(commands.filter((c) => c.streams).map((c) => c.path.join(' '))).toEqual([
       'recover',
       'migrate',
+      'watch',
       'runs resume',
     ]);
   });

@@ -27,6 +27,7 @@ import {
   type SshTarget,
   type Transport,
 } from '../../src/hosts/ssh.js';
+import { PEER_SCRIPT } from '../../src/watch/peer.js';
 import { repoRoot } from '../helpers/cli.js';
 
 export interface FakeFile {
@@ -198,6 +199,8 @@ export interface FakeHostsOptions {
   commands?: FakeCommand[];
   /** How long the sampling script's window lasts, as a fraction of the window asked for (1: real time). */
   timeScale?: number;
+  /** watch's peer probe (src/watch/look.ts PEER_SCRIPT) run on `peer` with these arguments; absent: unknown. */
+  peerProbe?: (peer: FakeHost, args: readonly string[]) => Answer;
 }
 
 export class FakeHosts implements Transport {
@@ -242,8 +245,13 @@ export class FakeHosts implements Transport {
   ): Promise<ExecResult> {
     const host = this.host(target.name);
     const argv = ['sh', '-s', '--', ...args];
+    const peerProbe = this.options.peerProbe;
     const handled: Handled | undefined =
-      script === probeScript ? { what: 'probe', mutates: false, answer: () => ok(host.probe) } : undefined;
+      script === probeScript
+        ? { what: 'probe', mutates: false, answer: () => ok(host.probe) }
+        : script === PEER_SCRIPT && peerProbe
+          ? { what: 'watch-peer', mutates: false, answer: () => peerProbe(host, args) }
+          : undefined;
     return await this.answer(target, host, argv, handled, { ...options, input: script });
   }
 
