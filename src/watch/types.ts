@@ -3,6 +3,8 @@
  * observation record it hands to whoever keeps them.
  */
 
+import type { Observation } from '../feedback/observations.js';
+
 /** How one vantage point saw an application in one round. `unknown`: the vantage itself could not look. */
 export type VantageStatus = 'ok' | 'failed' | 'unknown';
 
@@ -70,28 +72,4 @@ export interface Ack {
   until?: string;
 }
 
-// Mirrors src/feedback/observations.ts of the `feedback` branch (the shared contract); the integrator replaces
-// this copy with an import from there.
-export type ObservationSource = 'validate' | 'monitor' | 'watch';
-/** Short codes of what was missed: 'health', 'cpu', 'memory', 'disk_io', 'latency', 'error_rate', 'unreachable', 'start'. */
-export interface Observation {
-  at: string; // ISO time of the observation
-  app: string;
-  host: string; // inventory host name
-  source: ObservationSource;
-  run_id?: string;
-  ok: boolean; // health passed and every target met
-  missed?: string[];
-  metrics?: {
-    cpu_pct?: number;
-    memory_pct?: number;
-    memory_used_bytes?: number;
-    disk_write_mbps?: number;
-    disk_util_pct?: number;
-    latency_ms?: number;
-    error_rate?: number;
-  };
-  profile_version?: number;
-  /** Who saw it ('persona' or a peer host name), for watch. */
-  vantage?: string;
-}
+export type { Observation, ObservationSource } from '../feedback/observations.js';

@@ -9,6 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { listObservations } from '../../src/feedback/observations.js';
 import { openBackend } from '../../src/stores/open.js';
 import { jsonLines, repoRoot, runInProcess } from '../helpers/cli.js';
 import { copyOfProfiles, tempDir } from '../helpers/tmp.js';
@@ -91,6 +92,15 @@ async function world(profileExtra: Record<string, unknown> = {}, hosts = ['h1', 
   return w;
 }
 
+async function storedObservations(w: World) {
+  const backend = await openBackend(`file:${w.store}`, w.env, repoRoot);
+  try {
+    return await listObservations(backend, { app: 'web' });
+  } finally {
+    await backend.close();
+  }
+}
+
 const eventsOf = (w: World) =>
   existsSync(w.events) ? jsonLines(readFileSync(w.events, 'utf8')) : ([] as Array<Record<string, unknown>>);
 const result = (stdout: string) => jsonLines(stdout).at(-1) as Record<string, unknown>;
@@ -116,6 +126,9 @@ describe('persona watch --once', () => {
     expect(eventsOf(w)).toEqual([]);
     // The peer's probe ran on h2 against h1's address and port.
     expect(w.ssh.calls).toContain(`h2: script http 2 127.0.0.1 ${port} /health 127.0.0.1`);
+    // The store keeps the first look of each vantage point, not every round (watch/record.ts).
+    const stored = await storedObservations(w);
+    expect(stored.map((o) => `${o.vantage}:${o.ok}`).sort()).toEqual(['h2:true', 'persona:true']);
   });
 
   test('down from both vantage points: exit 6, one failure event in the file and on stdout', async () => {
@@ -131,6 +144,10 @@ describe('persona watch --once', () => {
     const streamed = jsonLines(r.stdout).filter((l) => l.type === 'watch');
     expect(streamed.map((e) => e.kind)).toEqual(['failure']);
     expect(result(r.stdout).exit_code).toBe(6);
+    // Stored for the ranking's history: the failure as each vantage point first saw it, once.
+    const stored = await storedObservations(w);
+    expect(stored.map((o) => `${o.vantage}:${o.ok}`).sort()).toEqual(['h2:false', 'persona:false']);
+    expect(stored.every((o) => o.source === 'watch' && o.host === 'h1')).toBe(true);
   });
 
   test('down only as this machine sees it (the peer reaches it): no failure counts', async () => {

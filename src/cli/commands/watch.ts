@@ -13,6 +13,7 @@ import { execaLocal } from '../../util/local-process.js';
 import { sleep } from '../../util/sleep.js';
 import { lookFromPersona } from '../../watch/look.js';
 import { lookFromPeer } from '../../watch/peer.js';
+import { ObservationKeeper } from '../../watch/record.js';
 import { appendEvent, loopbackWebhook, postWebhook, runOnFailure } from '../../watch/sinks.js';
 import type { Observation, WatchEvent } from '../../watch/types.js';
 import { defaultPolicy, policyProblems, type VerdictPolicy } from '../../watch/verdict.js';
@@ -108,6 +109,7 @@ export const run: CommandRun = async (ctx, { opts }) => {
     }
   };
   const observations: Observation[] = [];
+  const keeper = new ObservationKeeper();
   const watcher = new Watcher(
     {
       backend: store.backend,
@@ -122,8 +124,9 @@ export const run: CommandRun = async (ctx, { opts }) => {
       },
       now: () => ctx.now(),
       emit,
-      // The integrator hands these to src/feedback/observations.ts (recordObservations); kept for the result here.
+      // Into the store for ranking and tuning, at a bounded rate (watch/record.ts); all of them in --once's result.
       onObservation: (o) => {
+        keeper.offer(o);
         if (once) observations.push(o);
       },
       ...(autoRecover ? { recover: launcher(ctx) } : {}),
@@ -164,6 +167,9 @@ export const run: CommandRun = async (ctx, { opts }) => {
       );
     }
     rounds++;
+    const unkept = await keeper.flush(store.backend);
+    if (unkept)
+      ctx.reporter.warn(`observations of round ${rounds} not recorded in ${store.describe}: ${unkept}`);
     if (signal.aborted || (once && rounds >= onceRounds)) break;
     await sleep(intervalMs, signal);
     if (signal.aborted) break;
