@@ -10,6 +10,7 @@
  */
 import type { Profile } from '../profile/schema.js';
 import {
+  ALL,
   describeSpan,
   type EvidenceRow,
   evidenceRows,
@@ -88,6 +89,7 @@ export interface ProposeInput {
 }
 
 const GiB = 1024 ** 3;
+const cores = (n: number) => `${n} core${n === 1 ? '' : 's'}`;
 /** Whole units up, forgiving the float noise of a division (4.0000000001 GiB is 4). */
 const ceilWhole = (n: number) => Math.ceil(n - 1e-9);
 
@@ -210,7 +212,7 @@ function lowerResource(
 ): { proposal?: Proposal; notes: string[] } {
   const { rules } = w;
   const worst = worstHostP95(r.used);
-  if (worst >= rules.lowerBelow * r.required) return { notes: [] };
+  if (r.required <= rules.floor || worst >= rules.lowerBelow * r.required) return { notes: [] };
   const low = `${r.path}: the highest host's p95 ${r.label} use ${fmt(worst, r.unit)} is below ${rules.lowerBelow * 100}% of ${r.required}`;
   const why: string[] = [];
   if (r.notLowerable) why.push(r.notLowerable);
@@ -312,9 +314,9 @@ export function propose(input: ProposeInput): TuneReport {
       points(obs, (o) => o.metrics?.cpu_pct),
       cpu.misses,
       `≤ ${cpu.targetPct}%`,
-      `${cpu.required} cores`,
+      cores(cpu.required),
     ),
-    ...evidenceRows('cpu_cores', cpu.used, cpu.misses, null, `${cpu.required} cores`, round2),
+    ...evidenceRows('cpu_cores', cpu.used, cpu.misses, null, cores(cpu.required), round2),
     ...evidenceRows(
       'memory_pct',
       points(obs, (o) => o.metrics?.memory_pct),
@@ -333,7 +335,11 @@ export function propose(input: ProposeInput): TuneReport {
   ];
   const { rows, notes: serviceNotes } = diskAndServiceNotes(obs, m, rules);
   evidence.push(...rows);
-  const shown = evidence.filter((r) => r.n > 0 || r.missed_pct !== null);
+  // A metric nobody measured and nobody missed is left out of the table.
+  const seen = new Set(
+    evidence.filter((r) => r.host === ALL && (r.n > 0 || (r.missed_pct ?? 0) > 0)).map((r) => r.metric),
+  );
+  const shown = evidence.filter((r) => seen.has(r.metric));
   const base = { observations: obs.length, hosts, span_ms: spanMs, evidence: shown };
   const few = tooLittle(obs.length, hosts, rules);
   if (few) return { ...base, proposals: [], notes: [few, ...serviceNotes] };

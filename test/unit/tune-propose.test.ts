@@ -262,13 +262,22 @@ describe('lowering', () => {
   });
 
   test('a lowering that would not be lower is not proposed', () => {
-    // 1 GiB required, 0.3 GiB used: 2 × 0.3 → 1, the floor, which is not lower.
+    // 2 GiB required, the highest host at 0.7 GiB: 2 × 0.7 → 2, which is not lower.
     const report = propose({
-      profile: profile({ required_ram_gb: 1, memoryPct: 70 }),
-      observations: quiet(5, 0.2),
+      profile: profile({ required_ram_gb: 2, memoryPct: 70 }),
+      observations: quiet(5, 0.6),
     });
     expect(report.proposals).toEqual([]);
-    expect(report.notes.join('\n')).toContain('a safe value (1) would not be lower');
+    expect(report.notes.join('\n')).toContain('a safe value (2) would not be lower');
+  });
+
+  test('a requirement already at the floor (1) is not looked at for lowering', () => {
+    const report = propose({
+      profile: profile({ required_ram_gb: 1, memoryPct: 70 }),
+      observations: quiet(5, 0.05),
+    });
+    expect(report.proposals).toEqual([]);
+    expect(report.notes.filter((n) => n.startsWith('required_ram_gb'))).toEqual([]);
   });
 
   test('CPU is never lowered without every host core count (CPU is a share of the host)', () => {
