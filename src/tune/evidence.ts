@@ -102,11 +102,13 @@ export function worstHostP95(points: readonly Point[]): number {
   );
 }
 
-/** "3.2 days" or "5 hours": how long the observations span. */
+const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+
+/** "3.2 days", "1 hour" or "5 minutes": how long the observations span. */
 export function describeSpan(ms: number): string {
   const days = ms / 86_400_000;
-  if (days >= 1) return `${round1(days)} days`;
   const hours = ms / 3_600_000;
-  if (hours >= 1) return `${round1(hours)} hours`;
-  return `${Math.max(0, Math.round(ms / 60_000))} minutes`;
+  if (days >= 1) return plural(round1(days), 'day');
+  if (hours >= 1) return plural(round1(hours), 'hour');
+  return plural(Math.max(0, Math.round(ms / 60_000)), 'minute');
 }

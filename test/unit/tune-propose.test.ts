@@ -3,7 +3,7 @@
  * too little evidence, and the figures that are explained but never proposed.
  */
 import { describe, expect, test } from 'vitest';
-import { ALL, percentile } from '../../src/tune/evidence.js';
+import { ALL, describeSpan, percentile } from '../../src/tune/evidence.js';
 import { type ProposeInput, propose, RULES } from '../../src/tune/propose.js';
 import type { Observation } from '../../src/tune/types.js';
 
@@ -369,6 +369,17 @@ describe('explained, never proposed', () => {
 });
 
 describe('evidence table', () => {
+  test.each([
+    [60_000, '1 minute'],
+    [30 * 60_000, '30 minutes'],
+    [3_600_000, '1 hour'],
+    [5.5 * 3_600_000, '5.5 hours'],
+    [86_400_000, '1 day'],
+    [3.21 * 86_400_000, '3.2 days'],
+  ])('a span of %d ms reads "%s"', (ms, text) => {
+    expect(describeSpan(ms)).toBe(text);
+  });
+
   test('one overall row and one per host for each observed metric, with target and requirement', () => {
     const obs = series(20, (_, host) => ({ cpu_pct: host === 'web-1' ? 20 : 40 }));
     const report = propose({ profile: profile({ required_cores: 2, cpuPct: 90 }), observations: obs });
