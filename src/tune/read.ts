@@ -7,6 +7,7 @@
  * `readObservations` has the signature of the feedback branch's `listObservations`, which replaces it once merged.
  */
 import type { KvBackend } from '../stores/kv.js';
+import { stripTerminalControls } from '../util/sanitize.js';
 import type { Observation, ObservationFilter, ObservationSource } from './types.js';
 
 /** Told once per read how many records were skipped, and why (the first reason). */
@@ -47,7 +48,17 @@ export function parseObservation(text: string): Observation | string {
         return `"metrics.${name}" is not a number`;
     }
   }
-  return o as unknown as Observation;
+  return clean(o as unknown as Observation);
+}
+
+/** Names shown on the terminal lose any control sequence: watch records what peers saw. */
+function clean(o: Observation): Observation {
+  return {
+    ...o,
+    host: stripTerminalControls(o.host),
+    ...(o.missed ? { missed: o.missed.map(stripTerminalControls) } : {}),
+    ...(o.vantage !== undefined ? { vantage: stripTerminalControls(String(o.vantage)) } : {}),
+  };
 }
 
 function skipped(warn: SkipWarning | undefined, what: string, reasons: string[]): void {
@@ -127,7 +138,7 @@ export function outcomeObservations(text: string): Observation[] | string {
     out.push({
       at: o.at,
       app: o.app,
-      host: o.host,
+      host: stripTerminalControls(o.host),
       source,
       ...(typeof o.run_id === 'string' ? { run_id: o.run_id } : {}),
       ok: o.success === true,

@@ -67,6 +67,18 @@ describe('readObservations', () => {
     expect(await readObservations(kv, { app: 'nothing-here' })).toEqual([]);
   });
 
+  test('terminal control sequences in names are stripped', () => {
+    const o = obs('2026-11-20T00:00:00Z', 'web-1\u001b]52;c;ZXZpbA==\u0007', {
+      missed: ['cpu\u001b[2J'],
+      vantage: 'peer\u001b[31m',
+    });
+    expect(parseObservation(JSON.stringify(o))).toMatchObject({
+      host: 'web-1',
+      missed: ['cpu'],
+      vantage: 'peer',
+    });
+  });
+
   test.each([
     ['[]', 'not a JSON object'],
     [JSON.stringify({ ...obs('yesterday', 'h') }), '"at" is not an ISO time'],
