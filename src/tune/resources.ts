@@ -8,7 +8,7 @@ import { hostsOf, type MissPoint, type Point } from './evidence.js';
 import type { ProposeInput, TunablePath, TuneRules } from './propose.js';
 import type { Observation } from './types.js';
 
-export const GiB = 1024 ** 3;
+const GiB = 1024 ** 3;
 export const cores = (n: number) => `${n} core${n === 1 ? '' : 's'}`;
 
 /** Missed by value where the observation has one, else by its missed codes; unknown (skipped) otherwise. */
