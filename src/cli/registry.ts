@@ -134,6 +134,34 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/profile-history.js'),
   },
   {
+    path: ['profile', 'tune'],
+    globals: ['store', 'confirm'],
+    summary: 'propose requirement changes from observations, with the evidence; write them once confirmed',
+    description:
+      'Reads the observations and recorded outcomes of an application over a window, shows p50/p95 of CPU, memory, disk and latency against the targets and requirements, and proposes changes to required_ram_gb and required_cores with their evidence. A confirmed proposal is written as a new version by compare-and-set (exit 4 if the profile changed meanwhile). Lowering needs a long, wide, clean history and keeps a safety margin. Without a terminal, only --yes confirms (exit 3 otherwise).',
+    args: [idArg],
+    options: [
+      {
+        flags: '--since <duration>',
+        description: 'how far back to read observations: 30m, 36h, 7d, 2w',
+        default: '7d',
+      },
+      { flags: '--dry-run', description: 'show the evidence, the proposals and the diff; write nothing' },
+    ],
+    examples: [
+      [
+        'persona profile tune demo-web --dry-run',
+        'the evidence, the proposals and the diff; nothing written',
+      ],
+      ['persona profile tune demo-web', 'asks before writing the proposed version'],
+      [
+        'persona profile tune demo-web --since 3d --yes --json',
+        'CI: write the proposals, the result as JSON',
+      ],
+    ],
+    load: () => import('./commands/profile-tune.js'),
+  },
+  {
     path: ['profile', 'new'],
     summary: 'print a valid skeleton profile to fill in',
     args: [idArg],
