@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { KvBackend } from '../stores/kv.js';
+import { stripTerminalControls } from '../util/sanitize.js';
 
 export type ObservationSource = 'validate' | 'monitor' | 'watch';
 /** Short codes of what was missed: 'health', 'cpu', 'memory', 'disk_io', 'latency', 'error_rate', 'unreachable', 'start'. */
@@ -59,18 +60,60 @@ export async function recordObservations(kv: KvBackend, list: readonly Observati
   if (!result.ok) throw new Error(`the store refused the observations: ${result.failed.join(', ')}`);
 }
 
-function parse(value: string): Observation | undefined {
+/** Told once per read how many records were skipped, and why (the first reason). */
+export type SkipWarning = (message: string) => void;
+
+const SOURCES: readonly ObservationSource[] = ['validate', 'monitor', 'watch'];
+const METRICS = [
+  'cpu_pct',
+  'memory_pct',
+  'memory_used_bytes',
+  'disk_write_mbps',
+  'disk_util_pct',
+  'latency_ms',
+  'error_rate',
+] as const;
+
+/** The observation, or why it is not one. */
+export function parseObservation(text: string): Observation | string {
+  let value: unknown;
   try {
-    const o = JSON.parse(value) as Partial<Observation> | null;
-    if (!o || typeof o !== 'object') return undefined;
-    if (typeof o.app !== 'string' || typeof o.host !== 'string' || typeof o.ok !== 'boolean')
-      return undefined;
-    if (o.source !== 'validate' && o.source !== 'monitor' && o.source !== 'watch') return undefined;
-    if (typeof o.at !== 'string' || !Number.isFinite(Date.parse(o.at))) return undefined;
-    return o as Observation;
+    value = JSON.parse(text);
   } catch {
-    return undefined;
+    return 'not JSON';
   }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
+  const o = value as Record<string, unknown>;
+  if (typeof o.at !== 'string' || Number.isNaN(Date.parse(o.at))) return '"at" is not an ISO time';
+  if (typeof o.app !== 'string' || typeof o.host !== 'string') return '"app" or "host" is not a string';
+  if (!SOURCES.includes(o.source as ObservationSource)) return `"source" is not one of ${SOURCES.join(', ')}`;
+  if (typeof o.ok !== 'boolean') return '"ok" is not true or false';
+  if (o.missed !== undefined && !(Array.isArray(o.missed) && o.missed.every((m) => typeof m === 'string')))
+    return '"missed" is not a list of strings';
+  if (o.metrics !== undefined) {
+    if (typeof o.metrics !== 'object' || o.metrics === null) return '"metrics" is not an object';
+    const m = o.metrics as Record<string, unknown>;
+    for (const name of METRICS) {
+      if (m[name] !== undefined && !(typeof m[name] === 'number' && Number.isFinite(m[name])))
+        return `"metrics.${name}" is not a number`;
+    }
+  }
+  return clean(o as unknown as Observation);
+}
+
+/** Names shown on the terminal lose any control sequence: watch records what peers saw. */
+function clean(o: Observation): Observation {
+  return {
+    ...o,
+    host: stripTerminalControls(o.host),
+    ...(o.missed ? { missed: o.missed.map(stripTerminalControls) } : {}),
+    ...(o.vantage !== undefined ? { vantage: stripTerminalControls(String(o.vantage)) } : {}),
+  };
+}
+
+export function skipped(warn: SkipWarning | undefined, what: string, reasons: string[]): void {
+  if (reasons.length > 0 && warn)
+    warn(`${reasons.length} ${what} skipped: unreadable (${reasons[0]}${reasons.length > 1 ? ', …' : ''})`);
 }
 
 /** The epoch ms a key was written for (its last segment), or NaN. */
@@ -83,6 +126,7 @@ const keyTime = (key: string) => Number(key.slice(key.lastIndexOf('/') + 1).spli
 export async function listObservations(
   kv: KvBackend,
   filter: { app?: string; host?: string; since?: Date },
+  warn?: SkipWarning,
 ): Promise<Observation[]> {
   const prefix =
     filter.app === undefined
@@ -90,13 +134,18 @@ export async function listObservations(
       : `${OBSERVATIONS_PREFIX}${filter.app}/${filter.host === undefined ? '' : `${filter.host}/`}`;
   const since = filter.since?.getTime();
   const out: Observation[] = [];
+  const reasons: string[] = [];
   for (const entry of await kv.list(prefix)) {
-    const o = parse(entry.value);
-    if (!o) continue;
+    const o = parseObservation(entry.value);
+    if (typeof o === 'string') {
+      reasons.push(`${entry.key}: ${o}`);
+      continue;
+    }
     if (filter.host !== undefined && o.host !== filter.host) continue;
     if (since !== undefined && Date.parse(o.at) < since) continue;
     out.push(o);
   }
+  skipped(warn, 'observation(s)', reasons);
   return out.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
 }
 

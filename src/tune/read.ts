@@ -4,67 +4,13 @@
  * validate and monitor samples are observations too. Values that do not parse are skipped and counted, never
  * fatal: one bad record must not hide the rest.
  *
- * `readObservations` has the signature of the feedback branch's `listObservations`, which replaces it once merged.
+ * The observations themselves are read by feedback/observations.ts (listObservations), which this module's callers
+ * use; here the outcomes.
  */
+import { type SkipWarning, skipped } from '../feedback/observations.js';
 import type { KvBackend } from '../stores/kv.js';
 import { stripTerminalControls } from '../util/sanitize.js';
-import type { Observation, ObservationFilter, ObservationSource } from './types.js';
-
-/** Told once per read how many records were skipped, and why (the first reason). */
-export type SkipWarning = (message: string) => void;
-
-const SOURCES: readonly ObservationSource[] = ['validate', 'monitor', 'watch'];
-const METRICS = [
-  'cpu_pct',
-  'memory_pct',
-  'memory_used_bytes',
-  'disk_write_mbps',
-  'disk_util_pct',
-  'latency_ms',
-  'error_rate',
-] as const;
-
-/** The observation, or why it is not one. */
-export function parseObservation(text: string): Observation | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return 'not JSON';
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
-  const o = value as Record<string, unknown>;
-  if (typeof o.at !== 'string' || Number.isNaN(Date.parse(o.at))) return '"at" is not an ISO time';
-  if (typeof o.app !== 'string' || typeof o.host !== 'string') return '"app" or "host" is not a string';
-  if (!SOURCES.includes(o.source as ObservationSource)) return `"source" is not one of ${SOURCES.join(', ')}`;
-  if (typeof o.ok !== 'boolean') return '"ok" is not true or false';
-  if (o.missed !== undefined && !(Array.isArray(o.missed) && o.missed.every((m) => typeof m === 'string')))
-    return '"missed" is not a list of strings';
-  if (o.metrics !== undefined) {
-    if (typeof o.metrics !== 'object' || o.metrics === null) return '"metrics" is not an object';
-    const m = o.metrics as Record<string, unknown>;
-    for (const name of METRICS) {
-      if (m[name] !== undefined && !(typeof m[name] === 'number' && Number.isFinite(m[name])))
-        return `"metrics.${name}" is not a number`;
-    }
-  }
-  return clean(o as unknown as Observation);
-}
-
-/** Names shown on the terminal lose any control sequence: watch records what peers saw. */
-function clean(o: Observation): Observation {
-  return {
-    ...o,
-    host: stripTerminalControls(o.host),
-    ...(o.missed ? { missed: o.missed.map(stripTerminalControls) } : {}),
-    ...(o.vantage !== undefined ? { vantage: stripTerminalControls(String(o.vantage)) } : {}),
-  };
-}
-
-function skipped(warn: SkipWarning | undefined, what: string, reasons: string[]): void {
-  if (reasons.length > 0 && warn)
-    warn(`${reasons.length} ${what} skipped: unreadable (${reasons[0]}${reasons.length > 1 ? ', …' : ''})`);
-}
+import type { Observation, ObservationFilter } from './types.js';
 
 const inFilter = (o: Observation, f: ObservationFilter) =>
   (f.app === undefined || o.app === f.app) &&
@@ -72,24 +18,6 @@ const inFilter = (o: Observation, f: ObservationFilter) =>
   (f.since === undefined || Date.parse(o.at) >= f.since.getTime());
 
 const byTime = (a: Observation, b: Observation) => Date.parse(a.at) - Date.parse(b.at);
-
-/** The observations of an application (or all), oldest first; unparsable values are skipped and counted. */
-export async function readObservations(
-  kv: KvBackend,
-  filter: ObservationFilter,
-  warn?: SkipWarning,
-): Promise<Observation[]> {
-  const entries = await kv.list(filter.app ? `observations/${filter.app}/` : 'observations/');
-  const out: Observation[] = [];
-  const reasons: string[] = [];
-  for (const entry of entries) {
-    const parsed = parseObservation(entry.value);
-    if (typeof parsed === 'string') reasons.push(`${entry.key}: ${parsed}`);
-    else if (inFilter(parsed, filter)) out.push(parsed);
-  }
-  skipped(warn, 'observation(s)', reasons);
-  return out.sort(byTime);
-}
 
 /** A validate or monitor sample as record.ts keeps it in an outcome (a subset of steps/checks.ts Sample). */
 interface OutcomeSample {

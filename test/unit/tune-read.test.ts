@@ -5,16 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { isPersonaError } from '../../src/errors.js';
+import { listObservations, parseObservation } from '../../src/feedback/observations.js';
 import { parseProfileText } from '../../src/profile/validate.js';
 import { FileBackend } from '../../src/stores/file-backend.js';
 import { setTopLevelNumbers, topLevelValueSpan } from '../../src/tune/edit.js';
-import {
-  mergeObservations,
-  outcomeObservations,
-  parseObservation,
-  readObservations,
-  readOutcomeObservations,
-} from '../../src/tune/read.js';
+import { mergeObservations, outcomeObservations, readOutcomeObservations } from '../../src/tune/read.js';
 import type { Observation } from '../../src/tune/types.js';
 import { parseDuration } from '../../src/util/duration.js';
 import { repoRoot } from '../helpers/cli.js';
@@ -32,7 +27,7 @@ const obs = (at: string, host: string, extra: Partial<Observation> = {}): Observ
 const key = (o: Observation, suffix: string) =>
   `observations/${o.app}/${o.host}/${String(Date.parse(o.at)).padStart(13, '0')}-${suffix}`;
 
-describe('readObservations', () => {
+describe('listObservations', () => {
   test('lists the app, sorts by time, filters by since, skips and counts what does not parse', async () => {
     const kv = await new FileBackend(tempDir()).open();
     const a = obs('2026-11-20T10:00:00Z', 'web-2');
@@ -53,7 +48,7 @@ describe('readObservations', () => {
       ],
     });
     const warnings: string[] = [];
-    const got = await readObservations(
+    const got = await listObservations(
       kv,
       { app: 'demo-web', since: new Date('2026-11-10T00:00:00Z') },
       (m) => warnings.push(m),
@@ -63,8 +58,8 @@ describe('readObservations', () => {
     expect(warnings[0]).toMatch(
       /^2 observation\(s\) skipped: unreadable \(observations\/demo-web\/web-1\/1764000000000-zzzzzz: not JSON, …\)$/,
     );
-    expect(await readObservations(kv, { app: 'orders-db' })).toEqual([other]);
-    expect(await readObservations(kv, { app: 'nothing-here' })).toEqual([]);
+    expect(await listObservations(kv, { app: 'orders-db' })).toEqual([other]);
+    expect(await listObservations(kv, { app: 'nothing-here' })).toEqual([]);
   });
 
   test('terminal control sequences in names are stripped', () => {

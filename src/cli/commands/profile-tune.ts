@@ -5,12 +5,13 @@
  */
 import type { Context } from '../../context.js';
 import { isPersonaError, PersonaError } from '../../errors.js';
+import { listObservations } from '../../feedback/observations.js';
 import { parseProfileText } from '../../profile/validate.js';
 import type { StoredProfile } from '../../stores/profile-store.js';
 import { setTopLevelNumbers } from '../../tune/edit.js';
 import { ALL } from '../../tune/evidence.js';
 import { type Proposal, propose, type TuneReport } from '../../tune/propose.js';
-import { mergeObservations, readObservations, readOutcomeObservations } from '../../tune/read.js';
+import { mergeObservations, readOutcomeObservations } from '../../tune/read.js';
 import { printDiff, unifiedDiff } from '../../ui/diff.js';
 import type { HumanOut } from '../../ui/output.js';
 import { confirmOrDecline } from '../../ui/prompter.js';
@@ -25,7 +26,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
   const { stored, profile } = await store.load(id);
   const warn = (message: string) => ctx.reporter.warn(message);
   const observations = mergeObservations(
-    await readObservations(store.backend, { app: id, since }, warn),
+    await listObservations(store.backend, { app: id, since }, warn),
     await readOutcomeObservations(store.backend, { app: id, since }, warn),
   );
   const report = propose({ profile, observations });
