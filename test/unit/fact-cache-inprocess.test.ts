@@ -121,6 +121,18 @@ async function world() {
     probes,
     journal,
     recover: (...args: string[]) => runInProcess(['recover', ...args], { env, transport: fake }),
+    cli: (...args: string[]) => runInProcess(args, { env, transport: fake }),
+    facts: async () => {
+      const kv = await openBackend(`file:${store}`, env, repoRoot);
+      const keys = (await kv.list('facts/')).map((e) => e.key.split('/')[1]);
+      await kv.close();
+      return keys;
+    },
+    clearFacts: async () => {
+      const kv = await openBackend(`file:${store}`, env, repoRoot);
+      await kv.txn({ deletes: (await kv.list('facts/')).map((e) => e.key) });
+      await kv.close();
+    },
   };
 }
 
@@ -174,5 +186,30 @@ describe('recover with a warm fact cache', () => {
     expect(w.fake.mutations()).toEqual([]);
     // Two chosen hosts no longer fit: every host ranked from the cache is probed (h4, the last one).
     expect(w.probes()).toEqual({ h2: 1, h3: 1, h4: 1 });
+  });
+
+  test('hosts probe writes the cache only with --cache; hosts rank then probes only its top', async () => {
+    const w = await world();
+    await w.clearFacts();
+    expect((await w.cli('hosts', 'probe', '--profile', APP, '--json')).code).toBe(0);
+    expect(await w.facts()).toEqual([]);
+    w.fake.host('h4').down = 'refused';
+    const filled = await w.cli('hosts', 'probe', '--profile', APP, '--cache', '--json');
+    expect(filled.code, filled.stderr).toBe(0);
+    expect(jsonLines(filled.stdout).at(-1)).toMatchObject({ cached: 3 });
+    expect((await w.facts()).sort()).toEqual(['h1', 'h2', 'h3']);
+    w.fake.calls.length = 0;
+    const r = await w.cli('hosts', 'rank', '--profile', APP, '--failed', 'h1', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = jsonLines(r.stdout).at(-1) as {
+      hosts: Array<{ host: string; verdict: string; cachedFacts?: { ageS: number } }>;
+      facts_from_cache: number;
+    };
+    // h4 has no entry (it did not answer): probed now, as the top h2 is again; h3 is ranked from the cache.
+    expect(w.probes()).toEqual({ h2: 1, h4: 1 });
+    expect(out.facts_from_cache).toBe(1);
+    expect(out.hosts.find((h) => h.host === 'h3')?.cachedFacts?.ageS).toBeGreaterThanOrEqual(0);
+    expect(out.hosts[0]).toMatchObject({ host: 'h2', verdict: 'eligible' });
+    expect(out.hosts[0]).not.toHaveProperty('cachedFacts');
   });
 });
