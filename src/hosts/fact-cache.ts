@@ -14,6 +14,7 @@
 
 import type { KvBackend } from '../stores/kv.js';
 import { sha256 } from '../util/hash.js';
+import { stripTerminalControls } from '../util/sanitize.js';
 import type { InventoryHost } from './inventory.js';
 import type { HostFacts } from './parse-probe.js';
 import type { ProbeResult } from './probe.js';
@@ -193,7 +194,10 @@ const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFin
 export function parseEntry(text: string): FactEntry | undefined {
   let e: Partial<FactEntry> | null;
   try {
-    e = JSON.parse(text) as Partial<FactEntry> | null;
+    // Remote text once, and the store's since: a fact must not reach a terminal with control characters in it.
+    e = JSON.parse(text, (_k, v) =>
+      typeof v === 'string' ? stripTerminalControls(v) : v,
+    ) as Partial<FactEntry> | null;
   } catch {
     return undefined;
   }

@@ -109,6 +109,26 @@ export async function probeCached(
   return reprobe(ctx, results, cached, req);
 }
 
+/**
+ * Where a cached fact would decide alone, it is checked first: the host named by --target (or --to) is probed now,
+ * and when no host fits by the facts at hand, every host ranked from the cache is probed (a stale entry must not
+ * refuse the recovery, nor provision a host, when a host now fits).
+ */
+export async function probeDecisive(
+  ctx: Context,
+  first: readonly ProbeResult[],
+  req: Requirements,
+  rank: (results: readonly ProbeResult[]) => RankedHost[],
+  target?: string,
+): Promise<ProbeResult[]> {
+  let results = [...first];
+  const named = target ? results.find((r) => r.host.name === target && r.ok && r.cached) : undefined;
+  if (named) results = await reprobe(ctx, results, [named.host], req);
+  if (results.some((r) => r.ok && r.cached) && !rank(results).some((r) => r.verdict === 'eligible'))
+    results = await probeCached(ctx, results, req, 'no host fits by its cached facts');
+  return results;
+}
+
 export interface Decision {
   chosen: string;
   /** The ranking the target was chosen from, with the target's facts as probed now. */

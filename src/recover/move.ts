@@ -20,7 +20,7 @@ import { plannedRunbook } from '../steps/index.js';
 import { finishedStaging } from '../steps/planned.js';
 import { type ProberReport, startProber } from '../traffic/prober.js';
 import { whereAppsRun } from './apps.js';
-import { chooseFreshTarget, gatherFacts, maxFactAge } from './decide.js';
+import { chooseFreshTarget, gatherFacts, maxFactAge, probeDecisive } from './decide.js';
 import { takeLock } from './lock.js';
 import { planRecovery } from './plan.js';
 import { driver, journals, pickTarget, pieces, runEngine, type World } from './runner.js';
@@ -103,7 +103,7 @@ export async function moveApp(ctx: Context, req: MoveRequest): Promise<RunSummar
         `--to ${req.to} is not a host of the inventory (${inventory.source})`,
       );
     const requirements = requirementsOf(profile);
-    const probed = await gatherFacts(
+    const gathered = await gatherFacts(
       ctx,
       candidates,
       requirements,
@@ -119,6 +119,7 @@ export async function moveApp(ctx: Context, req: MoveRequest): Promise<RunSummar
         history: past.history,
       });
     const show = (hosts: RankedHost[]) => ctx.reporter.event('ranking', { app, hosts, requirements });
+    const probed = await probeDecisive(ctx, gathered, requirements, rank, req.to);
     const first = rank(probed);
     show(first);
     // A target chosen from cached facts is probed again before the move: it must still fit.

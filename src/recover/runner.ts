@@ -26,7 +26,7 @@ import type { KvBackend, LockHandle } from '../stores/kv.js';
 import type { ProfileStore } from '../stores/profile-store.js';
 import { confirmOrDecline } from '../ui/prompter.js';
 import { declareApps, selectApps, whereAppsRun } from './apps.js';
-import { chooseFreshTarget, gatherFacts, maxFactAge, probeCached } from './decide.js';
+import { chooseFreshTarget, gatherFacts, maxFactAge, probeDecisive } from './decide.js';
 import { takeLock } from './lock.js';
 import {
   chooseTarget,
@@ -294,14 +294,10 @@ async function targetFor(
       history: past.history,
     });
   const show = (hosts: RankedHost[]) => ctx.reporter.event('ranking', { app, hosts, requirements });
-  let probed = t.probed;
-  let ranking = rank(probed);
+  // Before a host is created (or the run refused) because none fits, the hosts ranked from the cache are asked again.
+  const probed = await probeDecisive(ctx, t.probed, requirements, rank, req.target);
+  const ranking = rank(probed);
   const command = provisionCommand(t.profile, ctx.settings.values);
-  // Before a host is created because none fits, the hosts ranked from the cache are asked again.
-  if (provisionNeed(ranking, req, command) !== 'no' && probed.some((r) => r.ok && r.cached)) {
-    probed = await probeCached(ctx, probed, requirements, 'no host fits by its cached facts');
-    ranking = rank(probed);
-  }
   show(ranking);
   const need = provisionNeed(ranking, req, command);
   if (need === 'no' || !command) {

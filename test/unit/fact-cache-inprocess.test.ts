@@ -41,7 +41,7 @@ afterEach(() => {
 });
 
 /** A store with the web profile, an inventory of four hosts, fresh cached facts for h2, h3 and h4. */
-async function world() {
+async function world(cachedProbe = PROBE) {
   const store = copyOfProfiles();
   const dir = tempDir('persona-world-');
   const marks = { fence: join(dir, 'fence-ran'), switch: join(dir, 'switch-ran') };
@@ -90,7 +90,7 @@ async function world() {
   // What watch (or `hosts probe --cache`) would have written a minute ago, with the profile's probe inputs.
   const backend = await openBackend(`file:${store}`, env, repoRoot);
   const inventory = await loadInventory(inventoryFile);
-  const facts = parseProbeOutput(PROBE, []);
+  const facts = parseProbeOutput(cachedProbe, []);
   await writeFacts(
     backend,
     inventory.hosts
@@ -211,5 +211,23 @@ describe('recover with a warm fact cache', () => {
     expect(out.hosts.find((h) => h.host === 'h3')?.cachedFacts?.ageS).toBeGreaterThanOrEqual(0);
     expect(out.hosts[0]).toMatchObject({ host: 'h2', verdict: 'eligible' });
     expect(out.hosts[0]).not.toHaveProperty('cachedFacts');
+  });
+
+  test('no host fits by its cached facts: they are all probed before recover gives up, and one fits now', async () => {
+    const w = await world(FULL_DISK);
+    const r = await w.recover('h1', '--yes', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(result(r.stdout).runs[0]).toMatchObject({ status: 'succeeded', target_host: 'h2' });
+    expect(w.probes()).toEqual({ h2: 1, h3: 1, h4: 1 });
+  });
+
+  test('--target names a host with cached facts: it is probed now, and refused on its facts of now', async () => {
+    const w = await world();
+    w.fake.host('h3').probe = FULL_DISK;
+    const r = await w.recover('h1', '--yes', '--json', '--target', 'h3');
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/h3/);
+    expect(w.fake.mutations()).toEqual([]);
+    expect(w.probes()).toEqual({ h3: 1 });
   });
 });

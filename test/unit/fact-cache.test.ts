@@ -140,6 +140,12 @@ describe('the fact cache', () => {
     expect([...fresh.keys()]).toEqual(['h1']);
     expect(note).toBe('3 cached facts ignored (3 unparsable); those hosts are probed');
     expect(parseEntry('null')).toBeUndefined();
+    // Text from the store reaches the terminal only without control characters.
+    const hostile = {
+      ...entry,
+      facts: { ...entry.facts, os: { ...entry.facts.os, pretty: 'Debian\u001b[2J\u0007' } },
+    };
+    expect(parseEntry(JSON.stringify(hostile))?.facts.os.pretty).toBe('Debian');
     expect(parseEntry(JSON.stringify({ ...entry, probed_at: 'soon' }))).toBeUndefined();
   });
 

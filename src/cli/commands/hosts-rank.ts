@@ -2,7 +2,7 @@ import { type RankedHost, rankHosts, requirementsOf, type Strategy } from '../..
 import { PersonaError } from '../../errors.js';
 import { readRankHistory } from '../../feedback/host-history.js';
 import { notProbed, type ProbeResult } from '../../hosts/probe.js';
-import { chooseFreshTarget, gatherFacts, maxFactAge } from '../../recover/decide.js';
+import { chooseFreshTarget, gatherFacts, maxFactAge, probeDecisive } from '../../recover/decide.js';
 import { renderRanking } from '../../ui/ranking-table.js';
 import type { CommandRun } from '../spec.js';
 
@@ -33,7 +33,8 @@ export const run: CommandRun = async (ctx, { opts }) => {
       ...(failed ? { failedHost: failed } : {}),
     });
   const top = async (r: readonly RankedHost[]) => (r[0]?.verdict === 'eligible' ? r[0].host : '');
-  const { ranking } = await chooseFreshTarget(ctx, [...probed, ...skipped], req, {
+  const facts = await probeDecisive(ctx, [...probed, ...skipped], req, rank);
+  const { ranking } = await chooseFreshTarget(ctx, facts, req, {
     rank,
     show: () => {},
     choose: top,
