@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: persona's probe against `ansible all -m setup` and plain parallel OpenSSH on the same N endpoints
  * of the bench lab, in one process, R runs each, interleaved. See bench/RESULTS.md for the method and the figures.
+ * `recover`, `migrate` and `decision` are benches of their own (bench/recover.ts, migrate.ts, decision.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runScript } from '../scripts/script-main.js';
 import { type InventoryHost, loadInventory } from '../src/hosts/inventory.js';
+import { decisionBench } from './decision.js';
 import { BENCH_LAB_DIR, benchLabDown, benchLabUp, machineBusyShare, settle } from './lab.js';
 import { migrateBench } from './migrate.js';
 import { recoverBench } from './recover.js';
@@ -30,6 +32,7 @@ import { type Sample, timeAnsible, timePersona, timePlainSsh, writeAnsibleInvent
 const USAGE = `usage: npm run bench [-- OPTIONS]   (as root: it drives the bench lab)
        npm run bench -- recover [--runs R] [--quick] [--json] [--down]   (recoveries: see bench/recover.ts)
        npm run bench -- migrate [--runs R] [--size-mib N] [--quick] [--json] [--down]   (planned moves: bench/migrate.ts)
+       npm run bench -- decision [--runs R] [--hosts N] [--quick] [--json] [--down]   (recover's decision, cold vs warm fact cache: bench/decision.ts)
   --runs R          repetitions per tool and N (default 3); the median is reported
   --sizes A,B,...   numbers of endpoints, the first N of the bench inventory (default 10,50,200; at most 208)
   --forks F         Ansible forks (default min(N, 50))
@@ -143,12 +146,13 @@ function print(rows: Summary[], info: RunInfo, json: boolean): void {
 }
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'recover' || argv[0] === 'migrate') {
+  if (argv[0] === 'recover' || argv[0] === 'migrate' || argv[0] === 'decision') {
     if (process.getuid?.() !== 0) {
       console.error('bench: must run as root (it drives the lab)');
       return 2;
     }
     const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+    if (argv[0] === 'decision') return await decisionBench(repo, argv.slice(1));
     return argv[0] === 'recover'
       ? await recoverBench(repo, argv.slice(1))
       : await migrateBench(repo, argv.slice(1));

@@ -98,6 +98,8 @@ export interface RankedHost {
     os: string;
   };
   software?: SoftwareFit;
+  /** The facts came from the fact cache (hosts/fact-cache.ts), probed this long ago; absent: probed now. */
+  cachedFacts?: { probedAt: string; ageS: number };
 }
 
 export interface RankOptions {
@@ -304,7 +306,13 @@ export function rankHosts(
   const strategy = options.strategy ?? 'best-fit';
   const excluded = new Set(options.exclude ?? []);
   const ranked: RankedHost[] = results.map((r) => {
-    const base = { host: r.host.name, address: r.host.address };
+    const base = {
+      host: r.host.name,
+      address: r.host.address,
+      ...(r.ok && r.cached
+        ? { cachedFacts: { probedAt: r.cached.probedAt, ageS: Math.round(r.cached.ageMs / 1000) } }
+        : {}),
+    };
     const reasons: Reason[] = [];
     if (r.host.name === options.failedHost || r.host.address === options.failedHost) {
       reasons.push({ code: 'failed-host', message: 'this is the failed host' });

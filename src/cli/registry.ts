@@ -20,6 +20,13 @@ const dataFromOption = {
   choices: ['auto', 'failed-host', 'backup'],
 };
 
+const maxFactAgeOption = {
+  flags: '--max-fact-age <seconds>',
+  description:
+    'rank hosts from cached facts at most this old (the target is probed again before use); 0: probe every host (default: the max_fact_age setting, 300)',
+  integer: true,
+};
+
 export const commands: CommandSpec[] = [
   {
     path: ['profile', 'list'],
@@ -227,6 +234,11 @@ export const commands: CommandSpec[] = [
         flags: '--profile <id>',
         description: "measure the profile's data path and look up its software stack",
       },
+      {
+        flags: '--cache',
+        description:
+          "write the facts to the store's fact cache, where recover and migrate rank from them (with --profile: for that profile)",
+      },
     ],
     examples: [
       ['persona hosts probe --inventory lab.json', 'every host of the inventory'],
@@ -235,6 +247,7 @@ export const commands: CommandSpec[] = [
         "two hosts, with demo-web's data path and packages",
       ],
       ["persona hosts probe --json | jq '.hosts[] | select(.ok == false)'", 'the hosts that did not answer'],
+      ['persona hosts probe --profile demo-web --cache', "fill the fact cache for demo-web's recoveries"],
     ],
     load: () => import('./commands/hosts-probe.js'),
   },
@@ -252,6 +265,7 @@ export const commands: CommandSpec[] = [
         choices: ['best-fit', 'spread', 'most-free'],
         default: 'best-fit',
       },
+      maxFactAgeOption,
     ],
     examples: [
       ['persona hosts rank --profile demo-web --failed lab-1', 'where demo-web should go if lab-1 died'],
@@ -300,6 +314,7 @@ export const commands: CommandSpec[] = [
         choices: ['best-fit', 'spread', 'most-free'],
         default: 'best-fit',
       },
+      maxFactAgeOption,
     ],
     examples: [
       ['persona recover web-2', 'interactive: pick the host from the ranking, confirm the plan'],
@@ -359,6 +374,7 @@ export const commands: CommandSpec[] = [
         choices: ['best-fit', 'spread', 'most-free'],
         default: 'best-fit',
       },
+      maxFactAgeOption,
     ],
     examples: [
       [

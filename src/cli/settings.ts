@@ -49,6 +49,8 @@ export interface Settings {
   provision_timeout: Setting<number>;
   /** Days observations (validate, monitor and watch results) are kept for the broker's history. */
   observation_retention: Setting<number>;
+  /** Seconds cached host facts stay usable for ranking (hosts/fact-cache.ts); 0: every decision probes every host. */
+  max_fact_age: Setting<number>;
 }
 
 export type SettingKey = keyof Settings;
@@ -149,12 +151,25 @@ export const settingDefs: readonly SettingDef[] = [
     max: 3650,
     describe: 'days validate, monitor and watch observations are kept for ranking',
   },
+  {
+    key: 'max_fact_age',
+    kind: 'count',
+    env: 'PERSONA_MAX_FACT_AGE',
+    min: 0,
+    max: 86_400,
+    describe: 'seconds cached host facts may be used for ranking (the target is probed again); 0: off',
+  },
 ];
 
 export const DEFAULT_INVENTORY = './inventory.json';
 export const DEFAULT_CONNECT_TIMEOUT_S = 5;
 export const DEFAULT_LOCK_TTL_S = 30;
 export const DEFAULT_PROVISION_TIMEOUT_S = 600;
+/**
+ * Five minutes: what watch refreshes well within, and old enough only for facts that move slowly (cores, memory,
+ * disks, packages); the target is probed again before acting, so a stale entry costs a re-choice, not a bad run.
+ */
+export const DEFAULT_MAX_FACT_AGE_S = 300;
 
 /** A value read from the config file, already checked and with relative paths made absolute. */
 export interface FileValue {
@@ -295,6 +310,7 @@ export function resolveSettings(
     provision: undefined,
     provision_timeout: DEFAULT_PROVISION_TIMEOUT_S,
     observation_retention: DEFAULT_RETENTION_DAYS,
+    max_fact_age: DEFAULT_MAX_FACT_AGE_S,
   };
   const out: Partial<Record<SettingKey, Setting<unknown>>> = {};
   for (const def of settingDefs) out[def.key] = pick(def, defaults[def.key]);

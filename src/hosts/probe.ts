@@ -16,7 +16,14 @@ import { SshError, type SshFailureKind, type Transport } from './ssh.js';
 export type ProbeFailureKind = SshFailureKind | 'probe' | 'skipped';
 
 export type ProbeResult =
-  | { host: InventoryHost; ok: true; facts: HostFacts; durationMs: number }
+  | {
+      host: InventoryHost;
+      ok: true;
+      facts: HostFacts;
+      durationMs: number;
+      /** Facts read from the fact cache (fact-cache.ts), not probed now: when they were probed, and their age. */
+      cached?: { probedAt: string; ageMs: number };
+    }
   | {
       host: InventoryHost;
       ok: false;

@@ -6,12 +6,12 @@
  * longest gap between good answers is the move's downtime, in the journal and the summary.
  */
 import { rm } from 'node:fs/promises';
-import { rankHosts, requirementsOf, type Strategy } from '../broker/broker.js';
+import { type RankedHost, rankHosts, requirementsOf, type Strategy } from '../broker/broker.js';
 import type { Context } from '../context.js';
 import { PersonaError } from '../errors.js';
 import { readRankHistory } from '../feedback/host-history.js';
 import { findHost } from '../hosts/inventory.js';
-import { probeWithProgress } from '../hosts/probe-progress.js';
+import type { ProbeResult } from '../hosts/probe.js';
 import { newRunId } from '../runbook/journal.js';
 import { registerSecrets } from '../runbook/secrets.js';
 import { stepContext } from '../runbook/step-context.js';
@@ -20,6 +20,7 @@ import { plannedRunbook } from '../steps/index.js';
 import { finishedStaging } from '../steps/planned.js';
 import { type ProberReport, startProber } from '../traffic/prober.js';
 import { whereAppsRun } from './apps.js';
+import { chooseFreshTarget, gatherFacts, maxFactAge, probeDecisive } from './decide.js';
 import { takeLock } from './lock.js';
 import { planRecovery } from './plan.js';
 import { driver, journals, pickTarget, pieces, runEngine, type World } from './runner.js';
@@ -40,6 +41,8 @@ export interface MoveRequest {
   strategy: Strategy;
   exclude: string[];
   commandLine: string[];
+  /** Seconds cached host facts may be used for ranking (decide.ts); absent: the max_fact_age setting. */
+  maxFactAge?: number;
 }
 
 /** The prober's rate: a gap is measured to 50 ms. */
@@ -100,20 +103,33 @@ export async function moveApp(ctx: Context, req: MoveRequest): Promise<RunSummar
         `--to ${req.to} is not a host of the inventory (${inventory.source})`,
       );
     const requirements = requirementsOf(profile);
-    const probed = await probeWithProgress(ctx, candidates, {
-      dataPath: requirements.dataPath,
-      packages: requirements.packages,
-    });
+    const gathered = await gatherFacts(
+      ctx,
+      candidates,
+      requirements,
+      req.maxFactAge ?? maxFactAge(ctx, undefined),
+    );
     const past = await readRankHistory(store.backend, app, ctx.now());
     if (past.note) ctx.reporter.warn(past.note);
-    const ranking = rankHosts(requirements, probed, {
-      strategy: req.strategy,
-      failedHost: source.name,
-      exclude: req.exclude,
-      history: past.history,
-    });
-    ctx.reporter.event('ranking', { app, hosts: ranking, requirements });
-    const chosen = await pickTarget(ctx, ranking, req.to ? { target: req.to } : {}, app, 'Move');
+    const rank = (results: readonly ProbeResult[]) =>
+      rankHosts(requirements, results, {
+        strategy: req.strategy,
+        failedHost: source.name,
+        exclude: req.exclude,
+        history: past.history,
+      });
+    const show = (hosts: RankedHost[]) => ctx.reporter.event('ranking', { app, hosts, requirements });
+    const probed = await probeDecisive(ctx, gathered, requirements, rank, req.to);
+    const first = rank(probed);
+    show(first);
+    // A target chosen from cached facts is probed again before the move: it must still fit.
+    const { chosen, ranking } = await chooseFreshTarget(
+      ctx,
+      probed,
+      requirements,
+      { rank, show, choose: (r) => pickTarget(ctx, r, req.to ? { target: req.to } : {}, app, 'Move') },
+      first,
+    );
     const world: World = {
       profile,
       inventory,

@@ -32,6 +32,8 @@ export interface RecoverRequest {
   strategy: Strategy;
   exclude: string[];
   commandLine: string[];
+  /** Seconds cached host facts may be used for ranking (recover/decide.ts); absent: the max_fact_age setting. */
+  maxFactAge?: number;
 }
 
 export interface ResumeRequest {

@@ -12,7 +12,6 @@ import type { Context } from '../context.js';
 import { readRankHistory } from '../feedback/host-history.js';
 import { findHost, type Inventory, type InventoryHost } from '../hosts/inventory.js';
 import { notProbed, type ProbeResult } from '../hosts/probe.js';
-import { probeWithProgress } from '../hosts/probe-progress.js';
 import type { Profile } from '../profile/schema.js';
 import { Engine } from '../runbook/engine.js';
 import { JournalStore, newRunId } from '../runbook/journal.js';
@@ -27,6 +26,7 @@ import type { KvBackend, LockHandle } from '../stores/kv.js';
 import type { ProfileStore } from '../stores/profile-store.js';
 import { confirmOrDecline } from '../ui/prompter.js';
 import { declareApps, selectApps, whereAppsRun } from './apps.js';
+import { chooseFreshTarget, gatherFacts, maxFactAge, probeDecisive } from './decide.js';
 import { takeLock } from './lock.js';
 import {
   chooseTarget,
@@ -194,10 +194,12 @@ async function recoverApp(
     failedReach.catch(() => {});
     const skip = (h: InventoryHost) => h.name === failed.name || req.exclude.includes(h.name);
     const requirements = requirementsOf(profile);
-    const probed = await probeWithProgress(
+    // Fresh cached facts where there are some (the target is probed again before acting), a probe for the rest.
+    const probed = await gatherFacts(
       ctx,
       inventory.hosts.filter((h) => !skip(h)),
-      { dataPath: requirements.dataPath, packages: requirements.packages },
+      requirements,
+      req.maxFactAge ?? maxFactAge(ctx, undefined),
     );
     const skipped = inventory.hosts.filter(skip).map(notProbed);
     const found = await targetFor(ctx, {
@@ -291,11 +293,23 @@ async function targetFor(
       exclude: req.exclude,
       history: past.history,
     });
-  const ranking = rank(t.probed);
-  ctx.reporter.event('ranking', { app, hosts: ranking, requirements });
+  const show = (hosts: RankedHost[]) => ctx.reporter.event('ranking', { app, hosts, requirements });
+  // Before a host is created (or the run refused) because none fits, the hosts ranked from the cache are asked again.
+  const probed = await probeDecisive(ctx, t.probed, requirements, rank, req.target);
+  const ranking = rank(probed);
   const command = provisionCommand(t.profile, ctx.settings.values);
+  show(ranking);
   const need = provisionNeed(ranking, req, command);
-  if (need === 'no' || !command) return { chosen: await pickTarget(ctx, ranking, req, app), ranking };
+  if (need === 'no' || !command) {
+    const decided = await chooseFreshTarget(
+      ctx,
+      probed,
+      requirements,
+      { rank, show, choose: (r) => pickTarget(ctx, r, req, app) },
+      ranking,
+    );
+    return { chosen: decided.chosen, ranking: decided.ranking };
+  }
   const vars = provisionEnv(requirements, { failedHost: failed.name, runId: t.runId });
   if (need === 'would-provision') {
     ctx.reporter.event('provision', {
@@ -330,7 +344,7 @@ async function targetFor(
   );
   // In the inventory for the rest of this run: this application's steps, and the failed host's other applications.
   t.inventory.hosts.push(made.host);
-  const reranked = rank([...t.probed, made.probe]);
+  const reranked = rank([...probed, made.probe]);
   ctx.reporter.event('ranking', { app, hosts: reranked, requirements });
   const chosen = provisionedTarget(reranked, made.host.name, app);
   ctx.reporter.event('select', {

@@ -1,7 +1,8 @@
 /**
  * What a run's journal keeps of the ranking it chose its target from: the top few candidates with their scores,
  * the chosen target (wherever it ranked), and how many hosts were looked at and rejected, by reason. Enough to
- * resume and to explain the choice; the full ranking is an event of the run, not part of its state. A journal
+ * resume and to explain the choice (with the age of each facts read from the fact cache: the chosen target's are
+ * always probed again before the run acts); the full ranking is an event of the run, not part of its state. A journal
  * holding every host grew by ~300 bytes per host and passed Consul's 512 KiB transaction limit near 1,700 hosts.
  */
 import type { RankedHost } from '../broker/broker.js';
@@ -18,6 +19,7 @@ export function journalRanking(
   const kept = ranking.filter(
     (r) => r.host === target || (r.verdict === 'eligible' && (r.rank ?? Infinity) <= JOURNAL_TOP_CANDIDATES),
   );
+  const cached = ranking.filter((r) => r.cachedFacts).length;
   const byReason: Record<string, number> = {};
   for (const r of ranking) {
     if (r.verdict !== 'rejected') continue;
@@ -29,6 +31,7 @@ export function journalRanking(
       verdict: r.verdict,
       ...(r.rank ? { rank: r.rank } : {}),
       ...(r.score ? { score: r.score.total } : {}),
+      ...(r.cachedFacts ? { facts_age_s: r.cachedFacts.ageS } : {}),
       reasons: r.reasons.map((x) => x.message),
     })),
     ranking_summary: {
@@ -36,6 +39,7 @@ export function journalRanking(
       eligible: eligible.length,
       rejected: ranking.length - eligible.length,
       rejected_by_reason: byReason,
+      ...(cached > 0 ? { facts_from_cache: cached } : {}),
     },
   };
 }

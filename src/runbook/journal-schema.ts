@@ -106,6 +106,8 @@ export const journalSchema = z.object({
       verdict: z.string(),
       rank: z.number().optional(),
       score: z.number().optional(),
+      /** The host's facts came from the fact cache, probed this many seconds before the ranking. */
+      facts_age_s: z.number().optional(),
       reasons: z.array(z.string()),
     }),
   ),
@@ -119,6 +121,8 @@ export const journalSchema = z.object({
       eligible: z.number().int(),
       rejected: z.number().int(),
       rejected_by_reason: z.record(z.string(), z.number().int()),
+      /** How many hosts were ranked from the fact cache rather than probed (absent in older journals). */
+      facts_from_cache: z.number().int().optional(),
     })
     .optional(),
   /**

@@ -25,11 +25,19 @@ export function renderRanking(out: HumanOut, ranking: readonly RankedHost[], req
             .join('\n')}`
         : '',
       r.verdict === 'eligible'
-        ? `${out.c.green('eligible')}${[...(r.history ? [r.history] : []), ...(r.notes ?? [])].map((n) => out.c.dim(`\n${n}`)).join('')}`
-        : `${out.c.red('rejected')}\n${r.reasons.map((x) => `${x.message}${x.fix ? out.c.dim(`\n  → ${x.fix}`) : ''}`).join('\n')}`,
+        ? `${out.c.green('eligible')}${[...cachedNote(r), ...(r.history ? [r.history] : []), ...(r.notes ?? [])].map((n) => out.c.dim(`\n${n}`)).join('')}`
+        : `${out.c.red('rejected')}${cachedNote(r)
+            .map((n) => out.c.dim(`\n${n}`))
+            .join(
+              '',
+            )}\n${r.reasons.map((x) => `${x.message}${x.fix ? out.c.dim(`\n  → ${x.fix}`) : ''}`).join('\n')}`,
     ]),
   );
 }
+
+/** Where the facts came from, when not from a probe now. */
+const cachedNote = (r: RankedHost): string[] =>
+  r.cachedFacts ? [`facts from the cache, ${r.cachedFacts.ageS} s old`] : [];
 
 function softwareCell(r: RankedHost): string {
   const s = r.software!;

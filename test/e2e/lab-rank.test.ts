@@ -167,6 +167,32 @@ describe('hosts rank (built CLI, lab)', () => {
     }
   });
 
+  test('a warm fact cache: ranked from it, the top probed again; a top that stopped answering is not chosen', async () => {
+    const cold = await rank(['--profile', 'small-app', '--max-fact-age', '0']);
+    const top = cold.hosts[0]!.host;
+    const fill = await persona(['hosts', 'probe', '--profile', 'small-app', '--cache', '--json'], ws);
+    expect(fill.code, fill.stderr).toBe(0);
+    expect(jsonLines(fill.stdout)[0]).toMatchObject({ cached: 4 });
+    await fail(top, 'partition');
+    try {
+      const warm = await rank(['--profile', 'small-app', '--connect-timeout', '3']);
+      expect(warm.code).toBe(0);
+      const byHost = Object.fromEntries(
+        warm.hosts.map((h) => [h.host, h as Ranked & { cachedFacts?: unknown }]),
+      );
+      expect(byHost[top]).toMatchObject({ verdict: 'rejected', reasons: [{ code: 'unreachable' }] });
+      expect(byHost[top]).not.toHaveProperty('cachedFacts');
+      // The next choice was probed too (no cachedFacts) and still fits; the two others were ranked from the cache.
+      const probedNow = warm.hosts.filter((h) => !('cachedFacts' in h) && h.host !== top);
+      expect(probedNow).toHaveLength(1);
+      expect(probedNow[0]).toMatchObject({ verdict: 'eligible' });
+      expect(warm.hosts.filter((h) => 'cachedFacts' in h)).toHaveLength(2);
+      expect(warm.stderr).toContain(`${top} was chosen from cached facts`);
+    } finally {
+      await heal(top);
+    }
+  });
+
   test('hostile values in an inventory or on the command line are refused before any shell sees them', async () => {
     const marker = '/tmp/persona-hostile-marker';
     const dir = scratchDir('persona-hostile-');

@@ -130,7 +130,8 @@ export class FakeHost {
   /** Loaded nftables tables (inet family): name -> the ruleset text loaded. */
   readonly tables = new Map<string, string>();
   readonly hostname: string;
-  readonly probe: string;
+  /** The probe output it answers with; a test may change it (the host changed since its facts were cached). */
+  probe: string;
   stop: Answer;
   aptListsAge: number;
   readonly aptLacks: Set<string>;

@@ -53,6 +53,18 @@ describe('settings precedence: flag, then environment, then file, then default',
     expect(() => resolveSettings({}, { [name]: value }, '/work', undefined)).toThrow(name);
   });
 
+  test('max_fact_age: 300 s by default, 0 (off) from the environment or the file, a day at most', () => {
+    expect(resolveSettings({}, {}, '/work', undefined).max_fact_age).toEqual({
+      value: 300,
+      source: { from: 'default' },
+    });
+    expect(resolveSettings({}, { PERSONA_MAX_FACT_AGE: '0' }, '/work', undefined).max_fact_age.value).toBe(0);
+    expect(resolveSettings({}, {}, '/work', file('max_fact_age: 60\n')).max_fact_age.value).toBe(60);
+    expect(() => resolveSettings({}, { PERSONA_MAX_FACT_AGE: '86401' }, '/work', undefined)).toThrow(
+      'PERSONA_MAX_FACT_AGE',
+    );
+  });
+
   test('a flag out of range is a usage error naming the flag', () => {
     expect(() => resolveSettings({ connectTimeout: 0 }, {}, '/work', undefined)).toThrow('--connect-timeout');
   });

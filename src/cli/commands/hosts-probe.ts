@@ -1,5 +1,6 @@
 import { gib } from '../../broker/broker.js';
 import { ExitCode } from '../../errors.js';
+import { cacheFacts } from '../../hosts/fact-refresh.js';
 import { findHost } from '../../hosts/inventory.js';
 import { probeWithProgress } from '../../hosts/probe-progress.js';
 import type { CommandRun } from '../spec.js';
@@ -20,8 +21,16 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
   validatePackages(packages);
   const results = await probeWithProgress(ctx, hosts, { dataPath, packages });
   const answered = results.filter((r) => r.ok).length;
+  // What recover ranks from later: the facts of the hosts that answered (the others lose their entry).
+  const cached = opts.cache ? await cacheFacts(ctx, results, { dataPath, packages }) : undefined;
+  const storeName = cached !== undefined ? (await ctx.store()).describe : '';
   return {
-    data: { inventory: inventory.source, data_path: dataPath, hosts: results },
+    data: {
+      inventory: inventory.source,
+      data_path: dataPath,
+      hosts: results,
+      ...(cached !== undefined ? { cached } : {}),
+    },
     human: (out) => {
       out.table(
         [
@@ -68,6 +77,10 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
               ],
         ),
       );
+      if (cached !== undefined)
+        out.line(
+          `${out.c.green('✔')} facts of ${cached} host${cached === 1 ? '' : 's'} written to the fact cache (${storeName})`,
+        );
       if (answered === 0 && results.length > 0)
         out.line(`${out.c.red('✖')} no host answered; the reasons are above`);
     },

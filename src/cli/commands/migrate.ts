@@ -1,5 +1,6 @@
 import type { Strategy } from '../../broker/broker.js';
 import { PersonaError } from '../../errors.js';
+import { maxFactAge } from '../../recover/decide.js';
 import { moveApp } from '../../recover/move.js';
 import { renderSummary } from '../run-summary.js';
 import type { CommandRun } from '../spec.js';
@@ -20,6 +21,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     strategy: (opts.strategy as Strategy | undefined) ?? 'best-fit',
     exclude: (opts.exclude as string[] | undefined) ?? [],
     commandLine: ['persona', ...ctx.argv],
+    maxFactAge: maxFactAge(ctx, opts.maxFactAge),
   });
   return { data: { runs: [summary] }, human: (out) => renderSummary(out, summary) };
 };

@@ -1,5 +1,6 @@
 import type { Strategy } from '../../broker/broker.js';
 import { PersonaError } from '../../errors.js';
+import { maxFactAge } from '../../recover/decide.js';
 import { recoverHost, resumeRun } from '../../recover/runner.js';
 import { type DataFrom, dataFromChoices } from '../../runbook/journal-schema.js';
 import { renderSummary } from '../run-summary.js';
@@ -20,7 +21,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     if (host) throw new PersonaError('E_USAGE', 'give either a host or --resume RUN, not both');
     // The journal fixes the applications, the target and the ranking: flags that choose them cannot apply.
     const given = (flag: string) => ctx.argv.some((a) => a === flag || a.startsWith(`${flag}=`));
-    for (const flag of ['--app', '--target', '--exclude', '--strategy']) {
+    for (const flag of ['--app', '--target', '--exclude', '--strategy', '--max-fact-age']) {
       if (given(flag))
         throw new PersonaError(
           'E_USAGE',
@@ -52,6 +53,7 @@ export const run: CommandRun = async (ctx, { args, opts }) => {
     strategy: (opts.strategy as Strategy | undefined) ?? 'best-fit',
     exclude: (opts.exclude as string[] | undefined) ?? [],
     commandLine: ['persona', ...ctx.argv],
+    maxFactAge: maxFactAge(ctx, opts.maxFactAge),
   });
   return {
     data: { runs },
