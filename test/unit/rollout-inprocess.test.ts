@@ -4,6 +4,7 @@
  * candidates write "v2", and the broken one also asks a health check the fake hosts fail. Each test looks at the
  * world afterwards: the store's versions, the hosts' files and services, the journal.
  */
+import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -106,6 +107,9 @@ function world(failpoint?: string) {
         ['profile', 'rollout', APP, '--candidate', candidate, '--window', '1', '--health-wait', '1', ...args],
         { env: { ...env, ...(failpoint ? { PERSONA_FAILPOINT: failpoint } : {}) }, transport: fake },
       ),
+    /** Any persona command in this world, with extra environment and a place to deliver signals. */
+    persona: (argv: string[], extra: Record<string, string> = {}, signals?: EventEmitter) =>
+      runInProcess(argv, { env: { ...env, ...extra }, transport: fake, ...(signals ? { signals } : {}) }),
     resume: (runId: string) =>
       runInProcess(['runs', 'resume', runId, '--yes', '--json'], { env, transport: fake }),
     journal: (runId: string) =>
@@ -205,6 +209,37 @@ describe('profile rollout in-process against fake hosts', () => {
       'succeeded',
       'succeeded',
     ]);
+  });
+
+  test('interrupted in the canary, then the profile changed meanwhile: the resume refuses to promote over it (exit 5), nothing else changed', async () => {
+    const w = world();
+    const signals = new EventEmitter();
+    const args = ['profile', 'rollout', APP, '--candidate', w.candidates.harmless, '--window', '1'];
+    const running = w.persona(
+      [...args, '--health-wait', '1', '--yes', '--json'],
+      { PERSONA_FAILPOINT: 'canary:before-replan' },
+      signals,
+    );
+    while (!existsSync(join(w.state, 'failpoint-reached'))) await new Promise((r) => setTimeout(r, 20));
+    signals.emit('SIGINT');
+    const first = await running;
+    expect(first.code, first.stderr).toBe(130);
+    const runId = jsonLines(first.stdout).find((l) => l.type === 'run')?.run_id as string;
+    expect(w.journal(runId)).toMatchObject({ status: 'interrupted' });
+    // Someone writes version 2 while the rollout is stopped.
+    const set = await w.persona(['profile', 'set', APP, '--file', w.candidates.broken]);
+    expect(set.code, set.stderr).toBe(0);
+    const resumed = await w.resume(runId);
+    expect(resumed.code).toBe(5);
+    expect(resumed.stderr).toMatch(
+      /profile changed while the rollout ran: version 2, the rollout started from 1/,
+    );
+    const stored = await w.stored();
+    expect(stored.version).toBe(2);
+    expect(stored.text).toBe(readFileSync(w.candidates.broken, 'utf8'));
+    expect(w.fake.mutations('h2')).toEqual([]);
+    expect(w.fake.mutations('h3')).toEqual([]);
+    expect(w.journal(runId).steps.find((s) => s.kind === 'promote')).toMatchObject({ status: 'failed' });
   });
 
   test('--dry-run changes nothing: no remote change, no journal, the version unchanged', async () => {
