@@ -84,7 +84,7 @@ describe('compareGroups', () => {
     const c = compareGroups(observations, limits);
     expect(c.decision).toBe(decision);
     expect(c.reasons).toHaveLength(reasons.length);
-    reasons.forEach((r, i) => expect(c.reasons[i]).toMatch(r));
+    for (const [i, r] of reasons.entries()) expect(c.reasons[i]).toMatch(r);
   });
 
   test('the table: one row per group, health failures summed, means, and the decision line', () => {
