@@ -242,6 +242,20 @@ describe('profile rollout in-process against fake hosts', () => {
     expect(w.journal(runId).steps.find((s) => s.kind === 'promote')).toMatchObject({ status: 'failed' });
   });
 
+  test('for a person: the plan, the comparison table and the decision', async () => {
+    const w = world();
+    const r = await w.rollout(w.candidates.broken, '--yes');
+    expect(r.code, r.stderr).toBe(4);
+    const all = `${r.stdout}\n${r.stderr}`;
+    expect(all).toMatch(
+      /Plan: roll out a candidate for web \(replacing version 1\): canary h1, control h2, h3/,
+    );
+    expect(all).toMatch(/^web: rollout \(canary h1, control h2, h3\), run \S+: succeeded$/m);
+    expect(all).toMatch(/group +│? *hosts/);
+    expect(all).toMatch(/canary +│? *h1 /);
+    expect(all).toMatch(/reverted: h1 back on version 1; the profile is unchanged \(the canary failed/);
+  });
+
   test('--dry-run changes nothing: no remote change, no journal, the version unchanged', async () => {
     const w = world();
     const r = await w.rollout(w.candidates.harmless, '--dry-run', '--json');
