@@ -24,6 +24,8 @@ const service = {
 };
 const HEALTH = ['curl', '-fsS', 'http://127.0.0.1:8080/health'];
 const V2_HEALTH = ['curl', '-fsS', 'http://127.0.0.1:8080/v2/health'];
+/** Healthy everywhere but on h3. */
+const NOT_H3_HEALTH = ['curl', '-fsS', 'http://127.0.0.1:8080/v3/health'];
 const commands: FakeCommand[] = [
   {
     argv: HEALTH,
@@ -31,6 +33,11 @@ const commands: FakeCommand[] = [
     answer: (h) => (h.running ? { stdout: 'ok\n' } : { exitCode: 7, stderr: 'curl: (7) Connection refused' }),
   },
   { argv: V2_HEALTH, mutates: false, answer: () => ({ exitCode: 22, stderr: 'curl: (22) 404 Not Found' }) },
+  {
+    argv: NOT_H3_HEALTH,
+    mutates: false,
+    answer: (h) => (h.name === 'h3' ? { exitCode: 22, stderr: 'curl: (22) 500' } : { stdout: 'ok\n' }),
+  },
 ];
 
 const fakes: FakeHosts[] = [];
@@ -83,11 +90,13 @@ function world(failpoint?: string) {
   const candidates = {
     harmless: join(dir, 'harmless.json'),
     broken: join(dir, 'broken.json'),
+    badOnH3: join(dir, 'bad-on-h3.json'),
     otherId: join(dir, 'other.json'),
     invalid: join(dir, 'invalid.json'),
   };
   writeFileSync(candidates.harmless, text(profile('v2\n')));
   writeFileSync(candidates.broken, text(profile('v2\n', V2_HEALTH)));
+  writeFileSync(candidates.badOnH3, text(profile('v2\n', NOT_H3_HEALTH)));
   writeFileSync(candidates.otherId, text({ ...profile('v2\n'), id: 'api' }));
   writeFileSync(candidates.invalid, text({ ...profile('v2\n'), required_cores: -1 }));
   const env = {
@@ -182,6 +191,30 @@ describe('profile rollout in-process against fake hosts', () => {
     const promote = w.journal(run.run_id).steps.find((s) => s.kind === 'promote')!;
     expect(promote.outputs).toMatchObject({ promoted: true, version: 2, hosts: ['h1', 'h2', 'h3'] });
     expect(promote.actions!.map((a) => a.id)).toContain('batch-1:health');
+    // The run is listed and shown like any other.
+    const list = await w.persona(['runs', 'list', '--json']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain(run.run_id);
+    const show = await w.persona(['runs', 'show', run.run_id]);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout + show.stderr).toMatch(/promote/);
+  });
+
+  test('promoted, then a batch that is not healthy fails the step (exit 5, resumable): the earlier batch done, the version written', async () => {
+    const w = world();
+    const r = await w.rollout(w.candidates.badOnH3, '--yes', '--json', '--batch', '1');
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(/web on h3 is not healthy: health: .*exit 22/);
+    expect(r.stderr).toMatch(/persona recover --resume/);
+    expect(await w.stored()).toMatchObject({ version: 2 });
+    const runId = jsonLines(r.stdout).find((l) => l.type === 'run')?.run_id as string;
+    const promote = w.journal(runId).steps.find((s) => s.kind === 'promote')!;
+    expect(promote.status).toBe('failed');
+    const done = promote.actions!.filter((a) => a.status === 'done').map((a) => a.id);
+    expect(done).toEqual(
+      expect.arrayContaining(['profile:write', 'h2:restart', 'batch-1:health', 'h3:restart']),
+    );
+    expect(promote.actions!.find((a) => a.id === 'batch-2:health')).toMatchObject({ status: 'failed' });
   });
 
   test('resumed with runs resume after the canary failed once after its changes: nothing redone, then promoted', async () => {
