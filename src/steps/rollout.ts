@@ -1,15 +1,14 @@
 /**
  * The rollout runbook (persona profile rollout): `canary` configures the candidate profile on the canary hosts,
- * restarts the application there and validates it (health, then the targets over the profile's window); `compare`
- * samples canary and control over --window and decides (rollout/compare.ts); then `promote` writes the candidate as
- * the new profile version (compare-and-set against the version the rollout started from) and rolls it to the control
- * hosts in batches, or `revert` re-applies the old version on the canary hosts. Only one of the two has work: the
- * other plans nothing. The configure step's own plan and conclusion run against each host (`onHost`).
+ * restarts the application there and asks its health checks (a failure is evidence for compare, not the run's
+ * failure); `compare` samples health, CPU and memory on canary and control over --window and decides
+ * (rollout/compare.ts); then `promote` writes the candidate as the new profile version (compare-and-set against the
+ * version the rollout started from) and rolls it to the control hosts in batches, or `revert` re-applies the old
+ * version on the canary hosts. Only one of the two has work: the other plans nothing. Host by host: rollout-hosts.ts.
  */
 import { PersonaError } from '../errors.js';
 import type { InventoryHost } from '../hosts/inventory.js';
 import type { Profile } from '../profile/schema.js';
-import { parseProfileText } from '../profile/validate.js';
 import {
   type Comparison,
   compareGroups,
@@ -17,113 +16,18 @@ import {
   missesOf,
   tableLines,
 } from '../rollout/compare.js';
-import { runPrivileged } from '../runbook/remote.js';
-import type { Action, Applied, Step, StepContext, StepPlan } from '../runbook/types.js';
+import type { Action, Step, StepContext, StepPlan } from '../runbook/types.js';
 import { ProfileStore } from '../stores/profile-store.js';
 import { runHealthChecks, sample, waitHealthy } from './checks.js';
-import { configureStep } from './configure.js';
-
-/** The run's rollout facts; a rollout journal always has them. */
-function facts(ctx: StepContext) {
-  const r = ctx.journal.rollout;
-  if (!r) throw new PersonaError('E_STATE', `run ${ctx.journal.run_id} is not a rollout`);
-  return r;
-}
-
-export function candidateOf(ctx: StepContext): Profile {
-  return parseProfileText(`run ${ctx.journal.run_id}'s candidate`, facts(ctx).candidate_text, ctx.journal.app)
-    .profile;
-}
-
-/** The step's context aimed at one host, with the profile to apply there. */
-export const onHost = (ctx: StepContext, host: InventoryHost, profile: Profile): StepContext => ({
-  ...ctx,
-  target: host,
-  failed: host,
-  profile,
-});
-
-/** An inner step's action, keyed by host so the journal tells the hosts apart, applied against that host. */
-const wrap =
-  (host: InventoryHost, profile: Profile) =>
-  (a: Action): Action => ({
-    ...a,
-    id: `${host.name}:${a.id}`,
-    apply: (c) => a.apply(onHost(c, host, profile)),
-  });
-
-/** What the actions done on one host returned, by the inner step's ids. */
-function appliedOn(applied: Applied, host: string): Applied {
-  const prefix = `${host}:`;
-  return new Map(
-    [...applied].filter(([id]) => id.startsWith(prefix)).map(([id, v]) => [id.slice(prefix.length), v]),
-  );
-}
-
-/** Restarts the application so the new configuration takes effect; runs once per step and run (unobservable). */
-const restart = (host: InventoryHost, profile: Profile): Action => ({
-  id: `${host.name}:restart`,
-  title: `restart ${profile.id} on ${host.name}: ${profile.deploy.stop.join(' ')}; ${profile.deploy.start.join(' ')}`,
-  touches: host.name,
-  mutates: true,
-  observable: false,
-  async apply(c) {
-    await runPrivileged(c.ssh, host, profile.deploy.stop, c.signal);
-    await runPrivileged(c.ssh, host, profile.deploy.start, c.signal);
-    c.log(`restarted ${profile.id} on ${host.name}`);
-    return { restarted: true };
-  },
-});
-
-/** Configure's plan on each host, then a restart of each: one plan, with each host's facts kept by name. */
-async function configureOn(
-  ctx: StepContext,
-  hosts: readonly InventoryHost[],
-  profile: Profile,
-): Promise<StepPlan> {
-  const plans = await Promise.all(hosts.map((h) => configureStep.plan(onHost(ctx, h, profile))));
-  const blocked = plans.find((p) => p.blocked)?.blocked;
-  return {
-    actions: [
-      ...plans.flatMap((p, i) => p.actions.map(wrap(hosts[i]!, profile))),
-      ...hosts.map((h) => restart(h, profile)),
-    ],
-    notes: plans.flatMap((p, i) => p.notes.map((n) => `${hosts[i]!.name}: ${n}`)),
-    facts: Object.fromEntries(plans.map((p, i) => [hosts[i]!.name, p.facts])),
-    ...(blocked ? { blocked } : {}),
-  };
-}
-
-/** Configure's conclusion on each host (throws when one is not configured as the profile says). */
-async function concludeConfigure(
-  ctx: StepContext,
-  hosts: readonly InventoryHost[],
-  profile: Profile,
-  done: { plan: StepPlan; applied: Applied },
-): Promise<void> {
-  for (const h of hosts)
-    await configureStep.conclude(onHost(ctx, h, profile), {
-      plan: { actions: [], notes: [], facts: (done.plan.facts?.[h.name] ?? undefined) as StepPlan['facts'] },
-      applied: appliedOn(done.applied, h.name),
-    });
-}
-
-const hostsOf = (ctx: StepContext, names: readonly string[]) => names.map((n) => ctx.findHost(n));
-
-/** Healthy within the rollout's wait, else throws naming the host and the checks. */
-async function requireHealthy(ctx: StepContext, host: InventoryHost, profile: Profile): Promise<void> {
-  const health = await waitHealthy(onHost(ctx, host, profile), facts(ctx).health_wait_s * 1000);
-  for (const r of health.results)
-    ctx.log(`${host.name}: health ${r.name}: ${r.ok ? 'ok' : 'FAILED'} (${r.detail})`);
-  if (!health.ok)
-    throw new PersonaError(
-      'E_STEP_FAILED',
-      `${profile.id} on ${host.name} is not healthy: ${health.results
-        .filter((r) => !r.ok)
-        .map((r) => `${r.name}: ${r.detail}`)
-        .join('; ')}`,
-    );
-}
+import {
+  candidateOf,
+  concludeConfigure,
+  configureOn,
+  facts,
+  hostsOf,
+  onHost,
+  requireHealthy,
+} from './rollout-hosts.js';
 
 export const canaryStep: Step = {
   kind: 'canary',
