@@ -30,6 +30,13 @@ export interface RunSummary {
   };
 }
 
+/** Where a run goes, in words: "lab-1 → lab-2", or a rollout's groups ("rollout: canary lab-1, control lab-2, lab-3"). */
+export function runRoute(j: Pick<Journal, 'kind' | 'rollout' | 'failed_host' | 'target_host'>): string {
+  if (j.kind === 'rollout' && j.rollout)
+    return `rollout: canary ${j.rollout.canary.join(', ')}, control ${j.rollout.control.join(', ')}`;
+  return `${j.failed_host.name} → ${j.target_host.name}`;
+}
+
 /** A rollout's outcome, from its compare and promote steps. */
 function rolloutOf(journal: Journal): RunSummary['rollout'] | undefined {
   const r = journal.rollout;

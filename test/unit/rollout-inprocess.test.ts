@@ -195,9 +195,10 @@ describe('profile rollout in-process against fake hosts', () => {
     const list = await w.persona(['runs', 'list', '--json']);
     expect(list.code, list.stderr).toBe(0);
     expect(list.stdout).toContain(run.run_id);
+    expect(list.stdout).toContain('"route":"rollout: canary h1, control h2, h3"');
     const show = await w.persona(['runs', 'show', run.run_id]);
     expect(show.code, show.stderr).toBe(0);
-    expect(show.stdout + show.stderr).toMatch(/promote/);
+    expect(show.stdout).toMatch(/web rollout: canary h1, control h2, h3, succeeded/);
   });
 
   test('promoted, then a batch that is not healthy fails the step (exit 5, resumable): the earlier batch done, the version written', async () => {
@@ -253,7 +254,15 @@ describe('profile rollout in-process against fake hosts', () => {
       { PERSONA_FAILPOINT: 'canary:before-replan' },
       signals,
     );
-    while (!existsSync(join(w.state, 'failpoint-reached'))) await new Promise((r) => setTimeout(r, 20));
+    let ended: { code: number; stderr: string } | undefined;
+    void running.then((r) => {
+      ended = r;
+    });
+    while (!existsSync(join(w.state, 'failpoint-reached'))) {
+      // A run that ended before its failpoint says why, instead of a test that waits forever.
+      if (ended) expect.fail(`the rollout ended (${ended.code}) before its failpoint: ${ended.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     signals.emit('SIGINT');
     const first = await running;
     expect(first.code, first.stderr).toBe(130);
