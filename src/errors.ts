@@ -36,7 +36,7 @@ export const exitCodeTable: ReadonlyArray<readonly [number, string]> = [
   ],
   [
     ExitCode.precondition,
-    'precondition failed, nothing changed (not found, version conflict, lock held, no suitable host, store unreachable, provisioning a host failed)',
+    'precondition failed, nothing changed (not found, version conflict, lock held, no suitable host, store unreachable, provisioning a host failed); profile rollout: the candidate was reverted',
   ],
   [
     ExitCode.stepFailed,

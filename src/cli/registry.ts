@@ -169,6 +169,57 @@ export const commands: CommandSpec[] = [
     load: () => import('./commands/profile-tune.js'),
   },
   {
+    path: ['profile', 'rollout'],
+    globals: ['store', 'hosts', 'confirm', 'state'],
+    summary: 'try a candidate profile on some instances, compare, then promote or revert it automatically',
+    description:
+      'For an application that runs on several hosts: configures the candidate (validated, same id) on the canary hosts and restarts it there, checks their health, then samples health, CPU and memory on the canary and the control hosts over a window. A canary health failure, a target the canary misses and the control meets, or a rise beyond --max-cpu-increase / --max-memory-increase reverts it (the current version is re-applied on the canary); otherwise it is promoted: written as the next version (only over the version the rollout started from) and rolled to the control hosts in batches. Journalled and resumable (persona runs resume RUN) like a recovery. Exit 0: promoted; 4: reverted (the profile and every host stay on the current version).',
+    args: [{ name: 'app', description: 'application id', required: true }],
+    options: [
+      { flags: '--candidate <file>', description: 'the candidate profile (JSON)' },
+      { flags: '--canary <n>', description: 'how many instances try it first (default 1)', integer: true },
+      {
+        flags: '--window <s>',
+        description: 'seconds canary and control are sampled (default 60)',
+        integer: true,
+      },
+      {
+        flags: '--batch <n>',
+        description: 'control hosts configured at a time when promoting (default 1)',
+        integer: true,
+      },
+      {
+        flags: '--max-cpu-increase <pct>',
+        description: "revert when the canary's CPU is more than PCT points above the control's",
+        integer: true,
+      },
+      {
+        flags: '--max-memory-increase <pct>',
+        description: "revert when the canary's memory is more than PCT points above the control's",
+        integer: true,
+      },
+      {
+        flags: '--health-wait <s>',
+        description: 'seconds a restarted instance has to pass its health checks (default 60)',
+        integer: true,
+      },
+      { flags: '--dry-run', description: 'look and plan, change nothing, say what each step would do' },
+    ],
+    examples: [
+      [
+        'persona profile rollout demo-web --candidate demo-web.json --yes',
+        'one canary, 60 s, then promote or revert',
+      ],
+      [
+        'persona profile rollout demo-web --candidate new.json --canary 1 --window 120 --batch 2 --max-cpu-increase 10',
+        'with a CPU threshold, promoted two hosts at a time',
+      ],
+      ['persona profile rollout demo-web --candidate new.json --dry-run', 'what it would do'],
+    ],
+    streams: true,
+    load: () => import('./commands/profile-rollout.js'),
+  },
+  {
     path: ['profile', 'new'],
     summary: 'print a valid skeleton profile to fill in',
     args: [idArg],

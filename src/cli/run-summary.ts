@@ -19,7 +19,7 @@ export function renderSummary(out: HumanOut, s: RunSummary): void {
   out.line();
   out.line(
     out.c.bold(
-      `${s.app}: ${s.failed_host} → ${s.target_host}${s.kind === 'migrate' ? ' (planned move)' : ''}, run ${s.run_id}: ${s.status === 'succeeded' ? out.c.green(s.status) : out.c.red(s.status)}`,
+      `${s.app}: ${s.rollout ? `rollout (canary ${s.rollout.canary.join(', ')}, control ${s.rollout.control.join(', ')})` : `${s.failed_host} → ${s.target_host}`}${s.kind === 'migrate' ? ' (planned move)' : ''}, run ${s.run_id}: ${s.status === 'succeeded' ? out.c.green(s.status) : out.c.red(s.status)}`,
     ),
   );
   const total = s.total_ms ?? 0;

@@ -411,6 +411,11 @@ export async function resumeRun(
     ctx.reporter.info(`run ${runId} already succeeded; nothing to do`);
     return summarize(before);
   }
+  if (before.kind === 'rollout') {
+    // Its own resume: a rollout has no failed host or target, but groups and a candidate (rollout/run.ts).
+    const { resumeRollout } = await import('../rollout/run.js');
+    return await resumeRollout(ctx, runId, req.dryRun);
+  }
   const [inventory, store] = await Promise.all([ctx.inventory(), ctx.store()]);
   // A dry run changes nothing, the lock included.
   const lock = req.dryRun ? undefined : await takeLock(ctx, before.app, runId, `resume ${runId}`, true);

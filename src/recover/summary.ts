@@ -5,8 +5,8 @@ import type { Journal } from '../runbook/types.js';
 export interface RunSummary {
   run_id: string;
   app: string;
-  /** A recovery, or a planned move (persona migrate). */
-  kind?: 'recover' | 'migrate';
+  /** A recovery, a planned move (persona migrate) or a rollout (persona profile rollout). */
+  kind?: 'recover' | 'migrate' | 'rollout';
   status: Journal['status'] | 'dry-run';
   failed_host: string;
   target_host: string;
@@ -18,6 +18,45 @@ export interface RunSummary {
   /** A planned move: the longest gap between good answers a client saw through the balancer (monitor's prober). */
   downtime_ms?: number;
   journal?: string;
+  /** A rollout: the comparison's decision, its reasons and table, and the version written when promoted. */
+  rollout?: {
+    decision?: 'promote' | 'revert';
+    reasons: string[];
+    table: unknown[];
+    canary: string[];
+    control: string[];
+    from_version: number;
+    version?: number;
+  };
+}
+
+/** Where a run goes, in words: "lab-1 → lab-2", or a rollout's groups ("rollout: canary lab-1, control lab-2, lab-3"). */
+export function runRoute(j: Pick<Journal, 'kind' | 'rollout' | 'failed_host' | 'target_host'>): string {
+  if (j.kind === 'rollout' && j.rollout)
+    return `rollout: canary ${j.rollout.canary.join(', ')}, control ${j.rollout.control.join(', ')}`;
+  return `${j.failed_host.name} → ${j.target_host.name}`;
+}
+
+/** A rollout's outcome, from its compare and promote steps. */
+function rolloutOf(journal: Journal): RunSummary['rollout'] | undefined {
+  const r = journal.rollout;
+  if (journal.kind !== 'rollout' || !r) return undefined;
+  const out = (kind: string) => journal.steps.find((s) => s.kind === kind)?.outputs ?? {};
+  const compared = out('compare') as {
+    decision?: 'promote' | 'revert';
+    reasons?: string[];
+    table?: unknown[];
+  };
+  const promoted = out('promote') as { version?: number };
+  return {
+    ...(compared.decision ? { decision: compared.decision } : {}),
+    reasons: compared.reasons ?? [],
+    table: compared.table ?? [],
+    canary: r.canary,
+    control: r.control,
+    from_version: r.from_version,
+    ...(promoted.version !== undefined ? { version: promoted.version } : {}),
+  };
 }
 
 export function summarize(journal: Journal, journalPath?: string): RunSummary {
@@ -49,6 +88,7 @@ export function summarize(journal: Journal, journalPath?: string): RunSummary {
     total_ms: total,
     ...(downtime !== undefined ? { downtime_ms: downtime } : {}),
     ...(journalPath ? { journal: journalPath } : {}),
+    ...(journal.kind === 'rollout' ? { rollout: rolloutOf(journal)! } : {}),
   };
 }
 

@@ -68,6 +68,8 @@ export interface RunPlanEvent {
   type: 'plan';
   run_id: string;
   app: string;
+  /** The plan's heading when it is not a recovery's (a rollout's). */
+  title?: string;
   failed_host: string;
   target_host: string;
   profile_version: number;

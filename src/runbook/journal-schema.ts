@@ -20,10 +20,18 @@ export const stepKinds = [
   'record',
   /** A planned move's copy while the application still serves (persona migrate); recoveries have none. */
   'precopy',
+  /** A rollout (persona profile rollout): the candidate on the canary hosts, the comparison, and one outcome. */
+  'canary',
+  'compare',
+  'promote',
+  'revert',
 ] as const;
 
-/** A recovery (the source failed) or a planned move (`persona migrate`: both hosts healthy). */
-export const runKinds = ['recover', 'migrate'] as const;
+/**
+ * A recovery (the source failed), a planned move (`persona migrate`: both hosts healthy) or a rollout of a candidate
+ * profile to an application's instances (`persona profile rollout`).
+ */
+export const runKinds = ['recover', 'migrate', 'rollout'] as const;
 export type RunKind = (typeof runKinds)[number];
 
 const stepStatus = z.enum(['pending', 'running', 'succeeded', 'failed', 'skipped', 'interrupted']);
@@ -146,6 +154,24 @@ export const journalSchema = z.object({
       duration_ms: z.number(),
     })
     .optional(),
+  /**
+   * A rollout's own facts (kind "rollout"; failed_host and target_host then both name the first canary host): the
+   * candidate's text, the version it replaces, the groups and the thresholds.
+   */
+  rollout: z
+    .object({
+      candidate_text: z.string(),
+      candidate_sha256: z.string(),
+      from_version: z.number().int(),
+      canary: z.array(z.string()),
+      control: z.array(z.string()),
+      window_s: z.number(),
+      batch: z.number().int().min(1),
+      health_wait_s: z.number(),
+      max_cpu_increase_pct: z.number().optional(),
+      max_memory_increase_pct: z.number().optional(),
+    })
+    .optional(),
   steps: z.array(stepRecordSchema),
 });
 
@@ -156,3 +182,4 @@ export type StepStatus = z.infer<typeof stepStatus>;
 export type RunStatus = z.infer<typeof runStatus>;
 export type HostRef = z.infer<typeof hostRef>;
 export type Provisioned = NonNullable<Journal['provisioned']>;
+export type RolloutFacts = NonNullable<Journal['rollout']>;

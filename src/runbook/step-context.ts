@@ -109,7 +109,11 @@ export function stepContext(pieces: RunPieces, signal: AbortSignal, record: Step
       reporter.warn(`failpoint ${record.kind}:${name} reached: waiting to be stopped`);
       // A pending promise alone does not keep Node alive: hold a timer until the signal comes.
       const alive = setInterval(() => {}, 60_000);
-      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      // The signal may have come already (between the file's write and here): then no abort event is left to wait for.
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
       clearInterval(alive);
       throw signal.reason;
     },

@@ -5,6 +5,7 @@ import { migrateStep } from './migrate.js';
 import { monitorStep } from './monitor.js';
 import { finalCopyStep, plannedFenceStep, plannedValidateStep, precopyStep } from './planned.js';
 import { recordStep } from './record.js';
+import { rolloutRunbook } from './rollout.js';
 import { switchStep } from './switch.js';
 import { validateStep } from './validate.js';
 
@@ -36,4 +37,4 @@ export const plannedRunbook: readonly Step[] = [
 
 /** The runbook a run's journal was made with. */
 export const runbookOf = (journal: Pick<Journal, 'kind'>): readonly Step[] =>
-  journal.kind === 'migrate' ? plannedRunbook : runbook;
+  journal.kind === 'migrate' ? plannedRunbook : journal.kind === 'rollout' ? rolloutRunbook : runbook;

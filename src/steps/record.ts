@@ -17,6 +17,11 @@ export interface Assignment {
   profile_version?: number;
   /** Who declared it (recover --app, confirmed), when no recovery has recorded it yet. */
   declared_by?: string;
+  /**
+   * Every host an application with several instances runs on (a rollout's canary and control); absent: `host` and
+   * the inventory's apps (rollout/instances.ts). A recovery keeps it, with the failed host replaced by the target.
+   */
+  hosts?: string[];
 }
 
 export const assignmentKey = (app: string) => `assignments/${app}`;
@@ -113,6 +118,9 @@ export const recordStep: Step = {
           run_id: c.journal.run_id,
           at: c.now().toISOString(),
           profile_version: c.journal.profile.version,
+          ...(current?.hosts
+            ? { hosts: [...new Set(current.hosts.map((h) => (h === c.failed.name ? c.target.name : h)))] }
+            : {}),
         };
         const result = outcome(c);
         await c.checkpoint('before-write');

@@ -93,7 +93,8 @@ export class RunEventRenderer {
 function renderRunPlan(out: HumanOut, p: RunPlanEvent): void {
   out.line(
     out.c.bold(
-      `Plan: recover ${p.app} (profile version ${p.profile_version}) from ${p.failed_host} onto ${p.target_host}`,
+      p.title ??
+        `Plan: recover ${p.app} (profile version ${p.profile_version}) from ${p.failed_host} onto ${p.target_host}`,
     ),
   );
   p.steps.forEach((step, i) => {

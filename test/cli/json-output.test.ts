@@ -74,8 +74,9 @@ describe('--json result line', () => {
     expect(line!.profile).not.toHaveProperty('type');
   });
 
-  test('only long runs stream events: recover, migrate, watch and runs resume', () => {
+  test('only long runs stream events: profile rollout, recover, migrate, watch and runs resume', () => {
     expect(commands.filter((c) => c.streams).map((c) => c.path.join(' '))).toEqual([
+      'profile rollout',
       'recover',
       'migrate',
       'watch',

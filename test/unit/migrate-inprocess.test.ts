@@ -137,6 +137,26 @@ describe('migrate in-process against fake hosts', () => {
     expect(assignment).toMatchObject({ host: 'h2', previous: 'h1' });
   });
 
+  test('an assignment listing several instances (hosts) keeps the others, with the moved one replaced', async () => {
+    const w = world();
+    const before = await openBackend(`file:${w.store}`, w.env, repoRoot);
+    await before.txn({
+      puts: [
+        {
+          key: `assignments/${APP}`,
+          value: JSON.stringify({ app: APP, host: 'h1', hosts: ['h1', 'h3'], at: '2026-11-01T00:00:00Z' }),
+        },
+      ],
+    });
+    await before.close();
+    const r = await w.migrate('--to', 'h2', '--yes', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const store = await openBackend(`file:${w.store}`, w.env, repoRoot);
+    const assignment = JSON.parse((await store.get(`assignments/${APP}`))!.value);
+    await store.close();
+    expect(assignment).toMatchObject({ host: 'h2', previous: 'h1', hosts: ['h2', 'h3'] });
+  });
+
   test('--dry-run: no remote command changes anything, no traffic command runs, no journal is written', async () => {
     const w = world();
     const r = await w.migrate('--to', 'h2', '--dry-run', '--json');

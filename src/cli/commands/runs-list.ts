@@ -1,3 +1,4 @@
+import { runRoute } from '../../recover/summary.js';
 import { JournalStore } from '../../runbook/journal.js';
 import type { CommandRun } from '../spec.js';
 
@@ -13,6 +14,7 @@ export const run: CommandRun = async (ctx) => {
     status: j.status,
     failed_host: j.failed_host.name,
     target_host: j.target_host.name,
+    route: runRoute(j),
     created_at: j.created_at,
     updated_at: j.updated_at,
     who: j.who,
@@ -26,15 +28,7 @@ export const run: CommandRun = async (ctx) => {
         return out.line(`no runs in ${ctx.stateDir}${store.backend.shared ? ` or ${store.describe}` : ''}`);
       out.table(
         ['run', 'app', 'status', 'from → to', 'next step', 'started', 'by'],
-        rows.map((r) => [
-          r.run_id,
-          r.app,
-          r.status,
-          `${r.failed_host} → ${r.target_host}`,
-          r.next_step ?? '',
-          r.created_at,
-          r.who,
-        ]),
+        rows.map((r) => [r.run_id, r.app, r.status, r.route, r.next_step ?? '', r.created_at, r.who]),
       );
     },
   };

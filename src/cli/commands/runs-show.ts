@@ -1,4 +1,5 @@
 import { commandText } from '../../recover/provision.js';
+import { runRoute } from '../../recover/summary.js';
 import { JournalStore } from '../../runbook/journal.js';
 import { stripTerminalControls } from '../../util/sanitize.js';
 import type { CommandRun } from '../spec.js';
@@ -13,7 +14,7 @@ export const run: CommandRun = async (ctx, { args }) => {
     human: (out) => {
       out.line(
         out.c.bold(
-          `run ${journal.run_id}: ${journal.app} ${journal.failed_host.name} → ${journal.target_host.name}${journal.kind === 'migrate' ? ' (planned move)' : ''}, ${journal.status}`,
+          `run ${journal.run_id}: ${journal.app} ${runRoute(journal)}${journal.kind === 'migrate' ? ' (planned move)' : ''}, ${journal.status}`,
         ),
       );
       const downtime = (
