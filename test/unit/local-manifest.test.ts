@@ -31,12 +31,14 @@ describe('treeSignature', () => {
   test('changes when contents change with the same size and the old mtime put back', async () => {
     const dir = tree('same-size');
     const file = join(dir, 'a.txt');
+    // A whole second, which utimes sets exactly (a Date would lose the nanoseconds).
+    utimesSync(file, 1_700_000_000, 1_700_000_000);
     const before = await treeSignature(dir);
-    const { atime, mtime } = statSync(file);
+    const mtimeNs = statSync(file, { bigint: true }).mtimeNs;
     await tick();
     writeFileSync(file, 'ALPHA\n');
-    utimesSync(file, atime, mtime);
-    expect(statSync(file).mtimeMs).toBe(mtime.getTime());
+    utimesSync(file, 1_700_000_000, 1_700_000_000);
+    expect(statSync(file, { bigint: true }).mtimeNs).toBe(mtimeNs);
     expect(await treeSignature(dir)).not.toBe(before);
   });
 
@@ -56,15 +58,16 @@ describe('treeSignature', () => {
 describe('localManifest', () => {
   test('gives the same manifest again for an unchanged tree, and a new one after a change', async () => {
     const dir = tree('manifest');
-    const first = await localManifest(dir);
-    expect(first.files).toBe(2);
-    expect(first.bytes).toBe(6 + 4096);
-    expect(await localManifest(dir)).toEqual(first);
+    const initial = await localManifest(dir);
+    expect(initial.files).toBe(2);
+    expect(initial.bytes).toBe(6 + 4096);
+    expect(await localManifest(dir)).toEqual(initial);
     const file = join(dir, 'a.txt');
-    const { atime, mtime } = statSync(file);
+    utimesSync(file, 1_700_000_000, 1_700_000_000);
+    const first = await localManifest(dir);
     await tick();
     writeFileSync(file, 'ALPHA\n');
-    utimesSync(file, atime, mtime);
+    utimesSync(file, 1_700_000_000, 1_700_000_000);
     const second = await localManifest(dir);
     expect(second.bytes).toBe(first.bytes);
     expect(second.digest).not.toBe(first.digest);
