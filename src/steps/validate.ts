@@ -1,12 +1,12 @@
 /**
- * validate: start the application on the new host (unless deploy.status says it runs), wait for its health checks (the disk write test runs meanwhile), then sample CPU, memory and disk
+ * validate: start the application on the new host (unless deploy.status says it runs), wait for its health checks, then sample CPU, memory and disk
  * over the profile's window and hold them against its performance targets. A miss is reported with numbers.
  */
 import { isPersonaError, PersonaError } from '../errors.js';
 import { observeRun } from '../feedback/run-observation.js';
 import { privileged, runPrivileged } from '../runbook/remote.js';
 import type { Action, Step, StepContext, StepOutputs, StepPlan } from '../runbook/types.js';
-import { type Sample, sample, targetMisses, waitHealthy } from './checks.js';
+import { sample, targetMisses, waitHealthy } from './checks.js';
 
 const WRITE_TEST_MB = 16;
 
@@ -79,12 +79,6 @@ export const validateStep: Step = {
  * samples nothing here: the window would be downtime; its monitor holds the targets after the switch.
  */
 export async function concludeValidate(ctx: StepContext, how: { sample: boolean }): Promise<StepOutputs> {
-  const metrics = ctx.profile.performance_metrics;
-  const wantsWrite = how.sample && metrics.disk_io?.min_write_mbps !== undefined;
-  // The disk write test runs while the health checks are asked, before the window: the window then measures the
-  // application alone, and the test costs no time of its own. Its result is used only once the checks pass.
-  const writeTest = wantsWrite ? sample(ctx, 0, WRITE_TEST_MB) : undefined;
-  writeTest?.catch(() => {});
   // A planned move is down until the application answers here: ask often.
   const health = await waitHealthy(ctx, 60_000, how.sample ? 500 : 50);
   for (const r of health.results) ctx.log(`health ${r.name}: ${r.ok ? 'ok' : 'FAILED'} (${r.detail})`);
@@ -101,12 +95,9 @@ export async function concludeValidate(ctx: StepContext, how: { sample: boolean 
     ctx.log('no performance sample before the switch (a planned move): monitor holds the targets after it');
     return { started: true, health: health.results, health_wait_ms: health.waitedMs };
   }
-  const written = await writeTest;
-  const window = await sample(ctx, metrics.window_seconds, 0);
-  const s: Sample = {
-    ...window,
-    ...(written?.disk_write_mbps !== undefined ? { disk_write_mbps: written.disk_write_mbps } : {}),
-  };
+  const metrics = ctx.profile.performance_metrics;
+  const wantsWrite = metrics.disk_io?.min_write_mbps !== undefined;
+  const s = await sample(ctx, metrics.window_seconds, wantsWrite ? WRITE_TEST_MB : 0);
   ctx.log(
     `sampled ${s.window_s} s: CPU ${s.cpu_pct}%, memory ${s.memory_pct}%${s.disk_write_mbps !== undefined ? `, disk writes ${s.disk_write_mbps} MB/s` : ''}${s.disk_util_pct !== undefined ? `, disk busy ${s.disk_util_pct}%` : ''}`,
   );

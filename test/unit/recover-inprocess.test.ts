@@ -335,28 +335,6 @@ describe('recover in-process against fake hosts', () => {
       });
   });
 
-  test('validate: the disk write test runs before the window (beside the health checks), the window alone measures the application', async () => {
-    const w = world({
-      profile: (p) => {
-        (p.performance_metrics as Record<string, unknown>).disk_io = { min_write_mbps: 20 };
-      },
-    });
-    const r = await w.recover('h1', '--yes', '--json');
-    expect(r.code, r.stderr).toBe(0);
-    // On h2 before the switch: one write test (window 0, 16 MB), then the 1 s window without one.
-    const samples = w.fake.calls
-      .filter((c) => c.host === 'h2' && c.what === 'persona-sample')
-      .map((c) => c.argv.slice(c.argv.indexOf('persona-sample') + 1));
-    expect(samples.slice(0, 2)).toEqual([
-      ['0', '/tmp', '16'],
-      ['1', '/tmp', '0'],
-    ]);
-    const run = result(r.stdout).runs![0]!;
-    const validate = w.step('validate', run.run_id as string);
-    // 16 MiB in 0.1 s (the fake's dd) is 167.8 MB/s; the window's figures are the window's.
-    expect(validate.outputs).toMatchObject({ metrics: { disk_write_mbps: 167.8, cpu_pct: 10, window_s: 1 } });
-  });
-
   test('packages and firewall: installed and loaded on h2, and a second plan finds nothing left (the step converged)', async () => {
     const w = world({
       hosts: { h1: { running: true }, h2: { packages: { bash: '5.2.15-2+b8' }, nft: true } },
