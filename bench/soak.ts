@@ -125,7 +125,7 @@ async function main(argv: string[]): Promise<number> {
     await spikeOff(bridge);
     await watch.stop();
     await lab(repo, 'heal', HOST).catch(() => undefined);
-    if (v.down) await lab(repo, 'down');
+    if (v.down) await lab(repo, 'down', '--spec', join(repo, 'test/lab/spec/default.json'));
   }
   const all = readEvents(events);
   const failures = all.filter((e) => e.kind === 'failure');

@@ -34,7 +34,7 @@ export interface WatchWork {
 
 /** The default lab up (as `lab up` leaves it) and a private store and state directory for watch. */
 export async function prepareWatchLab(repo: string, name: string): Promise<WatchWork> {
-  await lab(repo, 'up');
+  await lab(repo, 'up', '--spec', join(repo, 'test/lab/spec/default.json'));
   const state = JSON.parse(readFileSync(join(LAB_DIR, 'state.json'), 'utf8')) as { inventory: string };
   const dir = join(tmpdir(), `persona-bench-${name}`);
   rmSync(dir, { recursive: true, force: true });

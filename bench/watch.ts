@@ -156,7 +156,7 @@ export async function watchBench(repo: string, argv: string[]): Promise<number> 
         log(`run ${i}/${runs} ${kind}: ${d.detected ? `detected in ${s(d.detection_ms)}` : 'NOT detected'}`);
       }
   } finally {
-    if (v.down) await lab(repo, 'down');
+    if (v.down) await lab(repo, 'down', '--spec', join(repo, 'test/lab/spec/default.json'));
     rmSync(work.dir, { recursive: true, force: true });
   }
   const rows = summarise(all);
