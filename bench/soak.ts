@@ -1,8 +1,8 @@
 /**
  * `npm run soak -- [--minutes M]`: false positives of `persona watch` in the lab. The built CLI watches demo-web on
  * lab-1 at a 1 s interval with the default window (3 of 5 rounds) for M minutes (default 10) while, every 20 s,
- * a 2 s latency spike hits ONE vantage point only (netem on the lab bridge's root-side egress, for lab-1's address
- * alone: this machine's packets to lab-1 wait 2 s; a peer host's, bridged, do not), and, 10 s after each spike,
+ * a 2 s latency spike hits ONE vantage point only (this machine's packets to lab-1 held back for 2 s by an nft
+ * output rule, resent by TCP; a peer host's, bridged, are not touched), and, 10 s after each spike,
  * the application flaps (`lab fail lab-1 --mode=app` then `lab heal lab-1` at once: down about a round).
  * Neither must count: the figure is the number of `failure` events, which must be 0.
  */
@@ -22,51 +22,29 @@ const USAGE = `usage: npm run soak -- [--minutes M] [--no-results] [--down]   (a
 exit code: 0 no failure event, 1 some (a false positive), 2 usage`;
 
 const CYCLE_MS = 20_000;
-const SPIKE_MS = 2_500;
-const SPIKE_DELAY = '2000ms';
+const SPIKE_MS = 2_000;
 
 const log = (line: string) => process.stderr.write(`soak: ${line}\n`);
 
-/** netem on the bridge's root-side egress, for one destination only: this machine's packets to it wait. */
-async function tc(args: string[]): Promise<void> {
-  const r = await run('tc', args);
-  if (r.code !== 0) throw new Error(`tc ${args.join(' ')}: ${r.stderr.trim()}`);
+/**
+ * The spike: this machine's packets to one address held back (an nft output rule dropping them; the kernel here has
+ * no netem). TCP sends them again (a SYN after 1 s, then 3 s), so a check that starts during it waits about 2 s
+ * longer or times out, from this vantage point only: a peer host's packets are bridged, never locally output.
+ */
+const TABLE = 'persona_soak';
+
+async function nft(args: string[]): Promise<void> {
+  const r = await run('nft', args);
+  if (r.code !== 0) throw new Error(`nft ${args.join(' ')}: ${r.stderr.trim()}`);
 }
 
-async function spikeOn(bridge: string, address: string): Promise<void> {
-  await tc([
-    'qdisc',
-    'add',
-    'dev',
-    bridge,
-    'root',
-    'handle',
-    '1:',
-    'prio',
-    'priomap',
-    ...Array(16).fill('0'),
-  ]);
-  await tc(['qdisc', 'add', 'dev', bridge, 'parent', '1:3', 'handle', '30:', 'netem', 'delay', SPIKE_DELAY]);
-  await tc([
-    'filter',
-    'add',
-    'dev',
-    bridge,
-    'parent',
-    '1:0',
-    'protocol',
-    'ip',
-    'u32',
-    'match',
-    'ip',
-    'dst',
-    `${address}/32`,
-    'flowid',
-    '1:3',
-  ]);
+async function spikeOn(address: string): Promise<void> {
+  await nft(['add', 'table', 'ip', TABLE]);
+  await nft(['add', 'chain', 'ip', TABLE, 'out', '{ type filter hook output priority 0; }']);
+  await nft(['add', 'rule', 'ip', TABLE, 'out', 'ip', 'daddr', address, 'drop']);
 }
 
-const spikeOff = (bridge: string) => run('tc', ['qdisc', 'del', 'dev', bridge, 'root']);
+const spikeOff = () => run('nft', ['delete', 'table', 'ip', TABLE]);
 
 async function main(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({
@@ -96,9 +74,8 @@ async function main(argv: string[]): Promise<number> {
   const loadStart = loadAverage();
   const work = await prepareWatchLab(repo, 'soak');
   const state = JSON.parse(readFileSync(join(LAB_DIR, 'state.json'), 'utf8'));
-  const bridge = state.bridge as string;
   const address = state.hosts[HOST].address as string;
-  await spikeOff(bridge); // a spike left by an interrupted soak
+  await spikeOff(); // a spike left by an interrupted soak
   const events = join(work.dir, 'events.ndjson');
   const watch = await startWatch(repo, work, events, ['--verbose']);
   let spikes = 0;
@@ -107,9 +84,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     while (Date.now() + CYCLE_MS <= end + 1000) {
       const cycle = Date.now();
-      await spikeOn(bridge, address);
+      await spikeOn(address);
       await sleep(SPIKE_MS);
-      await spikeOff(bridge);
+      await spikeOff();
       spikes++;
       await sleep(Math.max(0, cycle + CYCLE_MS / 2 - Date.now()));
       const down = Date.now();
@@ -122,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
       await sleep(Math.max(0, cycle + CYCLE_MS - Date.now()));
     }
   } finally {
-    await spikeOff(bridge);
+    await spikeOff();
     await watch.stop();
     await lab(repo, 'heal', HOST).catch(() => undefined);
     if (v.down) await lab(repo, 'down', '--spec', join(repo, 'test/lab/spec/default.json'));
@@ -140,7 +117,7 @@ async function main(argv: string[]): Promise<number> {
     other_events: all.filter((e) => e.kind !== 'failure').map((e) => e.kind),
   };
   rmSync(work.dir, { recursive: true, force: true });
-  const line = `${minutes} min at a 1 s interval (3 of 5 rounds): ${spikes} latency spikes of ${SPIKE_DELAY} on one vantage point (${SPIKE_MS / 1000} s each), ${figure.flaps} flaps of ${APP} (down and back in ${figure.flap_median_s} s, median, \`lab fail\` to \`lab heal\` done), ${rounds} rounds: ${failures.length} failure events (goal: 0)`;
+  const line = `${minutes} min at a 1 s interval (3 of 5 rounds): ${spikes} latency spikes of ${SPIKE_MS / 1000} s on one vantage point, ${figure.flaps} flaps of ${APP} (down and back in ${figure.flap_median_s} s, median, \`lab fail\` to \`lab heal\` done), ${rounds} rounds: ${failures.length} failure events (goal: 0)`;
   console.log(line);
   if (figure.other_events.length) console.log(`other events: ${figure.other_events.join(', ')}`);
   for (const f of failures) console.log(`FALSE POSITIVE at ${f.at}: ${f.reason}`);
@@ -153,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
       '',
       `- ${line}${figure.other_events.length ? `; other events: ${figure.other_events.join(', ')}` : ''}.`,
       '',
-      `Method: \`persona watch --interval 1 --app ${APP} --events FILE --json --verbose\` (the built CLI, default window) on the default lab. Every ${CYCLE_MS / 1000} s, netem (\`tc qdisc … prio\` + \`netem delay ${SPIKE_DELAY}\`, a u32 filter on lab-1's address) on the lab bridge's root-side egress for ${SPIKE_MS / 1000} s: only this machine's packets to lab-1 wait, a peer host's (bridged) do not. ${CYCLE_MS / 2000} s later, \`lab fail lab-1 --mode=app\` and at once \`lab heal lab-1\` (the application down for about a round). Rounds counted from \`--verbose\`'s line per round.`,
+      `Method: \`persona watch --interval 1 --app ${APP} --events FILE --json --verbose\` (the built CLI, default window) on the default lab. Every ${CYCLE_MS / 1000} s, for ${SPIKE_MS / 1000} s, an nft output rule holds back this machine's packets to lab-1 (TCP sends them again: the checks wait or time out; this kernel has no netem): only this vantage point is slowed, a peer host's packets (bridged) are not. ${CYCLE_MS / 2000} s later, \`lab fail lab-1 --mode=app\` and at once \`lab heal lab-1\` (the application down for about a round). Rounds counted from \`--verbose\`'s line per round.`,
     ].join('\n');
     await updateResults(join(repo, 'bench/RESULTS.md'), block, 'soak-watch');
     log('bench/RESULTS.md updated');

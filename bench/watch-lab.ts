@@ -34,6 +34,8 @@ export interface WatchWork {
 
 /** The default lab up (as `lab up` leaves it) and a private store and state directory for watch. */
 export async function prepareWatchLab(repo: string, name: string): Promise<WatchWork> {
+  // As the e2e tests do: a fresh lab (whatever lab was up, from any checkout, goes down first).
+  await lab(repo, 'down', '--spec', join(repo, 'test/lab/spec/default.json'));
   await lab(repo, 'up', '--spec', join(repo, 'test/lab/spec/default.json'));
   const state = JSON.parse(readFileSync(join(LAB_DIR, 'state.json'), 'utf8')) as { inventory: string };
   const dir = join(tmpdir(), `persona-bench-${name}`);

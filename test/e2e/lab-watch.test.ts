@@ -2,7 +2,7 @@
  * `persona watch --once` end to end in the lab: the built CLI checks demo-web on lab-1 from this machine and from
  * a peer lab host over real SSH; healthy exits 0; after the application is killed on lab-1, exit 6 and one
  * failure event seen from both vantage points. A hung host and a partition are detected too; a latency blip on
- * one vantage point only (this machine's packets to lab-1 delayed 2 s) is not.
+ * one vantage point only (this machine's packets to lab-1 held back) is not.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,53 +42,23 @@ function freeze(lab: LabState, host: string, signal: 'SIGSTOP' | 'SIGCONT'): voi
       }
 }
 
-/** netem on the lab bridge's root-side egress for one address: this machine's packets to it wait 2 s. */
-async function slowFromHere(lab: LabState, address: string, on: boolean): Promise<void> {
-  const dev = lab.bridge;
-  await execa('tc', ['qdisc', 'del', 'dev', dev, 'root'], { reject: false });
+/**
+ * This machine's packets to one address held back (an nft output rule; this kernel has no netem): TCP resends them,
+ * so its checks of lab-1 wait and time out, while a peer host's packets (bridged, not locally output) pass.
+ */
+async function slowFromHere(address: string, on: boolean): Promise<void> {
+  await execa('nft', ['delete', 'table', 'ip', 'persona_e2e_blip'], { reject: false });
   if (!on) return;
-  await execa('tc', [
-    'qdisc',
+  await execa('nft', ['add', 'table', 'ip', 'persona_e2e_blip']);
+  await execa('nft', [
     'add',
-    'dev',
-    dev,
-    'root',
-    'handle',
-    '1:',
-    'prio',
-    'priomap',
-    ...Array(16).fill('0'),
-  ]);
-  await execa('tc', [
-    'qdisc',
-    'add',
-    'dev',
-    dev,
-    'parent',
-    '1:3',
-    'handle',
-    '30:',
-    'netem',
-    'delay',
-    '2000ms',
-  ]);
-  await execa('tc', [
-    'filter',
-    'add',
-    'dev',
-    dev,
-    'parent',
-    '1:0',
-    'protocol',
+    'chain',
     'ip',
-    'u32',
-    'match',
-    'ip',
-    'dst',
-    `${address}/32`,
-    'flowid',
-    '1:3',
+    'persona_e2e_blip',
+    'out',
+    '{ type filter hook output priority 0; }',
   ]);
+  await execa('nft', ['add', 'rule', 'ip', 'persona_e2e_blip', 'out', 'ip', 'daddr', address, 'drop']);
 }
 
 describe('watch (built CLI, lab): a hung host, a partition, a latency blip', () => {
@@ -96,8 +66,8 @@ describe('watch (built CLI, lab): a hung host, a partition, a latency blip', () 
     const lab = await freshLab();
     const ws = await watchedWorkspace(lab);
 
-    await slowFromHere(lab, labHost(lab, 'lab-1').address, true);
-    const blip = await watchOnce(ws).finally(() => slowFromHere(lab, '', false));
+    await slowFromHere(labHost(lab, 'lab-1').address, true);
+    const blip = await watchOnce(ws).finally(() => slowFromHere('', false));
     expect(blip.code, blip.stderr).toBe(0);
     const seen = jsonLines(blip.stdout).at(-1)!.observations as Array<{ vantage: string; ok: boolean }>;
     // The blip was real: this machine saw demo-web fail, the peer did not.
