@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: persona's probe against `ansible all -m setup` and plain parallel OpenSSH on the same N endpoints
  * of the bench lab, in one process, R runs each, interleaved. See bench/RESULTS.md for the method and the figures.
- * `recover`, `migrate` and `decision` are benches of their own (bench/recover.ts, migrate.ts, decision.ts).
+ * `recover`, `migrate`, `decision` and `watch` are benches of their own (bench/recover.ts, migrate.ts, decision.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -28,11 +28,13 @@ import {
   verdicts,
 } from './report.js';
 import { type Sample, timeAnsible, timePersona, timePlainSsh, writeAnsibleInventory } from './tools.js';
+import { watchBench } from './watch.js';
 
 const USAGE = `usage: npm run bench [-- OPTIONS]   (as root: it drives the bench lab)
        npm run bench -- recover [--runs R] [--quick] [--json] [--down]   (recoveries: see bench/recover.ts)
        npm run bench -- migrate [--runs R] [--size-mib N] [--quick] [--json] [--down]   (planned moves: bench/migrate.ts)
        npm run bench -- decision [--runs R] [--hosts N] [--quick] [--json] [--down]   (recover's decision, cold vs warm fact cache: bench/decision.ts)
+       npm run bench -- watch [--runs R] [--quick] [--json] [--down]   (persona watch's time to detect a failure: bench/watch.ts)
   --runs R          repetitions per tool and N (default 3); the median is reported
   --sizes A,B,...   numbers of endpoints, the first N of the bench inventory (default 10,50,200; at most 208)
   --forks F         Ansible forks (default min(N, 50))
@@ -146,13 +148,14 @@ function print(rows: Summary[], info: RunInfo, json: boolean): void {
 }
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'recover' || argv[0] === 'migrate' || argv[0] === 'decision') {
+  if (argv[0] === 'recover' || argv[0] === 'migrate' || argv[0] === 'decision' || argv[0] === 'watch') {
     if (process.getuid?.() !== 0) {
       console.error('bench: must run as root (it drives the lab)');
       return 2;
     }
     const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
     if (argv[0] === 'decision') return await decisionBench(repo, argv.slice(1));
+    if (argv[0] === 'watch') return await watchBench(repo, argv.slice(1));
     return argv[0] === 'recover'
       ? await recoverBench(repo, argv.slice(1))
       : await migrateBench(repo, argv.slice(1));

@@ -140,4 +140,13 @@ describe('watch --auto-recover --yes, with the real recovery', () => {
     expect(w.fake.mutations()).toEqual([]);
     expect(existsSync(w.marks.fence)).toBe(false);
   });
+
+  test('--verbose: one line per round on stderr (what the soak counts), none without it', async () => {
+    const w = await world(false);
+    const loud = await w.watch('--verbose');
+    expect(loud.code, loud.stderr).toBe(6);
+    expect(loud.stderr).toMatch(/round 1: web failing/);
+    const quiet = await w.watch();
+    expect(quiet.stderr).not.toMatch(/round \d+:/);
+  });
 });

@@ -167,6 +167,9 @@ export const run: CommandRun = async (ctx, { opts }) => {
       );
     }
     rounds++;
+    // --verbose: one line per round (the soak counts them).
+    if (ctx.globals.verbose)
+      ctx.reporter.info(`round ${rounds}: ${statuses.map((s) => `${s.app} ${s.state}`).join(', ')}`);
     const unkept = await keeper.flush(store.backend);
     if (unkept)
       ctx.reporter.warn(`observations of round ${rounds} not recorded in ${store.describe}: ${unkept}`);
