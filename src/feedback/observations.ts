@@ -4,7 +4,7 @@
  * for a retention period; the broker's history component reads them back (broker/history.ts).
  */
 import { randomBytes } from 'node:crypto';
-import type { KvBackend } from '../stores/kv.js';
+import { type KvBackend, TXN_BATCH } from '../stores/kv.js';
 import { stripTerminalControls } from '../util/sanitize.js';
 
 export type ObservationSource = 'validate' | 'monitor' | 'watch';
@@ -34,8 +34,6 @@ export interface Observation {
 export const OBSERVATIONS_PREFIX = 'observations/';
 /** How long observations are kept unless configured otherwise. */
 export const DEFAULT_RETENTION_DAYS = 30;
-/** Deletes per transaction when pruning: below Consul's 64 operations (with room for a fence). */
-const PRUNE_BATCH = 48;
 
 const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -51,13 +49,17 @@ export function observationKey(o: Observation): string {
   return `${OBSERVATIONS_PREFIX}${o.app}/${o.host}/${String(ms).padStart(13, '0')}-${randomSuffix()}`;
 }
 
-/** Writes the observations in one transaction (nothing is written if one key is invalid). */
+/**
+ * Writes the observations, TXN_BATCH to a transaction (one for a run's few; nothing is written if one key is
+ * invalid, since the keys are all made first).
+ */
 export async function recordObservations(kv: KvBackend, list: readonly Observation[]): Promise<void> {
-  if (list.length === 0) return;
   const puts = list.map((o) => ({ key: observationKey(o), value: JSON.stringify(o) }));
-  const result = await kv.txn({ puts });
-  // No checks: a fresh random key cannot conflict; a refused txn is a store fault worth saying.
-  if (!result.ok) throw new Error(`the store refused the observations: ${result.failed.join(', ')}`);
+  for (let i = 0; i < puts.length; i += TXN_BATCH) {
+    const result = await kv.txn({ puts: puts.slice(i, i + TXN_BATCH) });
+    // No checks: a fresh random key cannot conflict; a refused txn is a store fault worth saying.
+    if (!result.ok) throw new Error(`the store refused the observations: ${result.failed.join(', ')}`);
+  }
 }
 
 /** Told once per read how many records were skipped, and why (the first reason). */
@@ -161,8 +163,8 @@ export async function pruneObservations(kv: KvBackend, olderThan: Date): Promise
       const t = keyTime(key);
       return Number.isFinite(t) && t < limit;
     });
-  for (let i = 0; i < old.length; i += PRUNE_BATCH) {
-    await kv.txn({ deletes: old.slice(i, i + PRUNE_BATCH) });
+  for (let i = 0; i < old.length; i += TXN_BATCH) {
+    await kv.txn({ deletes: old.slice(i, i + TXN_BATCH) });
   }
   return old.length;
 }

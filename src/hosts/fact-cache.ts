@@ -12,7 +12,7 @@
  * ignored (and counted in a note); the caller re-probes the host it chooses before acting (recover/decide.ts).
  */
 
-import type { KvBackend } from '../stores/kv.js';
+import { type KvBackend, TXN_BATCH } from '../stores/kv.js';
 import { sha256 } from '../util/hash.js';
 import { stripTerminalControls } from '../util/sanitize.js';
 import type { InventoryHost } from './inventory.js';
@@ -22,8 +22,6 @@ import { probeScript } from './probe-script.js';
 
 export const FACTS_PREFIX = 'facts/';
 export const FACT_CACHE_VERSION = 1;
-/** Puts per transaction: below Consul's 64 operations per transaction, and its 512 KiB (a host's facts: ~1-2 KiB). */
-const WRITE_BATCH = 48;
 /** How far in the future a probe time may be (another machine's clock) before the entry is not believed. */
 const CLOCK_SKEW_MS = 60_000;
 const PROBE_DIGEST = sha256(probeScript).slice(0, 12);
@@ -71,7 +69,7 @@ export function factKey(host: string, inputs: FactInputs): string | undefined {
 /**
  * Writes the facts of the hosts that answered, and drops the entries of those that did not (a host that stopped
  * answering must not keep ranking from its old facts). Skipped and interrupted hosts leave their entry as it is.
- * Batches of WRITE_BATCH keys, one transaction each. Returns how many entries were written.
+ * Batches of TXN_BATCH keys (a host's facts are 1-2 KiB: far below Consul's 512 KiB a transaction), one transaction each. Returns how many entries were written.
  */
 export async function writeFacts(
   kv: KvBackend,
@@ -100,8 +98,8 @@ export async function writeFacts(
     } else if (r.failure.kind !== 'skipped' && r.failure.kind !== 'cancelled') deletes.push(key);
   }
   const ops = [...puts.map((p) => ({ put: p })), ...deletes.map((d) => ({ del: d }))];
-  for (let i = 0; i < ops.length; i += WRITE_BATCH) {
-    const batch = ops.slice(i, i + WRITE_BATCH);
+  for (let i = 0; i < ops.length; i += TXN_BATCH) {
+    const batch = ops.slice(i, i + TXN_BATCH);
     const result = await kv.txn({
       puts: batch.flatMap((o) => ('put' in o ? [o.put] : [])),
       deletes: batch.flatMap((o) => ('del' in o ? [o.del] : [])),

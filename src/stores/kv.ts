@@ -60,6 +60,12 @@ export interface KvBackend {
   close(): Promise<void>;
 }
 
+/**
+ * The most puts or deletes to send in one transaction when writing many keys: below Consul's 64 operations per
+ * transaction, with room for the checks and a lock fence the transaction may carry.
+ */
+export const TXN_BATCH = 48;
+
 /** Keys are slash-separated segments of safe characters; this keeps them valid file paths and URL paths. */
 const keyRe = /^[A-Za-z0-9_.@=+-]+(?:\/[A-Za-z0-9_.@=+-]+)*$/;
 

@@ -5,15 +5,14 @@
  *     verdict (ok or not) differs from the last one kept;
  *   - otherwise one per KEEP_EVERY_MS per application, host, vantage point and verdict, preferring one that
  *     carries metrics (the sampled rounds) so that tune has figures to read.
- * A failure that lasts ten minutes is then ten records, not twelve hundred. Writes go in one transaction per round,
- * in batches the smallest store takes (Consul: 64 operations); a store that refuses costs a warning, never a round.
+ * A failure that lasts ten minutes is then ten records, not twelve hundred. What a round kept is written at its end
+ * (recordObservations batches it for the store); a store that refuses costs a warning, never a round.
  */
 import { type Observation, recordObservations } from '../feedback/observations.js';
 import type { KvBackend } from '../stores/kv.js';
 
 /** At most one record per minute for the same application, host, vantage point and verdict. */
 export const KEEP_EVERY_MS = 60_000;
-const BATCH = 48;
 
 interface Kept {
   ok: boolean;
@@ -49,8 +48,7 @@ export class ObservationKeeper {
     const list = this.pending;
     this.pending = [];
     try {
-      for (let i = 0; i < list.length; i += BATCH)
-        await recordObservations(backend, list.slice(i, i + BATCH));
+      await recordObservations(backend, list);
       return undefined;
     } catch (error) {
       return (error as Error).message;

@@ -7,6 +7,7 @@ import {
   recordObservations,
 } from '../../src/feedback/observations.js';
 import { FileBackend } from '../../src/stores/file-backend.js';
+import { TXN_BATCH } from '../../src/stores/kv.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const obs = (over: Partial<Observation> = {}): Observation => ({
@@ -28,6 +29,25 @@ describe('observations in the file store', () => {
     expect(key.split('/')[3]!.slice(0, 13)).toBe(String(Date.parse('2026-11-20T10:00:00.000Z')));
     expect(observationKey(obs())).not.toBe(key);
     expect(() => observationKey(obs({ at: 'yesterday' }))).toThrow(/not a date/);
+  });
+
+  test('many at once go in transactions the smallest store takes (TXN_BATCH puts each), and all arrive', async () => {
+    const kv = await open();
+    const sizes: number[] = [];
+    const txn = kv.txn.bind(kv);
+    kv.txn = async (t) => {
+      sizes.push(t.puts?.length ?? 0);
+      return await txn(t);
+    };
+    const many = Array.from({ length: 2 * TXN_BATCH + 1 }, (_, i) =>
+      obs({ at: new Date(Date.parse('2026-11-20T10:00:00.000Z') + i * 1000).toISOString() }),
+    );
+    await recordObservations(kv, many);
+    expect(sizes).toEqual([TXN_BATCH, TXN_BATCH, 1]);
+    expect(await listObservations(kv, { app: 'demo-web' })).toHaveLength(many.length);
+    sizes.length = 0;
+    await recordObservations(kv, []);
+    expect(sizes).toEqual([]);
   });
 
   test('recorded observations are listed back oldest first, by app, host and since', async () => {
